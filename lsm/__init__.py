@@ -1,2 +1,22 @@
-"""lsm: an embeddable, crash-safe LSM-tree key-value store (placeholder; filled in as modules land)."""
-__version__ = "0.1.0.dev0"
+"""lsm: an embeddable, crash-safe LSM-tree key-value store for Python.
+
+>>> import lsm, tempfile
+>>> with lsm.open(tempfile.mkdtemp()) as db:
+...     _ = db.put(b"key", b"value")
+...     db.get(b"key")
+b'value'
+"""
+
+from .batch import WriteBatch
+from .db import DB, Entry, ScanIterator, Snapshot, open
+from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
+                     ReadOnlyError, SerializationError)
+from .options import Options
+
+__version__ = "0.1.0"
+
+__all__ = sorted([
+    "BackgroundError", "ClosedError", "CorruptionError", "DB", "DiskError", "Entry", "Error",
+    "LockError", "Options", "ReadOnlyError", "ScanIterator", "SerializationError", "Snapshot",
+    "WriteBatch", "__version__", "open",
+])

@@ -1,0 +1,236 @@
+"""Writing tables: flush (memtable -> L0) and compaction (merge tables into
+the next level), the rules for what each may drop, and the compaction picker.
+
+Nothing here takes the DB mutex: jobs run on inputs the caller chose under
+it and return :class:`~lsm.manifest.FileMeta` for the caller to install.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left
+from typing import Callable, Iterable, Iterator
+
+from .errors import DiskError
+from .filenames import make_table_name
+from .fs import FileSystem
+from .keys import DELETE, PUT_TTL
+from .manifest import FileMeta
+from .options import Options
+from .sstable import TableWriter
+from .version import NUM_LEVELS, Version
+
+__all__ = ["Compaction", "drop_obsolete", "pick_compaction", "write_tables"]
+
+_F64 = struct.Struct("<d")
+
+
+def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: list[int],
+                  is_bottommost: Callable[[bytes], bool], now: float,
+                  counters: dict | None = None) -> Iterator[tuple[bytes, int, int, bytes]]:
+    """Filter ``(key, seq, kind, value)`` in table order down to what some reader may need.
+
+    ``snapshots`` is the ascending list of sequence numbers that open snapshots
+    and iterators read at. They cut each key's history into stripes; in each
+    stripe only the newest version can be seen, so older ones in the same
+    stripe are dropped. A tombstone or an entry expired at ``now`` that is the
+    newest of the lowest stripe (visible to no snapshot as anything but
+    "absent") is dropped too when ``is_bottommost(key)``: no deeper level may
+    hold an older version it hides, so dropping it cannot resurrect anything.
+    """
+    last_key = None
+    last_stripe = -1
+    dropped_rest = False  # the rest of this key's (older) history is gone
+    nsnap = len(snapshots)
+    for key, seq, kind, value in entries:
+        stripe = bisect_left(snapshots, seq) if nsnap else 0
+        if key != last_key:
+            last_key = key
+            dropped_rest = False
+        elif dropped_rest or stripe == last_stripe:
+            if counters is not None:
+                counters["dropped"] = counters.get("dropped", 0) + 1
+            continue
+        last_stripe = stripe
+        if stripe == 0 and (kind == DELETE or (kind == PUT_TTL and _F64.unpack_from(value)[0] <= now)) \
+                and is_bottommost(key):
+            dropped_rest = True
+            if counters is not None:
+                counters["dropped"] = counters.get("dropped", 0) + 1
+            continue
+        yield key, seq, kind, value
+
+
+def write_tables(fs: FileSystem, dbpath: str, entries: Iterable[tuple[bytes, int, int, bytes]],
+                 options: Options, new_number: Callable[[], int], *, split_bytes: int | None = None,
+                 split_before: Callable[[bytes], bool] | None = None,
+                 on_open: Callable[[int], None] | None = None) -> list[FileMeta]:
+    """Write ``entries`` (table order) into one or more tables; return their metas.
+
+    A new table is started once the current one reaches ``split_bytes`` or
+    ``split_before(key)`` says so, but never between two versions of one user
+    key, so each level's files hold disjoint key ranges. Every table is
+    fsynced; the caller fsyncs the directory before recording them.
+    ``on_open(number)`` is called before each file is created, so the caller
+    can protect it from obsolete-file deletion.
+
+    On any error every file written by this call is removed and the error is
+    re-raised.
+    """
+    metas: list[FileMeta] = []
+    numbers: list[int] = []
+    writer: TableWriter | None = None
+    try:
+        for key, seq, kind, value in entries:
+            if writer is not None and key != writer.last_key and (
+                    (split_bytes is not None and writer.estimated_size >= split_bytes)
+                    or (split_before is not None and split_before(key))):
+                metas.append(_finish(writer, numbers[-1]))
+                writer = None
+            if writer is None:
+                number = new_number()
+                numbers.append(number)
+                if on_open is not None:
+                    on_open(number)
+                writer = TableWriter(fs.open_writable(make_table_name(dbpath, number)),
+                                     block_bytes=options.block_bytes,
+                                     bloom_bits_per_key=options.bloom_bits_per_key,
+                                     compression=options.compression)
+            writer.add(key, seq, kind, value)
+        if writer is not None:
+            metas.append(_finish(writer, numbers[-1]))
+            writer = None
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        for number in numbers:
+            try:
+                fs.remove(make_table_name(dbpath, number))
+            except DiskError:
+                pass  # an orphan; removed at next open
+        raise
+    return metas
+
+
+def _finish(writer: TableWriter, number: int) -> FileMeta:
+    p = writer.finish()
+    return FileMeta(number, p["file_size"], p["entries"], p["smallest"], p["largest"],
+                    p["min_seq"], p["max_seq"])
+
+
+# -- picking ---------------------------------------------------------------
+
+
+class Compaction:
+    """Inputs chosen by the picker: ``inputs[0]`` from ``level``, ``inputs[1]``
+    the overlapping files of ``level + 1`` (the output level)."""
+
+    __slots__ = ("level", "output_level", "inputs", "grandparents", "reason", "manual")
+
+    def __init__(self, level: int, output_level: int, inputs: tuple[list[FileMeta], list[FileMeta]],
+                 grandparents: list[FileMeta], reason: str, manual: bool = False) -> None:
+        self.level = level
+        self.output_level = output_level
+        self.inputs = inputs
+        self.grandparents = grandparents
+        self.reason = reason
+        self.manual = manual
+
+    def all_inputs(self) -> list[tuple[int, FileMeta]]:
+        return [(self.level, f) for f in self.inputs[0]] + [(self.output_level, f) for f in self.inputs[1]]
+
+    def input_bytes(self) -> int:
+        return sum(f.size for _, f in self.all_inputs())
+
+    def is_trivial_move(self) -> bool:
+        """One input file, nothing to merge with, little grandparent overlap: just relink it."""
+        return (len(self.inputs[0]) == 1 and not self.inputs[1] and not self.manual
+                and sum(f.size for f in self.grandparents) <= 10 * self.inputs[0][0].size)
+
+
+def max_bytes_for_level(options: Options, level: int) -> float:
+    return options.level_base_bytes * options.level_multiplier ** (level - 1)
+
+
+def level_scores(version: Version, options: Options) -> list[tuple[float, int]]:
+    """``(score, level)`` for L0..L(n-2), highest first. A score >= 1 needs compaction."""
+    scores = [(len(version.levels[0]) / options.l0_compaction_trigger, 0)]
+    for level in range(1, NUM_LEVELS - 1):
+        scores.append((version.level_bytes(level) / max_bytes_for_level(options, level), level))
+    scores.sort(reverse=True)
+    return scores
+
+
+def _range(files: list[FileMeta]) -> tuple[bytes, bytes]:
+    return min(f.smallest for f in files), max(f.largest for f in files)
+
+
+def expand_l0(version: Version, files: list[FileMeta]) -> list[FileMeta]:
+    """Grow a set of L0 inputs until no other L0 file overlaps their range
+    (L0 files overlap each other; taking part of an overlapping cluster could
+    move an older version below a newer one)."""
+    chosen = list(files)
+    while True:
+        lo, hi = _range(chosen)
+        more = [f for f in version.overlapping(0, lo, hi) if f not in chosen]
+        if not more:
+            return chosen
+        chosen += more
+
+
+def setup_compaction(version: Version, options: Options, level: int, inputs: list[FileMeta],
+                     reason: str, manual: bool = False) -> Compaction:
+    if level == 0:
+        inputs = expand_l0(version, inputs)
+    lo, hi = _range(inputs)
+    out_level = level + 1
+    parents = version.overlapping(out_level, lo, hi)
+    grand = version.overlapping(out_level + 1, *_range(inputs + parents)) if out_level + 1 < NUM_LEVELS else []
+    inputs0 = sorted(inputs, key=lambda f: f.smallest) if level else inputs
+    return Compaction(level, out_level, (inputs0, parents), grand, reason, manual)
+
+
+def pick_compaction(version: Version, options: Options, pointers: dict[int, bytes]) -> Compaction | None:
+    """The compaction the tree needs most, or None when every score is below 1.
+
+    For L1+ the input is the first file after that level's compaction pointer
+    (wrapping around), so successive compactions sweep the whole key space.
+    """
+    score, level = level_scores(version, options)[0]
+    if score < 1:
+        return None
+    files = version.levels[level]
+    if level == 0:
+        # the oldest L0 file, expanded to its overlapping cluster
+        return setup_compaction(version, options, 0, [files[-1]], f"L0 files {len(files)}")
+    ptr = pointers.get(level)
+    pick = files[0]
+    if ptr is not None:
+        for f in files:
+            if f.largest > ptr:
+                pick = f
+                break
+    return setup_compaction(version, options, level, [pick], f"L{level} score {score:.2f}")
+
+
+def grandparent_splitter(grandparents: list[FileMeta], limit: int) -> Callable[[bytes], bool]:
+    """``split_before(key)``: True when the output so far overlaps more than
+    ``limit`` bytes of the grandparent level, so that a later compaction of
+    this output into the next level does not have to rewrite too much."""
+    state = {"i": 0, "overlap": 0, "seen": False}
+    larg = [g.largest for g in grandparents]
+
+    def split_before(key: bytes) -> bool:
+        i = state["i"]
+        while i < len(grandparents) and key > larg[i]:
+            if state["seen"]:
+                state["overlap"] += grandparents[i].size
+            i += 1
+        state["i"] = i
+        state["seen"] = True
+        if state["overlap"] > limit:
+            state["overlap"] = 0
+            return True
+        return False
+
+    return split_before

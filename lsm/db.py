@@ -1,0 +1,1145 @@
+"""The public database object (SPEC §2): ``DB``, ``Snapshot``, ``open()``.
+
+The write path (doc/design.md#write-path): validate -> enqueue in the commit
+queue -> leader assigns sequences, makes room (may switch memtable) -> WAL
+write (+ fsync) with the mutex released -> memtable insert -> publish the
+last sequence -> wake the group.
+
+Reads take ``self._sv``, an immutable ``_SuperVersion`` (active memtable,
+immutable memtables, table version) that is replaced wholesale under the
+mutex, so one read always sees one consistent tree without locking.
+
+Locking: ``_mu`` guards every field marked ``# guarded by _mu``. The WAL I/O,
+memtable inserts, table writes and compaction merges run without it. The
+manifest append + fsync runs with it held (VersionSet's rule).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import threading
+import time
+import weakref
+from typing import Iterator, MutableMapping
+
+from .batch import WriteBatch, encode_batch, encode_ttl_value
+from .cache import BlockCache, TableCache
+from .commit import CommitQueue, Writer
+from .compaction import (Compaction, drop_obsolete, grandparent_splitter, level_scores,
+                         max_bytes_for_level, pick_compaction, setup_compaction, write_tables)
+from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
+from .filenames import make_log_name, make_table_name
+from .fs import FileSystem, OsFileSystem
+from .invariants import DebugLock
+from .iterators import merge, prefix_successor, visible
+from .keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, check_key, check_value
+from .manifest import FileMeta, VersionEdit
+from .memtable import Memtable
+from .options import Options
+from .recovery import RecoveryStats, lock_and_load, obsolete_files, replay_logs
+from .version import NUM_LEVELS, Version, apply_edit
+from .wal import WalWriter
+
+__all__ = ["DB", "Entry", "Snapshot", "open"]
+
+_F64 = struct.Struct("<d")
+_SLOWDOWN_SECONDS = 0.001  # one delay per write past l0_slowdown_trigger, as LevelDB
+_MISSING = object()
+
+
+class Entry:
+    """A stored value with its version (the sequence number of its last write)
+    and its expiry (wall-clock seconds since the epoch, or None)."""
+
+    __slots__ = ("value", "version", "expires_at")
+
+    def __init__(self, value: bytes, version: int, expires_at: float | None) -> None:
+        self.value = value
+        self.version = version
+        self.expires_at = expires_at
+
+    def __repr__(self) -> str:
+        return f"Entry(value={self.value!r}, version={self.version}, expires_at={self.expires_at})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and (self.value, self.version, self.expires_at) == (
+            other.value, other.version, other.expires_at)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __iter__(self):
+        return iter((self.value, self.version, self.expires_at))
+
+
+class _SuperVersion:
+    """Everything a read needs, swapped as one reference. Immutable."""
+
+    __slots__ = ("mem", "imms", "version", "__weakref__")
+
+    def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], version: Version) -> None:
+        self.mem = mem
+        self.imms = imms  # newest first
+        self.version = version
+
+
+class _View:
+    """A registered read point (snapshot or iterator): compaction keeps every
+    version visible at ``seq`` while this object is alive."""
+
+    __slots__ = ("seq", "sv", "__weakref__")
+
+    def __init__(self, seq: int, sv: _SuperVersion) -> None:
+        self.seq = seq
+        self.sv = sv
+
+
+class _Clock:
+    """Wall-clock for TTL that never goes backwards within the process, so an
+    entry seen expired stays expired if the system clock steps back."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self) -> float:
+        t = time.time()
+        if t < self._last:
+            return self._last
+        self._last = t
+        return t
+
+
+class DB(MutableMapping):
+    """An open LSM-tree database. Obtain one with :func:`open`.
+
+    Methods by role:
+
+    * point reads: ``get``, ``get_entry``, ``key in db``, ``db[key]``
+    * writes: ``put``, ``delete``, ``compare_and_swap``, ``write``/``write_batch``,
+      ``db[key] = value``, ``del db[key]``
+    * ranges and views: ``scan``, ``snapshot``
+    * maintenance: ``flush``, ``compact_range``, ``wait_for_compactions``, ``stats``, ``close``
+
+    Thread safety: one ``DB`` may be shared by any number of threads. Reads
+    never wait for a flush or compaction. Writes are linearized by the commit
+    queue; each returns its sequence number (its version).
+
+    Durability: per ``Options.sync_mode`` and the per-call ``sync=``; see
+    doc/design.md. Every acknowledged write has at least reached the OS.
+
+    >>> import tempfile
+    >>> with open(tempfile.mkdtemp()) as db:
+    ...     v = db.put(b"k", b"v")
+    ...     db.get(b"k"), db.get_entry(b"k").version == v
+    (b'v', True)
+    """
+
+    def __init__(self, path: str | os.PathLike, options: Options | None = None, *,
+                 fs: FileSystem | None = None) -> None:
+        self._path = os.path.abspath(os.fspath(path))
+        self._opts = options if options is not None else Options()
+        self._fs: FileSystem = fs if fs is not None else OsFileSystem()
+        self._closed = False
+        self._mu = DebugLock()
+        self._bg_cv = threading.Condition(self._mu)  # type: ignore[arg-type]
+        self._queue = CommitQueue(self._mu)
+        self._now = _Clock()
+        self._block_cache = BlockCache(self._opts.block_cache_bytes) if self._opts.block_cache_bytes else None
+        self._tables = TableCache(self._fs, lambda n: make_table_name(self._path, n),
+                                  self._opts.max_open_files, self._block_cache, self._opts.paranoid_checks)
+        self._views: weakref.WeakSet[_View] = weakref.WeakSet()  # guarded by _views_mu
+        self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
+        self._pending_outputs: set[int] = set()  # guarded by _mu
+        self._obsolete_due = False  # a view was released: files it pinned may be deletable
+        self._bg_error: BaseException | None = None  # guarded by _mu
+        self._bg_busy = False  # guarded by _mu: a flush or compaction job is running
+        self._manual: list[tuple[bytes | None, bytes | None]] = []  # guarded by _mu
+        self._log: WalWriter | None = None  # owned by the commit leader
+        self._log_sync_mu = threading.Lock()  # serialises log sync/close with the periodic syncer
+        self._unsynced = False
+        self._threads: list[threading.Thread] = []
+        self._stop = False
+        self._recovery = RecoveryStats()
+        self._counters = {
+            "compactions": 0, "flushes": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0,
+            "flush_bytes_written": 0, "wal_bytes_written": 0, "user_bytes_written": 0,
+            "stall_seconds": 0.0, "slowdown_writes": 0, "bloom_checked": 0, "bloom_useful": 0,
+            "trivial_moves": 0, "entries_dropped": 0,
+        }
+        self._open()
+
+    # -- opening and closing ---------------------------------------------
+
+    def _open(self) -> None:
+        fs, path, opts = self._fs, self._path, self._opts
+        t0 = time.monotonic()
+        self._lock, self._versions, is_new = lock_and_load(fs, path, opts)
+        try:
+            mem, old_logs = replay_logs(fs, path, self._versions, opts, self._recovery)
+            vs = self._versions
+            if opts.read_only:
+                mem.immutable = True
+                self._sv = _SuperVersion(Memtable(0), (mem,) if len(mem) else (), vs.current)
+            else:
+                # Recovered writes go to an L0 table and a fresh log; the new
+                # manifest snapshot records both, then old logs become obsolete.
+                log_number = vs.new_file_number()
+                self._log = WalWriter(fs.open_writable(make_log_name(path, log_number)), log_number)
+                fs.fsync_dir(path)
+                edit = VersionEdit(log_number=log_number)
+                if len(mem):
+                    for meta in write_tables(fs, path, drop_obsolete(mem.iter_entries(), [], lambda k: False, 0.0),
+                                             opts, vs.new_file_number):
+                        edit.add_file(0, meta)
+                    fs.fsync_dir(path)
+                with self._mu:
+                    vs.install(apply_edit(vs.current, edit))
+                    vs.log_number = log_number
+                    vs.write_new_manifest()
+                    self._sv = _SuperVersion(Memtable(log_number), (), vs.current)
+                    self._delete_obsolete_locked()
+                self._start_threads()
+        except BaseException:
+            if self._log is not None:
+                try:
+                    self._log.close()
+                except DiskError:
+                    pass
+            self._versions.close()
+            self._lock.release()
+            raise
+        self._recovery.seconds = time.monotonic() - t0
+
+    def _start_threads(self) -> None:
+        t = threading.Thread(target=self._bg_main, name=f"lsm-bg:{self._path}", daemon=True)
+        self._threads.append(t)
+        t.start()
+        if self._opts.sync_mode == "periodic":
+            t = threading.Thread(target=self._syncer_main, name=f"lsm-sync:{self._path}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def close(self) -> None:
+        """Wait for in-flight writes and background work, sync the log, release
+        the lock. Idempotent. Unflushed memtable data stays in the WAL and is
+        replayed at the next open."""
+        with self._mu:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop = True
+            while not self._queue.idle_locked() or self._bg_busy:
+                self._bg_cv.notify_all()
+                self._bg_cv.wait(0.05)
+            self._bg_cv.notify_all()
+            if not self._opts.read_only and self._bg_error is None:
+                self._delete_obsolete_locked()
+        for t in self._threads:
+            t.join()
+        try:
+            if self._log is not None:
+                with self._log_sync_mu:
+                    try:
+                        if self._opts.sync_mode != "never" and self._bg_error is None:
+                            self._log.sync()
+                    finally:
+                        self._log.close()
+        finally:
+            self._versions.close()
+            self._tables.close()
+            self._lock.release()
+
+    def __enter__(self) -> "DB":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Best effort: release the LOCK of a DB that was never closed.
+        try:
+            if not self._closed and hasattr(self, "_lock"):
+                self.close()
+        except Exception:  # noqa: BLE001 - interpreter teardown
+            pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"database {self._path} is closed")
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def options(self) -> Options:
+        return self._opts
+
+    # -- writes -------------------------------------------------------------
+
+    def put(self, key: bytes, value: bytes, *, ttl: float | None = None, sync: bool | None = None) -> int:
+        """Set ``key`` to ``value``; return the write's sequence number (its version).
+
+        :param ttl: seconds until the entry expires (stored as wall-clock time).
+        :param sync: force (True) or skip (False) the fsync; None follows ``sync_mode``.
+        Raises: TypeError/ValueError for bad arguments (nothing written),
+        ReadOnlyError, BackgroundError, ClosedError, DiskError.
+        """
+        if type(key) is not bytes or len(key) > 65535:
+            key = check_key(key)
+        if type(value) is not bytes or len(value) > 1 << 20:
+            value = check_value(value)
+        if ttl is None:
+            op = (PUT, key, value)
+        else:
+            op = (PUT_TTL, key, encode_ttl_value(ttl, value))
+        return self._submit(Writer([op], len(key) + len(value), self._want_sync(sync))).seq
+
+    def delete(self, key: bytes, *, sync: bool | None = None) -> int:
+        """Delete ``key`` (absent keys too); return the tombstone's sequence number."""
+        if type(key) is not bytes:
+            key = check_key(key)
+        return self._submit(Writer([(DELETE, key, b"")], len(key), self._want_sync(sync))).seq
+
+    def write(self, batch: WriteBatch, *, sync: bool | None = None) -> int:
+        """Apply ``batch`` atomically; return the last sequence it used (0 if empty).
+
+        Each operation gets its own consecutive sequence number.
+        """
+        if not isinstance(batch, WriteBatch):
+            raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
+        if not batch.ops:
+            self._check_open()
+            return 0
+        return self._submit(Writer(list(batch.ops), batch.nbytes, self._want_sync(sync))).seq
+
+    def write_batch(self, *, sync: bool | None = None) -> WriteBatch:
+        """A batch applied when its ``with`` block exits cleanly (discarded if it raises).
+
+        >>> import tempfile
+        >>> db = open(tempfile.mkdtemp())
+        >>> with db.write_batch() as b:
+        ...     _ = b.put(b"a", b"1").put(b"b", b"2")
+        >>> db.get(b"b")
+        b'2'
+        >>> db.close()
+        """
+        self._check_open()
+        b = WriteBatch()
+        b._db = self
+        b._sync = sync
+        return b
+
+    def compare_and_swap(self, key: bytes, expected_version: int, value: bytes | None, *,
+                         ttl: float | None = None, sync: bool | None = None) -> int | None:
+        """Write ``value`` (or delete, for None) only if ``key``'s version is
+        ``expected_version`` (0: absent). Return the new version, or None on mismatch.
+
+        The check and the write happen at one point in the commit order (the
+        leader's turn), so no other write can come between them.
+        """
+        key = check_key(key)
+        if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
+            raise TypeError(f"expected_version must be a non-negative int, not {expected_version!r}")
+        if value is None:
+            if ttl is not None:
+                raise ValueError("ttl cannot be given when value is None (a delete)")
+            op = (DELETE, key, b"")
+        else:
+            value = check_value(value)
+            op = (PUT, key, value) if ttl is None else (PUT_TTL, key, encode_ttl_value(ttl, value))
+        w = Writer([op], len(key) + len(op[2]), self._want_sync(sync))
+        w.cas = (key, expected_version)
+        self._submit(w)
+        return w.seq or None
+
+    def _want_sync(self, sync: bool | None) -> bool:
+        if sync is None:
+            return self._opts.sync_mode == "always"
+        return bool(sync)
+
+    def _submit(self, w: Writer) -> Writer:
+        if self._closed:
+            raise ClosedError(f"database {self._path} is closed")
+        if self._opts.read_only:
+            raise ReadOnlyError(f"database {self._path} was opened read-only")
+        return self._queue.submit(w, self._run_group_locked)
+
+    def _run_group_locked(self, group: list[Writer]) -> None:
+        """Leader: make room, assign sequences, log, insert, publish. Mutex held
+        on entry and exit; released around the WAL I/O and memtable inserts."""
+        self._mu.assert_held()
+        if self._closed and not group[0].force_switch:
+            raise ClosedError(f"database {self._path} is closed")
+        if self._bg_error is not None:
+            raise BackgroundError(f"database {self._path} refuses writes after a background error: "
+                                  f"{self._bg_error}") from self._bg_error
+        lead = group[0]
+        self._make_room_locked(force=lead.force_switch)
+        if lead.force_switch:
+            return
+        vs = self._versions
+        if lead.cas is not None and not self._cas_matches(*lead.cas):
+            return  # lead.seq stays 0: mismatch
+        first = seq = vs.last_sequence + 1
+        payloads = []
+        sync = False
+        for w in group:
+            payloads.append(encode_batch(seq, w.ops))
+            seq += len(w.ops)
+            w.seq = seq - 1
+            sync = sync or w.sync
+        last = seq - 1
+        if last > MAX_SEQUENCE:
+            raise Error("sequence numbers exhausted")
+        mem = self._sv.mem
+        log = self._log
+        self._mu.release()
+        try:
+            try:
+                log.add_records(payloads)
+                if sync:
+                    log.sync()
+                else:
+                    self._unsynced = True
+            except BaseException as e:
+                # The log may now end in a torn record: no later write may go
+                # after it, and a failed fsync is never retried as if it worked.
+                with self._mu:
+                    self._set_bg_error_locked(e, "write-ahead log append/fsync failed")
+                raise
+            with mem.lock:
+                add = mem.add
+                s = first
+                for w in group:
+                    for kind, key, value in w.ops:
+                        add(s, kind, key, value)
+                        s += 1
+        finally:
+            self._mu.acquire()
+        vs.last_sequence = last
+        c = self._counters
+        c["user_bytes_written"] += sum(w.nbytes for w in group)
+        c["wal_bytes_written"] += sum(len(p) for p in payloads) + 12 * len(payloads)
+
+    def _cas_matches(self, key: bytes, expected: int) -> bool:
+        """Requires: called by the leader with the mutex held, so every earlier
+        write is in the memtable and no later one can start."""
+        e = self._get_entry(self._sv, key, MAX_SEQUENCE)
+        return (e.version if e is not None else 0) == expected
+
+    def _make_room_locked(self, force: bool) -> None:
+        """Switch the memtable when full (or ``force``d), stalling while too
+        many memtables or L0 files wait. Requires: mutex held, caller is leader."""
+        self._mu.assert_held()
+        opts = self._opts
+        slowed = False
+        while True:
+            if self._bg_error is not None:
+                raise BackgroundError(f"database {self._path} refuses writes after a background error: "
+                                      f"{self._bg_error}") from self._bg_error
+            sv = self._sv
+            l0 = len(sv.version.levels[0])
+            if not slowed and not force and l0 >= opts.l0_slowdown_trigger:
+                # let compaction catch up: one short delay per write
+                slowed = True
+                t = time.monotonic()
+                self._mu.release()
+                try:
+                    time.sleep(_SLOWDOWN_SECONDS)
+                finally:
+                    self._mu.acquire()
+                self._counters["stall_seconds"] += time.monotonic() - t
+                self._counters["slowdown_writes"] += 1
+                continue
+            if not force and sv.mem.nbytes < opts.memtable_bytes:
+                return
+            if force and not len(sv.mem):
+                return
+            if len(sv.imms) >= opts.max_immutable_memtables or l0 >= opts.l0_stop_trigger:
+                if self._closed:
+                    return
+                t = time.monotonic()
+                self._bg_cv.notify_all()
+                self._bg_cv.wait(1.0)
+                self._counters["stall_seconds"] += time.monotonic() - t
+                continue
+            self._switch_memtable_locked()
+            return
+
+    def _switch_memtable_locked(self) -> None:
+        """Start a new log and memtable; queue the old memtable for flush.
+
+        Crash points: after creating the new log (an empty log replays to
+        nothing); the old log stays until its table is in the manifest.
+        """
+        fs, path = self._fs, self._path
+        number = self._versions.new_file_number()
+        new_log = WalWriter(fs.open_writable(make_log_name(path, number)), number)
+        try:
+            if self._opts.sync_mode != "never":
+                fs.fsync_dir(path)  # the new log's name must survive a power cut
+        except BaseException:
+            new_log.close()
+            raise
+        old = self._log
+        with self._log_sync_mu:
+            try:
+                if self._opts.sync_mode != "never" and self._unsynced:
+                    old.sync()
+                old.close()
+            except BaseException as e:
+                self._set_bg_error_locked(e, "closing the write-ahead log failed")
+                new_log.close()
+                raise
+            self._log = new_log
+            self._unsynced = False
+        sv = self._sv
+        sv.mem.immutable = True
+        self._sv = _SuperVersion(Memtable(number), (sv.mem,) + sv.imms, sv.version)
+        self._bg_cv.notify_all()
+
+    def _set_bg_error_locked(self, exc: BaseException, what: str) -> None:
+        if self._bg_error is None:
+            self._bg_error = BackgroundError(f"{what}: {exc}")
+            self._bg_error.__cause__ = exc
+        self._bg_cv.notify_all()
+
+    # -- point reads ----------------------------------------------------
+
+    def get(self, key: bytes, default=None):  # type: ignore[override]
+        """The value of ``key``, or ``default`` when absent, deleted or expired."""
+        if self._closed:
+            raise ClosedError(f"database {self._path} is closed")
+        if type(key) is not bytes:
+            key = check_key(key)
+        sv = self._sv
+        r = sv.mem.get(key)
+        if r is None:
+            for imm in sv.imms:
+                r = imm.get(key)
+                if r is not None:
+                    break
+            else:
+                r = self._table_get(sv, key, MAX_SEQUENCE)
+                if r is None:
+                    return default
+        kind = r[1]
+        if kind == PUT:
+            return r[2]
+        if kind == DELETE:
+            return default
+        value = r[2]
+        if _F64.unpack_from(value)[0] > self._now():
+            return value[8:]
+        return default
+
+    def get_entry(self, key: bytes) -> Entry | None:
+        """The value of ``key`` with its version and expiry, or None."""
+        self._check_open()
+        return self._get_entry(self._sv, check_key(key), MAX_SEQUENCE)
+
+    def _get_entry(self, sv: _SuperVersion, key: bytes, seq: int) -> Entry | None:
+        r = None
+        for m in (sv.mem,) + sv.imms:
+            r = m.get_at(key, seq)
+            if r is not None:
+                break
+        else:
+            r = self._table_get(sv, key, seq)
+        if r is None or r[1] == DELETE:
+            return None
+        if r[1] == PUT:
+            return Entry(r[2], r[0], None)
+        expires = _F64.unpack_from(r[2])[0]
+        if expires <= self._now():
+            return None
+        return Entry(r[2][8:], r[0], expires)
+
+    def _table_get(self, sv: _SuperVersion, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
+        """Newest version <= ``seq`` of ``key`` in the tables of ``sv``: L0 newest
+        first, then the one candidate file of each deeper level."""
+        for _attempt in range(3):
+            try:
+                return self._table_get_once(sv.version, key, seq)
+            except DiskError as e:
+                # A table deleted under us: compaction finished and the files of
+                # our (unreferenced) version went away. Retry on the new version,
+                # which holds the same data.
+                if e.errno != errno.ENOENT or sv.version is self._sv.version:
+                    raise
+                sv = self._sv
+        return self._table_get_once(sv.version, key, seq)
+
+    def _table_get_once(self, version: Version, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
+        c = self._counters
+        get_reader = self._tables.get
+        for f in version.levels[0]:
+            if f.smallest <= key <= f.largest:
+                reader = get_reader(f.number)
+                c["bloom_checked"] += 1
+                if not reader.filter.may_contain(key):
+                    c["bloom_useful"] += 1
+                    continue
+                r = reader.get(key, seq)
+                if r is not None:
+                    return r
+        for level in range(1, NUM_LEVELS):
+            if not version.levels[level]:
+                continue
+            f = version.file_for(level, key)
+            if f is None:
+                continue
+            reader = get_reader(f.number)
+            c["bloom_checked"] += 1
+            if not reader.filter.may_contain(key):
+                c["bloom_useful"] += 1
+                continue
+            r = reader.get(key, seq)
+            if r is not None:
+                return r
+        return None
+
+    # -- views ----------------------------------------------------------------
+
+    def _new_view(self) -> _View:
+        self._check_open()
+        # Sequence first, then the super version: every write at or below the
+        # sequence is already in a memtable or table that this sv holds.
+        seq = self._versions.last_sequence
+        view = _View(seq, self._sv)
+        with self._views_mu:
+            self._views.add(view)
+        return view
+
+    def snapshot(self) -> "Snapshot":
+        """A frozen view of the database as of now. Close it (or use ``with``)
+        so compaction can reclaim the versions it pins."""
+        return Snapshot(self, self._new_view())
+
+    def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
+             reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
+        """Iterate ``(key, value)`` pairs (bare keys with ``keys_only``) in key order.
+
+        ``prefix``, ``start`` (inclusive) and ``stop`` (exclusive) intersect. The
+        view is fixed now, at the call, and stays consistent whatever writes,
+        flushes or compactions happen while iterating.
+
+        >>> import tempfile
+        >>> db = open(tempfile.mkdtemp())
+        >>> for k in (b"a1", b"a2", b"b1"): _ = db.put(k, k.upper())
+        >>> list(db.scan(b"a")), list(db.scan(reverse=True, keys_only=True))
+        ([(b'a1', b'A1'), (b'a2', b'A2')], [b'b1', b'a2', b'a1'])
+        >>> db.close()
+        """
+        return ScanIterator(self, self._new_view(), prefix, start, stop, reverse, keys_only)
+
+    def _iterate(self, view: _View, prefix: bytes, start: bytes | None, stop: bytes | None,
+                 reverse: bool, keys_only: bool) -> Iterator:
+        lo, hi = _bounds(prefix, start, stop)
+        if hi is not None and hi <= lo:
+            return iter(())
+        sv = view.sv
+        tables = self._tables
+        sources = []
+        if reverse:
+            sources.append(sv.mem.iter_reverse(lo, hi))
+            sources.extend(m.iter_reverse(lo, hi) for m in sv.imms)
+        else:
+            sources.append(sv.mem.iter_forward(lo, hi))
+            sources.extend(m.iter_forward(lo, hi) for m in sv.imms)
+        hi_incl = hi  # overlapping() is inclusive; a file starting at hi adds nothing
+        for level, files in enumerate(sv.version.levels):
+            files = sv.version.overlapping(level, lo, hi_incl)
+            if not files:
+                continue
+            if level == 0:
+                sources.extend(_table_iter(tables, [f], lo, hi, reverse) for f in files)
+            else:
+                sources.append(_table_iter(tables, files, lo, hi, reverse))
+        return visible(merge(sources, reverse), view.seq, self._now(), reverse, keys_only)
+
+    def _release_view(self, view: _View) -> None:
+        with self._views_mu:
+            self._views.discard(view)
+        self._obsolete_due = True
+
+    # -- mapping sugar -------------------------------------------------------
+
+    def __getitem__(self, key: bytes) -> bytes:
+        v = self.get(key, _MISSING)
+        if v is _MISSING:
+            raise KeyError(key)
+        return v  # type: ignore[return-value]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        if self.get(key, _MISSING) is _MISSING:
+            raise KeyError(key)
+        self.delete(key)
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.scan(keys_only=True))
+
+    def __len__(self) -> int:
+        """Number of live keys. Complexity: a full scan."""
+        return sum(1 for _ in self.scan(keys_only=True))
+
+    def typed(self, key_serde, value_serde):
+        """A :class:`lsm.typed.TypedView` over this DB (SPEC §5)."""
+        from .typed import TypedView  # noqa: PLC0415 - typed sits above db in the layering
+
+        return TypedView(self, key_serde, value_serde)
+
+    # -- flush and compaction ------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the memtable to an L0 table; return once it is durable on disk."""
+        w = Writer([], 0, False)
+        w.force_switch = True
+        self._submit(w)
+        with self._mu:
+            while self._sv.imms and self._bg_error is None and not self._stop:
+                self._bg_cv.notify_all()
+                self._bg_cv.wait(0.1)
+            self._raise_bg_error_locked()
+
+    def _raise_bg_error_locked(self) -> None:
+        if self._bg_error is not None:
+            raise BackgroundError(str(self._bg_error)) from self._bg_error
+
+    def compact_range(self, start: bytes | None = None, stop: bytes | None = None) -> None:
+        """Compact every key in [start, stop] (None: unbounded) down to the
+        deepest level in use; return when done."""
+        if start is not None:
+            start = check_key(start, "start")
+        if stop is not None:
+            stop = check_key(stop, "stop")
+        self.flush()
+        with self._mu:
+            self._manual.append((start, stop))
+            self._bg_cv.notify_all()
+            while (start, stop) in self._manual and self._bg_error is None and not self._stop:
+                self._bg_cv.wait(0.1)
+            self._raise_bg_error_locked()
+
+    def wait_for_compactions(self) -> None:
+        """Return once no flush or compaction is due or running."""
+        self._check_open()
+        with self._mu:
+            while self._bg_error is None and not self._stop and (
+                    self._bg_busy or self._sv.imms or self._manual or self._compaction_due_locked()):
+                self._bg_cv.notify_all()
+                self._bg_cv.wait(0.1)
+            self._raise_bg_error_locked()
+
+    def _compaction_due_locked(self) -> bool:
+        if self._opts.disable_auto_compactions:
+            return False
+        return level_scores(self._sv.version, self._opts)[0][0] >= 1
+
+    def _bg_main(self) -> None:
+        """Background thread: flush immutable memtables first, then manual,
+        then automatic compactions. One job at a time."""
+        with self._mu:
+            while not self._stop:
+                if self._bg_error is not None:
+                    self._bg_cv.wait(1.0)
+                    continue
+                job = None
+                if self._sv.imms:
+                    job = self._flush_job_locked
+                elif self._manual:
+                    job = self._manual_job_locked
+                elif self._compaction_due_locked():
+                    job = self._auto_job_locked
+                if job is None:
+                    if self._obsolete_due:
+                        self._delete_obsolete_locked()
+                    self._bg_cv.wait(1.0)
+                    continue
+                self._bg_busy = True
+                try:
+                    job()
+                    del job  # drop the job's references before looking for obsolete files
+                    self._delete_obsolete_locked()
+                except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
+                    self._set_bg_error_locked(e, "background flush/compaction failed")
+                finally:
+                    self._bg_busy = False
+                    self._bg_cv.notify_all()
+
+    def _syncer_main(self) -> None:
+        """``sync_mode="periodic"``: fsync the log every ``sync_interval`` seconds
+        when something was written since the last fsync."""
+        interval = self._opts.sync_interval
+        while not self._stop:
+            time.sleep(interval)
+            if not self._unsynced:
+                continue
+            with self._log_sync_mu:
+                log = self._log
+                self._unsynced = False
+                try:
+                    log.sync()
+                except BaseException as e:  # noqa: BLE001
+                    with self._mu:
+                        self._set_bg_error_locked(e, "periodic WAL fsync failed")
+                    return
+
+    def _snapshot_seqs_locked(self) -> list[int]:
+        with self._views_mu:
+            return sorted({v.seq for v in list(self._views)})
+
+    def _flush_job_locked(self) -> None:
+        """Write the oldest immutable memtable to L0, record it, drop its log.
+
+        Crash points: during the table write (orphan table, removed at open;
+        the log still holds the data); after the manifest append (the log is
+        obsolete and removed at open if not yet deleted).
+        """
+        sv = self._sv
+        imm = sv.imms[-1]
+        next_log = sv.imms[-2].log_number if len(sv.imms) > 1 else sv.mem.log_number
+        snaps = self._snapshot_seqs_locked()
+        vs = self._versions
+        numbers: list[int] = []
+
+        def new_number() -> int:
+            with self._mu:
+                n = vs.new_file_number()
+                self._pending_outputs.add(n)
+                numbers.append(n)
+                return n
+
+        self._mu.release()
+        try:
+            entries = drop_obsolete(imm.iter_entries(), snaps, lambda k: False, 0.0)
+            metas = write_tables(self._fs, self._path, entries, self._opts, new_number)
+            if metas:
+                self._fs.fsync_dir(self._path)
+        finally:
+            self._mu.acquire()
+        try:
+            edit = VersionEdit(log_number=next_log)
+            for m in metas:
+                edit.add_file(0, m)
+            vs.log_and_apply(edit)
+        finally:
+            self._pending_outputs.difference_update(numbers)
+        cur = self._sv
+        self._sv = _SuperVersion(cur.mem, tuple(m for m in cur.imms if m is not imm), vs.current)
+        c = self._counters
+        c["flushes"] += 1
+        c["flush_bytes_written"] += sum(m.size for m in metas)
+
+    def _manual_job_locked(self) -> None:
+        start, stop = self._manual[0]
+        try:
+            # Push the range down level by level until it sits in the deepest one in use.
+            deepest = max((lv for lv in range(NUM_LEVELS) if self._sv.version.levels[lv]), default=0)
+            for level in range(0, max(deepest, 1)):
+                v = self._sv.version
+                files = v.overlapping(level, start, stop)
+                if not files:
+                    continue
+                c = setup_compaction(v, self._opts, level, files, "manual", manual=True)
+                self._run_compaction_locked(c)
+        finally:
+            self._manual.pop(0)
+
+    def _auto_job_locked(self) -> None:
+        c = pick_compaction(self._sv.version, self._opts, self._versions.compact_pointers)
+        if c is not None:
+            self._run_compaction_locked(c)
+
+    def _run_compaction_locked(self, c: Compaction) -> None:
+        """Merge ``c``'s inputs into its output level and install the result.
+
+        Crash points: while writing outputs (orphans, removed at open; inputs
+        intact); after the manifest append (inputs obsolete, removed at open or
+        once no reader holds them).
+        """
+        vs = self._versions
+        edit = VersionEdit()
+        if c.level > 0:
+            edit.compact_pointers.append((c.level, max(f.largest for f in c.inputs[0])))
+        if c.is_trivial_move():
+            f = c.inputs[0][0]
+            edit.delete_file(c.level, f.number)
+            edit.add_file(c.output_level, f)
+            vs.log_and_apply(edit)
+            self._sv = _SuperVersion(self._sv.mem, self._sv.imms, vs.current)
+            self._counters["trivial_moves"] += 1
+            return
+        snaps = self._snapshot_seqs_locked()
+        version = vs.current
+        deeper = [(f.smallest, f.largest) for lv in range(c.output_level + 1, NUM_LEVELS)
+                  for f in version.levels[lv]]
+        numbers: list[int] = []
+        counters: dict = {}
+
+        def new_number() -> int:
+            with self._mu:
+                n = vs.new_file_number()
+                self._pending_outputs.add(n)
+                numbers.append(n)
+                return n
+
+        def is_bottommost(key: bytes) -> bool:
+            return not any(lo <= key <= hi for lo, hi in deeper)
+
+        now = self._now()
+        inputs = c.all_inputs()
+        self._mu.release()
+        try:
+            readers = [self._tables.get(f.number) for _, f in inputs]
+            sources = [_entries_for_merge(r) for r in readers]
+            merged = ((k, -ns, kind, v) for k, ns, kind, v in merge(sources))
+            entries = drop_obsolete(merged, snaps, is_bottommost, now, counters)
+            limit = 10 * self._opts.target_file_bytes
+            metas = write_tables(self._fs, self._path, entries, self._opts, new_number,
+                                 split_bytes=self._opts.target_file_bytes,
+                                 split_before=grandparent_splitter(c.grandparents, limit))
+            if metas:
+                self._fs.fsync_dir(self._path)
+        finally:
+            self._mu.acquire()
+        try:
+            for level, f in inputs:
+                edit.delete_file(level, f.number)
+            for m in metas:
+                edit.add_file(c.output_level, m)
+            vs.log_and_apply(edit)
+        finally:
+            self._pending_outputs.difference_update(numbers)
+        self._sv = _SuperVersion(self._sv.mem, self._sv.imms, vs.current)
+        k = self._counters
+        k["compactions"] += 1
+        k["compaction_bytes_read"] += c.input_bytes()
+        k["compaction_bytes_written"] += sum(m.size for m in metas)
+        k["entries_dropped"] += counters.get("dropped", 0)
+
+    def _delete_obsolete_locked(self) -> None:
+        """Remove files no live version, reader or recovery needs. Failures are
+        ignored: a leftover file is removed at a later pass or at open."""
+        self._mu.assert_held()
+        self._obsolete_due = False
+        vs = self._versions
+        live = vs.live_files()
+        for path in obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
+                                   self._log.number if self._log else -1):
+            try:
+                self._fs.remove(path)
+            except DiskError:
+                continue
+            if path.endswith(".sst"):
+                self._tables.evict(int(os.path.basename(path)[:-4]))
+
+    # -- stats -----------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counters grouped by subsystem (SPEC §6). JSON-serialisable."""
+        self._check_open()
+        sv = self._sv
+        v = sv.version
+        c = dict(self._counters)
+        levels = []
+        for level, files in enumerate(v.levels):
+            levels.append({
+                "level": level, "files": [{"number": f.number, "bytes": f.size, "entries": f.entries,
+                                           "smallest": f.smallest.hex(), "largest": f.largest.hex()}
+                                          for f in files],
+                "bytes": sum(f.size for f in files), "entries": sum(f.entries for f in files),
+                "target_bytes": None if level == 0 else max_bytes_for_level(self._opts, level),
+            })
+        live_bytes = sum(f.size for _, f in v.files())
+        total = 0
+        try:
+            for name in self._fs.listdir(self._path):
+                try:
+                    total += self._fs.file_size(os.path.join(self._path, name))
+                except DiskError:
+                    pass
+        except DiskError:
+            pass
+        user = c["user_bytes_written"]
+        written = c["flush_bytes_written"] + c["compaction_bytes_written"] + c["wal_bytes_written"]
+        bottom = max((lv for lv in range(NUM_LEVELS) if v.levels[lv]), default=0)
+        bottom_bytes = v.level_bytes(bottom) if bottom else 0
+        return {
+            "levels": levels,
+            "memtable": {"bytes": sv.mem.nbytes, "entries": sv.mem.entries,
+                         "immutable": len(sv.imms), "immutable_bytes": sum(m.nbytes for m in sv.imms)},
+            "wal": {"bytes": self._log.size if self._log else 0,
+                    "number": self._log.number if self._log else None,
+                    "bytes_written": c["wal_bytes_written"]},
+            "recovery": self._recovery.as_dict(),
+            "compaction": {"count": c["compactions"], "flushes": c["flushes"],
+                           "trivial_moves": c["trivial_moves"],
+                           "bytes_read": c["compaction_bytes_read"],
+                           "bytes_written": c["compaction_bytes_written"],
+                           "flush_bytes_written": c["flush_bytes_written"],
+                           "entries_dropped": c["entries_dropped"],
+                           "write_amplification": (written / user) if user else 0.0,
+                           "stall_seconds": c["stall_seconds"], "slowdown_writes": c["slowdown_writes"],
+                           "pending": self._compaction_due_locked() if not self._opts.read_only else False},
+            "bloom": {"checked": c["bloom_checked"], "useful": c["bloom_useful"]},
+            "block_cache": self._block_cache.stats() if self._block_cache else
+            {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0},
+            "disk": {"live_bytes": live_bytes, "total_bytes": total,
+                     "space_amplification": (live_bytes / bottom_bytes) if bottom_bytes else 1.0},
+            "sequence": self._versions.last_sequence,
+            "snapshots": len(self._views),
+            "background_error": str(self._bg_error) if self._bg_error else None,
+        }
+
+
+def _bounds(prefix: bytes, start: bytes | None, stop: bytes | None) -> tuple[bytes, bytes | None]:
+    """[lo, hi) from prefix/start/stop (hi None = unbounded)."""
+    prefix = check_key(prefix, "prefix")
+    lo = prefix
+    hi = prefix_successor(prefix) if prefix else None
+    if start is not None:
+        start = check_key(start, "start")
+        if start > lo:
+            lo = start
+    if stop is not None:
+        stop = check_key(stop, "stop")
+        if hi is None or stop < hi:
+            hi = stop
+    return lo, hi
+
+
+def _table_iter(tables: TableCache, files: list[FileMeta], lo: bytes, hi: bytes | None,
+                reverse: bool) -> Iterator[tuple]:
+    """Entries of a run of disjoint sorted files (one level), opening each lazily."""
+    if reverse:
+        for f in reversed(files):
+            yield from tables.get(f.number).iter_reverse(lo, hi)
+    else:
+        for f in files:
+            yield from tables.get(f.number).iter_forward(lo, hi)
+
+
+def _entries_for_merge(reader) -> Iterator[tuple]:
+    return reader.iter_forward(b"", None)
+
+
+class Snapshot:
+    """A frozen, read-only view of the database at the moment it was taken.
+
+    Reads see exactly that state across later writes, flushes and
+    compactions. Close it (or leave its ``with`` block) to let compaction
+    reclaim what it pins; using it afterwards raises ClosedError.
+    Thread safety: may be shared between threads.
+    """
+
+    def __init__(self, db: DB, view: _View) -> None:
+        self._db = db
+        self._view: _View | None = view
+
+    @property
+    def sequence(self) -> int:
+        return self._live().seq
+
+    def _live(self) -> _View:
+        if self._view is None:
+            raise ClosedError("snapshot is closed")
+        if self._db._closed:
+            raise ClosedError(f"database {self._db._path} is closed")
+        return self._view
+
+    def get(self, key: bytes, default=None):
+        e = self.get_entry(key)
+        return default if e is None else e.value
+
+    def get_entry(self, key: bytes) -> Entry | None:
+        view = self._live()
+        return self._db._get_entry(view.sv, check_key(key), view.seq)
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.get_entry(key) is not None
+
+    def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
+             reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
+        return ScanIterator(self._db, self._live(), prefix, start, stop, reverse, keys_only, owned=False)
+
+    def close(self) -> None:
+        if self._view is not None:
+            view, self._view = self._view, None
+            if not self._db._closed:
+                self._db._release_view(view)
+
+    def __enter__(self) -> "Snapshot":
+        self._live()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ScanIterator:
+    """Iterator returned by ``scan()``. Its view was fixed when ``scan()`` was
+    called. ``close()`` releases the view early; using it after its ``close()``
+    or the DB's raises ClosedError."""
+
+    __slots__ = ("_db", "_view", "_it", "_owned", "_exhausted")
+
+    def __init__(self, db: DB, view: _View, prefix: bytes, start: bytes | None, stop: bytes | None,
+                 reverse: bool, keys_only: bool, owned: bool = True) -> None:
+        self._db = db
+        self._view: _View | None = view
+        self._owned = owned
+        self._exhausted = False
+        self._it = db._iterate(view, prefix, start, stop, reverse, keys_only)
+
+    def __iter__(self) -> "ScanIterator":
+        return self
+
+    def __next__(self):
+        if self._view is None:
+            if self._exhausted:
+                raise StopIteration
+            raise ClosedError("scan iterator is closed")
+        if self._db._closed:
+            raise ClosedError(f"database {self._db._path} is closed")
+        try:
+            return next(self._it)
+        except StopIteration:
+            self.close()
+            self._exhausted = True
+            raise
+
+    def close(self) -> None:
+        if self._view is not None:
+            view, self._view = self._view, None
+            self._it = iter(())
+            if self._owned and not self._db._closed:
+                self._db._release_view(view)
+
+    def __enter__(self) -> "ScanIterator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(path: str | os.PathLike, **options) -> DB:  # noqa: A001 - the public name (SPEC §2)
+    """Open (creating if needed) the database at ``path``: ``DB(path, Options(**options))``.
+
+    >>> import tempfile
+    >>> with open(tempfile.mkdtemp(), sync_mode="never") as db:
+    ...     _ = db.put(b"hello", b"world")
+    ...     db[b"hello"]
+    b'world'
+    """
+    return DB(path, Options(**options))

@@ -1,0 +1,66 @@
+"""Entry kinds, sequence numbers and the limits on user keys and values.
+
+Every stored entry is ``(user_key, sequence, kind, stored_value)``. Entries of
+one user key are ordered newest (highest sequence) first. ``PUT_TTL`` entries
+carry their wall-clock expiry as the first 8 bytes of the stored value
+(float64 little-endian seconds since the epoch), so the same bytes flow through
+the memtable, the WAL and SSTables unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from .errors import Error
+
+__all__ = ["Kind", "MAX_KEY_BYTES", "MAX_SEQUENCE", "MAX_VALUE_BYTES", "TTL_PREFIX_BYTES",
+           "check_key", "check_value"]
+
+
+class Kind(IntEnum):
+    """Entry kind in every WAL op and SSTable entry.
+
+    Persistent: never renumber or reuse a value (doc/format.md#kinds).
+    """
+
+    DELETE = 0
+    PUT = 1
+    PUT_TTL = 2  # stored value = expires_at:f64le + user value
+
+
+DELETE = int(Kind.DELETE)
+PUT = int(Kind.PUT)
+PUT_TTL = int(Kind.PUT_TTL)
+
+MAX_SEQUENCE = (1 << 56) - 1  # seq and kind share one u64 in SSTable blocks: seq << 8 | kind
+MAX_KEY_BYTES = 65535  # keys are length-prefixed with a u16 in SSTable blocks
+MAX_VALUE_BYTES = 256 << 20  # SPEC §2
+TTL_PREFIX_BYTES = 8
+
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
+
+def check_key(key: object, name: str = "key") -> bytes:
+    """Return ``key`` as immutable bytes, or raise TypeError/ValueError naming ``name``."""
+    if type(key) is bytes:
+        if len(key) > MAX_KEY_BYTES:
+            raise ValueError(f"{name} is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
+        return key
+    if isinstance(key, _BYTES_TYPES):
+        return check_key(bytes(key), name)
+    raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(key).__name__}")
+
+
+def check_value(value: object, name: str = "value") -> bytes:
+    """Return ``value`` as immutable bytes, or raise TypeError/ValueError naming ``name``."""
+    if type(value) is bytes:
+        if len(value) > MAX_VALUE_BYTES:
+            raise ValueError(f"{name} is {len(value)} bytes; the limit is {MAX_VALUE_BYTES}")
+        return value
+    if isinstance(value, _BYTES_TYPES):
+        return check_value(bytes(value), name)
+    raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(value).__name__}")
+
+
+class SequenceOverflow(Error):
+    """Internal: the 56-bit sequence space is exhausted (never in practice)."""

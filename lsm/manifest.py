@@ -1,0 +1,255 @@
+"""The manifest: a log of version edits, and ``CURRENT`` which names it
+(doc/format.md#manifest).
+
+A manifest is a sequence of records (lsm.wal framing, type ``EDIT``), each one
+encoded :class:`VersionEdit`. Replaying every edit from an empty state gives
+the current version. A new manifest starts with one edit holding a full
+snapshot of the version. ``CURRENT`` holds ``MANIFEST-NNNNNN\\n``.
+
+    edit  := field*
+    field := tag:varint body                    (tags below; never renumber)
+
+Durability: :meth:`ManifestWriter.append` returns after write + fsync.
+:func:`install_current` is write temp + fsync + rename + fsync directory, so
+``CURRENT`` always names a complete manifest, old or new.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from .coding import DecodeError, decode_varint, encode_varint, get_length_prefixed, put_length_prefixed
+from .errors import CorruptionError, DiskError
+from .filenames import make_current_name, make_manifest_name, make_temp_name
+from .fs import FileSystem
+from .wal import EDIT, WalWriter, iter_records
+
+__all__ = ["FORMAT_VERSION", "FileMeta", "ManifestWriter", "VersionEdit", "install_current",
+           "read_current", "read_manifest"]
+
+FORMAT_VERSION = 1  # of the edit encoding; the first edit of a manifest carries it
+
+# Field tags. Persistent: never renumber or reuse a retired value.
+TAG_LOG_NUMBER = 1
+TAG_NEXT_FILE = 2
+TAG_LAST_SEQUENCE = 3
+TAG_COMPACT_POINTER = 4
+TAG_DELETED_FILE = 5
+TAG_NEW_FILE = 6
+TAG_FORMAT_VERSION = 7
+
+_CURRENT_RE = re.compile(rb"^MANIFEST-(\d{6,})\n$")
+
+
+class FileMeta:
+    """What the manifest records about one SSTable. Immutable by convention.
+
+    ``smallest``/``largest`` are user keys; ``min_seq``/``max_seq`` bound the
+    sequence numbers inside.
+    """
+
+    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq")
+
+    def __init__(self, number: int, size: int, entries: int, smallest: bytes, largest: bytes,
+                 min_seq: int, max_seq: int) -> None:
+        self.number = number
+        self.size = size
+        self.entries = entries
+        self.smallest = smallest
+        self.largest = largest
+        self.min_seq = min_seq
+        self.max_seq = max_seq
+
+    def __repr__(self) -> str:
+        return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "
+                f"{self.smallest!r}..{self.largest!r}, seq {self.min_seq}..{self.max_seq})")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FileMeta) and all(
+            getattr(self, f) == getattr(other, f) for f in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class VersionEdit:
+    """A change from one version to the next. Fields left ``None`` are unchanged.
+
+    >>> e = VersionEdit(log_number=7, next_file=9, last_sequence=100)
+    >>> e.deleted.add((0, 4))
+    >>> VersionEdit.decode(e.encode(), "MANIFEST", 0).deleted
+    {(0, 4)}
+    """
+
+    def __init__(self, *, log_number: int | None = None, next_file: int | None = None,
+                 last_sequence: int | None = None, format_version: int | None = None) -> None:
+        self.log_number = log_number
+        self.next_file = next_file
+        self.last_sequence = last_sequence
+        self.format_version = format_version
+        self.compact_pointers: list[tuple[int, bytes]] = []
+        self.deleted: set[tuple[int, int]] = set()  # (level, number)
+        self.added: list[tuple[int, FileMeta]] = []
+
+    def add_file(self, level: int, meta: FileMeta) -> None:
+        self.added.append((level, meta))
+
+    def delete_file(self, level: int, number: int) -> None:
+        self.deleted.add((level, number))
+
+    def encode(self) -> bytes:
+        out = bytearray()
+        v = encode_varint
+        if self.format_version is not None:
+            out += v(TAG_FORMAT_VERSION) + v(self.format_version)
+        if self.log_number is not None:
+            out += v(TAG_LOG_NUMBER) + v(self.log_number)
+        if self.next_file is not None:
+            out += v(TAG_NEXT_FILE) + v(self.next_file)
+        if self.last_sequence is not None:
+            out += v(TAG_LAST_SEQUENCE) + v(self.last_sequence)
+        for level, key in self.compact_pointers:
+            out += v(TAG_COMPACT_POINTER) + v(level)
+            put_length_prefixed(out, key)
+        for level, number in sorted(self.deleted):
+            out += v(TAG_DELETED_FILE) + v(level) + v(number)
+        for level, m in self.added:
+            out += v(TAG_NEW_FILE) + v(level) + v(m.number) + v(m.size) + v(m.entries)
+            put_length_prefixed(out, m.smallest)
+            put_length_prefixed(out, m.largest)
+            out += v(m.min_seq) + v(m.max_seq)
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data: bytes, path: str, offset: int) -> "VersionEdit":
+        """Raises: CorruptionError (at the record's offset) on an unknown tag or bad field."""
+        e = cls()
+        pos = 0
+        d = decode_varint
+        try:
+            while pos < len(data):
+                tag, pos = d(data, pos)
+                if tag == TAG_LOG_NUMBER:
+                    e.log_number, pos = d(data, pos)
+                elif tag == TAG_NEXT_FILE:
+                    e.next_file, pos = d(data, pos)
+                elif tag == TAG_LAST_SEQUENCE:
+                    e.last_sequence, pos = d(data, pos)
+                elif tag == TAG_FORMAT_VERSION:
+                    e.format_version, pos = d(data, pos)
+                elif tag == TAG_COMPACT_POINTER:
+                    level, pos = d(data, pos)
+                    key, pos = get_length_prefixed(data, pos)
+                    e.compact_pointers.append((level, key))
+                elif tag == TAG_DELETED_FILE:
+                    level, pos = d(data, pos)
+                    number, pos = d(data, pos)
+                    e.deleted.add((level, number))
+                elif tag == TAG_NEW_FILE:
+                    level, pos = d(data, pos)
+                    number, pos = d(data, pos)
+                    size, pos = d(data, pos)
+                    entries, pos = d(data, pos)
+                    smallest, pos = get_length_prefixed(data, pos)
+                    largest, pos = get_length_prefixed(data, pos)
+                    min_seq, pos = d(data, pos)
+                    max_seq, pos = d(data, pos)
+                    e.added.append((level, FileMeta(number, size, entries, smallest, largest,
+                                                    min_seq, max_seq)))
+                else:
+                    raise DecodeError(f"unknown version-edit tag {tag}")
+        except DecodeError as err:
+            raise CorruptionError(path, offset, f"bad version edit: {err}") from None
+        return e
+
+
+def read_current(fs: FileSystem, dbpath: str) -> str:
+    """Path of the manifest that ``CURRENT`` names.
+
+    Raises: CorruptionError if ``CURRENT`` is malformed; DiskError (ENOENT) if missing.
+    """
+    path = make_current_name(dbpath)
+    data = fs.read_file(path)
+    m = _CURRENT_RE.match(data)
+    if not m:
+        raise CorruptionError(path, 0, f"CURRENT does not name a manifest: {data[:40]!r}")
+    return make_manifest_name(dbpath, int(m.group(1)))
+
+
+def read_manifest(fs: FileSystem, path: str) -> Iterator[tuple[int, VersionEdit]]:
+    """Yield ``(offset, edit)`` for every edit in the manifest at ``path``.
+
+    A torn or corrupt *last* record is dropped: it is an edit whose append never
+    completed, so nothing that depends on it was acknowledged or deleted.
+    Raises: CorruptionError for damage before the last record, or a format
+    version this reader does not know.
+    """
+    data = fs.read_file(path)
+
+    def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
+        if not at_tail:
+            raise CorruptionError(path, offset, reason)
+        return False
+
+    first = True
+    for offset, rtype, payload in iter_records(data, report):
+        if rtype != EDIT:
+            raise CorruptionError(path, offset, f"record type {rtype} in a manifest (want {EDIT})")
+        edit = VersionEdit.decode(payload, path, offset)
+        if first:
+            if edit.format_version != FORMAT_VERSION:
+                raise CorruptionError(path, offset, f"unsupported manifest format version "
+                                      f"{edit.format_version} (this reader knows {FORMAT_VERSION})")
+            first = False
+        yield offset, edit
+    if first:
+        raise CorruptionError(path, 0, "manifest holds no complete edit")
+
+
+class ManifestWriter:
+    """Appends edits to one manifest file.
+
+    Durability: ``append`` returns after the record is written and fsynced.
+    Thread safety: none; the VersionSet serialises appends under its lock.
+    """
+
+    def __init__(self, fs: FileSystem, dbpath: str, number: int) -> None:
+        self.number = number
+        self.path = make_manifest_name(dbpath, number)
+        self._log = WalWriter(fs.open_writable(self.path), number)
+
+    @property
+    def size(self) -> int:
+        return self._log.size
+
+    def append(self, edit: VersionEdit) -> None:
+        self._log.add_record(edit.encode(), EDIT)
+        self._log.sync()
+
+    def close(self) -> None:
+        self._log.close()
+
+
+def install_current(fs: FileSystem, dbpath: str, manifest_number: int, temp_number: int) -> None:
+    """Point ``CURRENT`` at ``MANIFEST-<manifest_number>`` atomically and durably.
+
+    Steps (each a crash point): write ``<temp>.dbtmp``; fsync it; rename over
+    ``CURRENT``; fsync the directory. Before the rename the old manifest is
+    current, after it the new one; both are complete files.
+    """
+    tmp = make_temp_name(dbpath, temp_number)
+    f = fs.open_writable(tmp)
+    try:
+        f.write(f"MANIFEST-{manifest_number:06d}\n".encode())
+        f.sync()
+    finally:
+        f.close()
+    try:
+        fs.rename(tmp, make_current_name(dbpath))
+    except DiskError:
+        try:
+            fs.remove(tmp)
+        except DiskError:
+            pass
+        raise
+    fs.fsync_dir(dbpath)

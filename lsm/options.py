@@ -1,0 +1,154 @@
+"""Database options (SPEC §3): one frozen object, documented field by field,
+validated together in ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+__all__ = ["Options"]
+
+SYNC_MODES = ("always", "periodic", "never")
+COMPRESSIONS = ("zstd", "none")
+WAL_RECOVERY_MODES = ("tolerate_tail", "absolute", "point_in_time", "skip_corrupt")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Tuning and behaviour of one open database. Immutable; validated on creation.
+
+    Raises: ``ValueError`` naming the field(s) when a value or a combination is
+    invalid, ``TypeError`` when a field has the wrong type.
+
+    >>> Options(memtable_bytes=1 << 20).memtable_bytes
+    1048576
+    >>> Options(sync_mode="sometimes")
+    Traceback (most recent call last):
+    ...
+    ValueError: sync_mode must be one of 'always', 'periodic', 'never'; got 'sometimes'
+    """
+
+    sync_mode: str = "always"
+    """When a write is fsynced. ``"always"``: before it is acknowledged
+    (concurrent writers share one fsync: group commit). ``"periodic"``: every
+    ``sync_interval`` seconds in the background; a power cut may lose that
+    window. ``"never"``: left to the OS. In every mode an acknowledged write has
+    reached the OS, so it survives a crash of the process."""
+
+    sync_interval: float = 0.05
+    """Seconds between background fsyncs in ``"periodic"`` mode. Lower: less
+    lost on power cut, more fsyncs."""
+
+    memtable_bytes: int = 8 << 20
+    """Bytes (keys + values + ~40 bytes per entry) buffered in memory before the
+    memtable is switched and flushed to an L0 table. Larger: fewer L0 files and
+    less write amplification; more memory and a slower reopen (WAL replay)."""
+
+    max_immutable_memtables: int = 2
+    """Switched memtables waiting for flush before writers stall. Bounds memory
+    at about ``(1 + this) * memtable_bytes``."""
+
+    block_bytes: int = 16 << 10
+    """Target uncompressed size of an SSTable data block. Larger: better
+    compression and smaller indexes; more bytes decoded per point read."""
+
+    bloom_bits_per_key: int = 10
+    """Bloom filter bits per key in each SSTable (10 gives ~1% false
+    positives); 0 disables filters, making every missing-key read touch a block."""
+
+    compression: str = "zstd"
+    """Data block compression, ``"zstd"`` or ``"none"``. zstd costs CPU on write
+    and on cache misses, and saves disk and I/O."""
+
+    l0_compaction_trigger: int = 4
+    """Number of L0 files that makes L0 the compaction candidate."""
+
+    l0_slowdown_trigger: int = 12
+    """Number of L0 files at which each write is delayed ~1 ms, letting
+    compaction catch up."""
+
+    l0_stop_trigger: int = 20
+    """Number of L0 files at which writes wait for compaction."""
+
+    level_base_bytes: int = 64 << 20
+    """Target size of L1; level n targets ``level_base_bytes * level_multiplier**(n-1)``."""
+
+    level_multiplier: int = 10
+    """Size ratio between adjacent levels. Larger: fewer levels, more write
+    amplification per level."""
+
+    target_file_bytes: int = 16 << 20
+    """Compaction output files are split at about this many bytes."""
+
+    block_cache_bytes: int = 64 << 20
+    """Bytes of decoded data blocks kept in the LRU block cache; 0 disables it."""
+
+    max_open_files: int = 1000
+    """Open SSTable readers kept in the table cache (each holds one file descriptor)."""
+
+    wal_recovery: str = "tolerate_tail"
+    """What reopening does with a damaged write-ahead log (RocksDB's four
+    modes). ``"tolerate_tail"``: drop a torn or corrupt record at the end of the
+    log; corruption before the end raises ``CorruptionError``. ``"absolute"``:
+    any damage raises. ``"point_in_time"``: stop replay at the first damage,
+    discarding everything after it (later logs too). ``"skip_corrupt"``: skip
+    damaged records and keep replaying."""
+
+    paranoid_checks: bool = True
+    """Verify the checksum of every block read from an SSTable (not only at
+    compaction). Off: faster cold reads, corruption may go unnoticed until
+    compaction or ``lsm-dump verify``."""
+
+    create_if_missing: bool = True
+    """Create the database when the directory holds none."""
+
+    error_if_exists: bool = False
+    """Raise ``lsm.Error`` when a database (a ``CURRENT`` file) already exists.
+    An empty directory is fine."""
+
+    read_only: bool = False
+    """Open for reading only: shares the ``LOCK`` with other read-only opens,
+    writes nothing to the directory, and raises ``ReadOnlyError`` on writes."""
+
+    disable_auto_compactions: bool = False
+    """Do not schedule background compactions (``compact_range`` still works).
+    For benchmarks and bulk loads; L0 stalls still apply."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "bool": bool, "str": str}[str(f.type)]
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise TypeError(f"{f.name} must be {f.type}, not {type(value).__name__}")
+        _choice("sync_mode", self.sync_mode, SYNC_MODES)
+        _choice("compression", self.compression, COMPRESSIONS)
+        _choice("wal_recovery", self.wal_recovery, WAL_RECOVERY_MODES)
+        if not self.sync_interval > 0:
+            raise ValueError(f"sync_interval must be > 0 seconds; got {self.sync_interval}")
+        _at_least("memtable_bytes", self.memtable_bytes, 1024)
+        _at_least("max_immutable_memtables", self.max_immutable_memtables, 1)
+        _at_least("block_bytes", self.block_bytes, 256)
+        _at_least("bloom_bits_per_key", self.bloom_bits_per_key, 0)
+        _at_least("l0_compaction_trigger", self.l0_compaction_trigger, 1)
+        _at_least("level_base_bytes", self.level_base_bytes, 1024)
+        _at_least("level_multiplier", self.level_multiplier, 2)
+        _at_least("target_file_bytes", self.target_file_bytes, 1024)
+        _at_least("block_cache_bytes", self.block_cache_bytes, 0)
+        _at_least("max_open_files", self.max_open_files, 10)
+        if not (self.l0_compaction_trigger <= self.l0_slowdown_trigger <= self.l0_stop_trigger):
+            raise ValueError(
+                "l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger must hold; got "
+                f"{self.l0_compaction_trigger}, {self.l0_slowdown_trigger}, {self.l0_stop_trigger}")
+        if self.read_only and self.error_if_exists:
+            raise ValueError("read_only and error_if_exists cannot both be set")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        listed = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {listed}; got {value!r}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value}")

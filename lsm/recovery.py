@@ -1,0 +1,167 @@
+"""Opening a database directory: the lock, ``CURRENT`` -> manifest ->
+version, and write-ahead-log replay under the ``wal_recovery`` policy.
+
+Format readers only report damage (STYLE habit 6); this module decides what
+each ``wal_recovery`` mode does with it:
+
+=================  ==========================================================
+mode               on a damaged region of a log
+=================  ==========================================================
+tolerate_tail      drop it if no intact record follows (a torn last write);
+                   otherwise raise CorruptionError
+absolute           raise CorruptionError
+point_in_time      stop replay there; later records and later logs are ignored
+skip_corrupt       skip it and go on with the next intact record
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .batch import BatchDecodeError, decode_batch
+from .errors import CorruptionError, Error
+from .filenames import (FileType, make_current_name, make_lock_name, make_log_name,
+                        make_manifest_name, make_table_name, make_temp_name, parse_name)
+from .fs import FileLock, FileSystem
+from .memtable import Memtable
+from .options import Options
+from .version import VersionSet
+from .wal import BATCH, iter_records
+
+__all__ = ["RecoveryStats", "lock_and_load", "obsolete_files", "replay_logs"]
+
+
+@dataclass
+class RecoveryStats:
+    seconds: float = 0.0
+    logs: int = 0
+    records: int = 0
+    entries: int = 0
+    bytes_dropped: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"seconds": self.seconds, "logs": self.logs, "records_replayed": self.records,
+                "entries_replayed": self.entries, "bytes_dropped": self.bytes_dropped,
+                "problems": list(self.problems)}
+
+
+def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLock, VersionSet, bool]:
+    """Take the LOCK and load the manifest. Returns ``(lock, versions, is_new)``.
+
+    For a new database nothing is written yet: the caller writes the first
+    manifest. Raises: LockError, Error (missing / existing database per
+    options), CorruptionError.
+    """
+    if not fs.exists(dbpath):
+        if options.read_only or not options.create_if_missing:
+            raise Error(f"{dbpath}: database does not exist (create_if_missing="
+                        f"{options.create_if_missing}, read_only={options.read_only})")
+        fs.makedirs(dbpath)
+    lock = fs.lock(make_lock_name(dbpath), shared=options.read_only)
+    try:
+        versions = VersionSet(fs, dbpath, options)
+        if fs.exists(make_current_name(dbpath)):
+            if options.error_if_exists:
+                raise Error(f"{dbpath}: database already exists (error_if_exists=True)")
+            versions.recover()
+            return lock, versions, False
+        if options.read_only or not options.create_if_missing:
+            raise Error(f"{dbpath}: database does not exist: no CURRENT file (create_if_missing="
+                        f"{options.create_if_missing}, read_only={options.read_only})")
+        return lock, versions, True
+    except BaseException:
+        lock.release()
+        raise
+
+
+def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Options,
+                stats: RecoveryStats) -> tuple[Memtable, list[int]]:
+    """Replay every log numbered >= the manifest's log number into one memtable.
+
+    Returns ``(memtable, log_numbers)``; ``versions.last_sequence`` is raised
+    to cover what was replayed. Raises: CorruptionError per ``wal_recovery``.
+    """
+    start = time.monotonic()
+    logs = sorted(n for n, t in _list(fs, dbpath) if t is FileType.LOG and n >= versions.log_number)
+    mem = Memtable(0)
+    mode = options.wal_recovery
+    stop_all = False
+    for number in logs:
+        versions.mark_file_number_used(number)
+        if stop_all:
+            continue
+        path = make_log_name(dbpath, number)
+        data = fs.read_file(path)
+        stats.logs += 1
+        halted = [False]
+
+        def report(offset: int, nbytes: int, reason: str, at_tail: bool, path: str = path,
+                   halted: list = halted) -> bool:
+            if mode == "absolute" or (mode == "tolerate_tail" and not at_tail):
+                raise CorruptionError(path, offset, reason)
+            stats.problems.append(f"{path} at offset {offset}: {reason} ({nbytes} bytes dropped)")
+            stats.bytes_dropped += nbytes
+            if mode == "point_in_time":
+                halted[0] = True
+                return False
+            return True  # skip_corrupt, or tolerate_tail at the tail (nothing follows)
+
+        for offset, rtype, payload in iter_records(data, report):
+            if rtype != BATCH:
+                report(offset, len(payload), f"record type {rtype} in a write-ahead log", False)
+                continue
+            try:
+                first_seq, ops = decode_batch(payload)
+            except BatchDecodeError as e:
+                # the checksum matched, so this is not a torn write: never "tail"
+                if not report(offset, len(payload), str(e), False):
+                    break
+                continue
+            seq = first_seq
+            for kind, key, value in ops:
+                mem.add(seq, kind, key, value)
+                seq += 1
+            stats.records += 1
+            stats.entries += len(ops)
+            if seq - 1 > versions.last_sequence:
+                versions.last_sequence = seq - 1
+        if halted[0]:
+            stop_all = True
+            stats.bytes_dropped += sum(fs.file_size(make_log_name(dbpath, n)) for n in logs if n > number)
+    stats.seconds += time.monotonic() - start
+    return mem, logs
+
+
+def _list(fs: FileSystem, dbpath: str) -> list[tuple[int, FileType]]:
+    out = []
+    for name in fs.listdir(dbpath):
+        parsed = parse_name(name)
+        if parsed is not None:
+            out.append((parsed[1], parsed[0]))
+    return out
+
+
+def obsolete_files(fs: FileSystem, dbpath: str, versions: VersionSet, live_tables: set[int],
+                   pending: set[int], current_log: int) -> list[str]:
+    """Paths no reader or recovery can need: tables in no live version, logs
+    older than the manifest's log number, old manifests, temp files.
+
+    ``pending`` holds numbers of files being written right now (never deleted).
+    """
+    out = []
+    for number, t in _list(fs, dbpath):
+        if number in pending:
+            continue
+        if t is FileType.TABLE and number not in live_tables:
+            out.append(make_table_name(dbpath, number))
+        elif t is FileType.LOG and number < versions.log_number and number != current_log:
+            out.append(make_log_name(dbpath, number))
+        elif t is FileType.MANIFEST and number != versions.manifest_number:
+            out.append(make_manifest_name(dbpath, number))
+        elif t is FileType.TEMP:
+            out.append(make_temp_name(dbpath, number))
+    return out
+

@@ -1,0 +1,206 @@
+"""Data and index blocks, stored column-wise so that decoding is a few C-level
+``array`` copies rather than a Python loop per field (doc/format.md#data-block).
+
+    data_block  := count:u32le key_len:u16le{count} value_len:u32le{count}
+                   tag:u64le{count} key_bytes value_bytes
+    tag         := sequence << 8 | kind
+    index_block := count:u32le key_len:u16le{count} offset:u64le{count}
+                   size:u32le{count} key_bytes
+
+Entries in a data block are sorted by user key ascending, then sequence
+descending. Every version of one user key lives in the same block (the writer
+never cuts a block between them), so a point read needs exactly one block.
+Each index entry holds the *last* user key of its data block.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from typing import Iterator
+
+from ..coding import U32
+from ..errors import CorruptionError
+from ..invariants import check
+from .format import BlockHandle
+
+__all__ = ["Block", "BlockBuilder", "IndexBlock", "encode_index_block"]
+
+_SWAP = sys.byteorder != "little"  # the format is little-endian; arrays are native
+
+
+def _column(typecode: str, buf: bytes, start: int, count: int) -> tuple[array, int]:
+    a = array(typecode)
+    end = start + a.itemsize * count
+    a.frombytes(buf[start:end])
+    if _SWAP:
+        a.byteswap()
+    return a, end
+
+
+def _le_bytes(a: array) -> bytes:
+    if _SWAP:
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
+
+
+class BlockBuilder:
+    """Accumulates the entries of one data block.
+
+    Requires: entries are added in (key ascending, sequence descending) order.
+    Thread safety: none.
+    """
+
+    __slots__ = ("klens", "vlens", "tags", "keys", "values", "nbytes")
+
+    def __init__(self) -> None:
+        self.klens = array("H")
+        self.vlens = array("I")
+        self.tags = array("Q")
+        self.keys: list[bytes] = []
+        self.values: list[bytes] = []
+        self.nbytes = 4
+
+    def add(self, key: bytes, tag: int, value: bytes) -> None:
+        self.klens.append(len(key))
+        self.vlens.append(len(value))
+        self.tags.append(tag)
+        self.keys.append(key)
+        self.values.append(value)
+        self.nbytes += 14 + len(key) + len(value)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def finish(self) -> bytes:
+        return b"".join((U32.pack(len(self.keys)), _le_bytes(self.klens), _le_bytes(self.vlens),
+                         _le_bytes(self.tags), b"".join(self.keys), b"".join(self.values)))
+
+
+class Block:
+    """A decoded data block: parallel lists of keys and tags, and the value bytes.
+
+    Immutable after construction, so one instance is shared by every reader
+    through the block cache. ``voffs[i]:voffs[i+1]`` slices entry i's value out
+    of ``data`` (values are sliced only when asked for).
+    """
+
+    __slots__ = ("keys", "tags", "voffs", "data", "nbytes")
+
+    def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
+        try:
+            (count,) = U32.unpack_from(payload, 0)
+            klens, pos = _column("H", payload, 4, count)
+            vlens, pos = _column("I", payload, pos, count)
+            tags, pos = _column("Q", payload, pos, count)
+        except (struct.error, ValueError) as e:  # short header / column length mismatch
+            raise CorruptionError(path, offset, f"malformed data block header: {e}") from None
+        kend = pos + sum(klens)
+        if kend + sum(vlens) != len(payload):
+            raise CorruptionError(path, offset, f"data block sizes do not add up: {count} entries "
+                                  f"need {kend + sum(vlens)} bytes, block has {len(payload)}")
+        koffs = list(accumulate(klens, initial=pos))
+        self.keys = [payload[a:b] for a, b in zip(koffs, koffs[1:])]
+        self.tags = tags
+        self.voffs = list(accumulate(vlens, initial=kend))
+        self.data = payload
+        self.nbytes = len(payload) + 64 * count  # what the block cache charges
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def value(self, i: int) -> bytes:
+        return self.data[self.voffs[i]:self.voffs[i + 1]]
+
+    def find(self, key: bytes, seq: int) -> int:
+        """Index of the newest entry for ``key`` with sequence <= ``seq``, or -1."""
+        keys = self.keys
+        i = bisect_left(keys, key)
+        n = len(keys)
+        tags = self.tags
+        while i < n and keys[i] == key:
+            if tags[i] >> 8 <= seq:
+                return i
+            i += 1
+        return -1
+
+    def iter_forward(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
+        """Yield ``(key, -seq, kind, value)`` for lo <= key < hi, in merge order."""
+        keys, tags, voffs, data = self.keys, self.tags, self.voffs, self.data
+        i = bisect_left(keys, lo) if lo else 0
+        j = len(keys) if hi is None else bisect_left(keys, hi)
+        for i in range(i, j):
+            t = tags[i]
+            yield keys[i], -(t >> 8), t & 0xFF, data[voffs[i]:voffs[i + 1]]
+
+    def iter_reverse(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
+        """Yield ``(key, seq, kind, value)`` for lo <= key < hi: keys descending,
+        and within one key sequence descending (the reverse-merge order)."""
+        keys, tags, voffs, data = self.keys, self.tags, self.voffs, self.data
+        i = bisect_left(keys, lo) if lo else 0
+        j = len(keys) if hi is None else bisect_left(keys, hi)
+        while j > i:
+            # versions of keys[j-1] occupy [s, j); emit them newest first
+            k = keys[j - 1]
+            s = bisect_left(keys, k, i, j)
+            for x in range(s, j):
+                t = tags[x]
+                yield k, t >> 8, t & 0xFF, data[voffs[x]:voffs[x + 1]]
+            j = s
+
+    def _check(self) -> None:
+        """Invariant: keys ascending; sequences strictly descending within a key."""
+        for i in range(1, len(self.keys)):
+            a, b = self.keys[i - 1], self.keys[i]
+            check(a < b or (a == b and self.tags[i - 1] >> 8 > self.tags[i] >> 8),
+                  f"block entries {i - 1},{i} out of order")
+
+
+def encode_index_block(last_keys: list[bytes], handles: list[BlockHandle]) -> bytes:
+    klens = array("H", [len(k) for k in last_keys])
+    offs = array("Q", [h.offset for h in handles])
+    sizes = array("I", [h.size for h in handles])
+    return b"".join((U32.pack(len(last_keys)), _le_bytes(klens), _le_bytes(offs),
+                     _le_bytes(sizes), b"".join(last_keys)))
+
+
+class IndexBlock:
+    """The decoded sparse index: the last key of every data block, and its handle."""
+
+    __slots__ = ("keys", "offsets", "sizes")
+
+    def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
+        try:
+            (count,) = U32.unpack_from(payload, 0)
+            klens, pos = _column("H", payload, 4, count)
+            offs, pos = _column("Q", payload, pos, count)
+            sizes, pos = _column("I", payload, pos, count)
+        except (struct.error, ValueError) as e:
+            raise CorruptionError(path, offset, f"malformed index block: {e}") from None
+        if pos + sum(klens) != len(payload):
+            raise CorruptionError(path, offset, "index block sizes do not add up")
+        koffs = list(accumulate(klens, initial=pos))
+        self.keys = [payload[a:b] for a, b in zip(koffs, koffs[1:])]
+        self.offsets = offs
+        self.sizes = sizes
+        for i in range(1, count):
+            if not (self.keys[i - 1] < self.keys[i] and offs[i - 1] < offs[i]):
+                raise CorruptionError(path, offset, f"index entries {i - 1},{i} out of order")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def handle(self, i: int) -> BlockHandle:
+        return BlockHandle(self.offsets[i], self.sizes[i])
+
+    def find(self, key: bytes) -> int:
+        """Index of the only block that may hold ``key``, or len(self) if none."""
+        return bisect_left(self.keys, key)
+
+    def find_last_before(self, key: bytes) -> int:
+        """Index of the last block that may hold keys < ``key``."""
+        return bisect_right(self.keys, key)

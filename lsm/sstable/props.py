@@ -1,0 +1,56 @@
+"""The properties block: what a table holds, readable without scanning it
+(doc/format.md#properties-block).
+
+    props := (name:lp value:lp)*          lp := len:varint bytes
+
+Names are ASCII. Integer properties are varint-encoded inside their value;
+``smallest`` and ``largest`` are raw user keys. Readers ignore names they do
+not know, so adding a property does not need a format version bump.
+"""
+
+from __future__ import annotations
+
+from ..coding import DecodeError, decode_varint, encode_varint, get_length_prefixed, put_length_prefixed
+from ..errors import CorruptionError
+
+__all__ = ["INT_PROPS", "decode_props", "encode_props"]
+
+INT_PROPS = ("entries", "deletions", "ttl_entries", "data_blocks", "raw_key_bytes",
+             "raw_value_bytes", "data_bytes", "min_seq", "max_seq", "bloom_bits_per_key",
+             "compression", "unique_keys")
+BYTES_PROPS = ("smallest", "largest")
+
+
+def encode_props(props: dict[str, int | bytes]) -> bytes:
+    out = bytearray()
+    for name in INT_PROPS:
+        put_length_prefixed(out, name.encode())
+        put_length_prefixed(out, encode_varint(int(props[name])))
+    for name in BYTES_PROPS:
+        put_length_prefixed(out, name.encode())
+        put_length_prefixed(out, bytes(props[name]))
+    return bytes(out)
+
+
+def decode_props(payload: bytes, path: str, offset: int) -> dict[str, int | bytes]:
+    """Raises: CorruptionError if malformed or a required property is missing."""
+    props: dict[str, int | bytes] = {}
+    pos = 0
+    try:
+        while pos < len(payload):
+            name, pos = get_length_prefixed(payload, pos)
+            value, pos = get_length_prefixed(payload, pos)
+            key = name.decode("ascii")
+            if key in BYTES_PROPS:
+                props[key] = value
+            elif key in INT_PROPS:
+                n, end = decode_varint(value, 0)
+                if end != len(value):
+                    raise DecodeError(f"property {key!r} has trailing bytes")
+                props[key] = n
+    except (DecodeError, UnicodeDecodeError) as e:
+        raise CorruptionError(path, offset, f"malformed properties block: {e}") from None
+    missing = [n for n in INT_PROPS + BYTES_PROPS if n not in props]
+    if missing:
+        raise CorruptionError(path, offset, f"properties block lacks {', '.join(missing)}")
+    return props

@@ -24,7 +24,7 @@ import math
 import threading
 import time
 from bisect import bisect_right
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 __all__ = ["DEFAULT_OPS", "LatencyHistogram", "Metrics", "RateCounter"]
 
@@ -327,7 +327,7 @@ class Metrics:
         """Return the latency histogram of ``op`` (created if new)."""
         return (self._ops.get(op) or self._add(op))[1]
 
-    def snapshot(self) -> dict[str, dict[str, object]]:
+    def snapshot(self) -> dict[str, dict[str, Any]]:
         """Return ``{"qps": {op: per second}, "latency": {op: LatencyHistogram.snapshot()}}``."""
         ops = self._ops
         return {

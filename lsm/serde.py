@@ -76,6 +76,7 @@ from lsm.errors import SerializationError
 
 __all__ = [
     "MAX_TUPLE_DEPTH",
+    "Buffer",
     "Bytes",
     "Int",
     "Json",
@@ -107,6 +108,8 @@ _POS_BIG = 0x1D  # positive integer with an explicit length
 _COMPACT_LIMIT = (1 << 64) - 1  # |n| below this uses the 1-8 byte form, as FoundationDB does
 
 _BUFFER_TYPES = (bytes, bytearray, memoryview)
+#: What the built-in serializers accept wherever they read bytes.
+Buffer = Union[bytes, bytearray, memoryview]
 
 
 @runtime_checkable
@@ -153,7 +156,7 @@ class _Builtin:
         return f"{type(self).__name__}(version={self.version})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.version == other.version  # type: ignore[attr-defined]
+        return isinstance(other, _Builtin) and type(self) is type(other) and self.version == other.version
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.version))
@@ -175,13 +178,13 @@ class Bytes(_Builtin):
 
     __slots__ = ()
 
-    def encode(self, obj: bytes) -> bytes:
+    def encode(self, obj: Buffer) -> bytes:
         """Return ``obj`` as ``bytes``. Raises: SerializationError if not bytes-like."""
         if isinstance(obj, _BUFFER_TYPES):
             return bytes(obj)
         raise self._fail("encode", f"expected bytes, got {type(obj).__name__}")
 
-    def decode(self, data: bytes) -> bytes:
+    def decode(self, data: Buffer) -> bytes:
         """Return ``data`` as ``bytes``."""
         self._check_buffer(data)
         return bytes(data)
@@ -211,7 +214,7 @@ class Str(_Builtin):
         except UnicodeEncodeError as exc:
             raise self._fail("encode", f"not encodable as UTF-8: {exc.reason} at index {exc.start}") from exc
 
-    def decode(self, data: bytes) -> str:
+    def decode(self, data: Buffer) -> str:
         """Return the ``str`` whose UTF-8 bytes are ``data``."""
         self._check_buffer(data)
         try:
@@ -242,7 +245,7 @@ class Int(_Builtin):
             raise self._fail("encode", f"expected int, got {type(obj).__name__}")
         return _encode_int(obj, type(self).__name__)
 
-    def decode(self, data: bytes) -> int:
+    def decode(self, data: Buffer) -> int:
         """Return the integer encoded in ``data``; all of ``data`` must be used."""
         self._check_buffer(data)
         buf = data if isinstance(data, bytes) else bytes(data)
@@ -283,7 +286,7 @@ class Json(_Builtin):
         except (TypeError, ValueError, RecursionError) as exc:
             raise self._fail("encode", f"not JSON-serialisable: {exc}") from exc
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: Buffer) -> Any:
         """Return the document encoded in ``data``."""
         self._check_buffer(data)
         try:
@@ -323,7 +326,7 @@ class Tuple(_Builtin):
         self._pack(obj, out, 0, "")
         return b"".join(out)
 
-    def decode(self, data: bytes) -> tuple[TupleElement, ...]:
+    def decode(self, data: Buffer) -> tuple[TupleElement, ...]:
         """Return the tuple encoded in ``data``; all of ``data`` must be used."""
         self._check_buffer(data)
         buf = data if isinstance(data, bytes) else bytes(data)
@@ -431,7 +434,7 @@ def encode_value(serde: Serializer[T], obj: T) -> bytes:
     return bytes((version,)) + _as_bytes(_call(serde.encode, obj, name, "encode"), name)
 
 
-def decode_value(serde: Serializer[T], data: bytes) -> T:
+def decode_value(serde: Serializer[T], data: Buffer) -> T:
     r"""Check the version byte of ``data`` and return ``serde.decode`` of the rest.
 
     Raises: SerializationError naming the serializer class if ``data`` is empty,
@@ -453,7 +456,8 @@ def decode_value(serde: Serializer[T], data: bytes) -> T:
     version = _version_of(serde, name)
     if buf[0] != version:
         raise SerializationError(f"{name}: value has version byte 0x{buf[0]:02x}, serializer expects 0x{version:02x}")
-    return _call(serde.decode, buf[1:], name, "decode")
+    value: T = _call(serde.decode, buf[1:], name, "decode")
+    return value
 
 
 def encode_key(serde: Serializer[T], obj: T) -> bytes:
@@ -472,7 +476,8 @@ def decode_key(serde: Serializer[T], data: bytes) -> T:
     >>> decode_key(Str(), b"k")
     'k'
     """
-    return _call(serde.decode, data, type(serde).__name__, "decode")
+    value: T = _call(serde.decode, data, type(serde).__name__, "decode")
+    return value
 
 
 # --- helpers -----------------------------------------------------------------

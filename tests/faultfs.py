@@ -1,0 +1,260 @@
+"""A FileSystem wrapper that fails operations on demand and simulates power
+cuts (LevelDB's fault_injection_test, Pebble's errorfs).
+
+    fs = FaultFS()
+    fs.fail("sync", path_contains=".log", nth=3)   # 3rd log fsync raises EIO
+    fs.fail("write", torn=True)                     # next write lands half, then raises
+    ...
+    fs.power_cut()    # drop every byte and name change that was not fsynced;
+                      # the old DB's files become unusable, its LOCK is released
+
+Durability model (what a power cut keeps):
+- file contents up to the size at the file's last ``sync()``;
+- a file's existence, and renames/removals, only once its directory was
+  fsynced after them. Files created and never dir-synced vanish; renames
+  not dir-synced are undone; removals not dir-synced are undone (the file
+  comes back with its synced contents).
+"""
+
+from __future__ import annotations
+
+import errno as errno_
+import os
+import threading
+from dataclasses import dataclass
+
+from lsm.errors import DiskError
+from lsm.fs import OsFileSystem
+
+OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read")
+
+
+@dataclass
+class Rule:
+    op: str
+    path_contains: str
+    nth: int  # fail the nth matching call from now (1 = next)
+    errno: int
+    times: int  # how many consecutive matching calls fail once triggered
+    torn: bool  # for write: write half the data before failing
+    seen: int = 0
+
+
+class _File:
+    def __init__(self, fs: "FaultFS", inner, path: str) -> None:
+        self._fs = fs
+        self._inner = inner
+        self.path = path
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    def write(self, data: bytes) -> None:
+        rule = self._fs._check("write", self.path)
+        if rule is not None:
+            if rule.torn and len(data) > 1:
+                self._inner.write(bytes(data[: len(data) // 2]))
+            raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
+        self._inner.write(data)
+
+    def sync(self) -> None:
+        rule = self._fs._check("sync", self.path)
+        if rule is not None:
+            raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
+        self._inner.sync()
+        with self._fs._mu:
+            self._fs._synced[self.path] = self._inner.size
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        rule = self._fs._check("read", self.path)
+        if rule is not None:
+            raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
+        return self._inner.read_at(offset, n)
+
+
+class FaultFS:
+    """See the module docstring. Thread-safe."""
+
+    def __init__(self, base: OsFileSystem | None = None) -> None:
+        self.base = base or OsFileSystem()
+        self._mu = threading.RLock()
+        self.rules: list[Rule] = []
+        self.counts: dict[str, int] = {op: 0 for op in OPS}
+        self.dead = False
+        self._synced: dict[str, int] = {}  # path -> durable size
+        self._new: set[str] = set()  # created since their directory's last fsync
+        self._renames: list[tuple[str, str, bytes | None, int]] = []  # src, dst, old dst bytes, src synced
+        self._removed: list[tuple[str, bytes]] = []
+        self._locks: list = []
+
+    # -- configuration -------------------------------------------------------
+
+    def fail(self, op: str, *, path_contains: str = "", nth: int = 1, errno: int = errno_.EIO,
+             times: int = 1, torn: bool = False) -> Rule:
+        assert op in OPS, op
+        rule = Rule(op, path_contains, nth, errno, times, torn)
+        with self._mu:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._mu:
+            self.rules.clear()
+
+    def _check(self, op: str, path: str) -> Rule | None:
+        with self._mu:
+            if self.dead:
+                return Rule(op, "", 0, errno_.EIO, 1, False)
+            self.counts[op] += 1
+            for rule in self.rules:
+                if rule.op != op or rule.path_contains not in path:
+                    continue
+                rule.seen += 1
+                if rule.nth <= rule.seen < rule.nth + rule.times:
+                    return rule
+            return None
+
+    def _raise_if(self, op: str, path: str) -> None:
+        rule = self._check(op, path)
+        if rule is not None:
+            raise DiskError(rule.errno, os.strerror(rule.errno), path)
+
+    # -- FileSystem ------------------------------------------------------------
+
+    def open_writable(self, path: str):
+        self._raise_if("open", path)
+        existed = self.base.exists(path)
+        f = _File(self, self.base.open_writable(path), path)
+        with self._mu:
+            if not existed:
+                self._new.add(path)
+            self._synced[path] = 0
+        return f
+
+    def open_appendable(self, path: str):
+        self._raise_if("open", path)
+        existed = self.base.exists(path)
+        f = _File(self, self.base.open_appendable(path), path)
+        with self._mu:
+            if not existed:
+                self._new.add(path)
+                self._synced[path] = 0
+            else:
+                self._synced.setdefault(path, f.size)
+        return f
+
+    def open_readable(self, path: str):
+        self._raise_if("open", path)
+        return _File(self, self.base.open_readable(path), path)
+
+    def read_file(self, path: str) -> bytes:
+        self._raise_if("read", path)
+        return self.base.read_file(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._raise_if("rename", src)
+        old = self.base.read_file(dst) if self.base.exists(dst) else None
+        self.base.rename(src, dst)
+        with self._mu:
+            self._renames.append((src, dst, old, self._synced.get(src, 0)))
+            self._synced[dst] = self._synced.pop(src, 0)
+            if src in self._new:
+                self._new.discard(src)
+                self._new.add(dst)
+
+    def remove(self, path: str) -> None:
+        self._raise_if("remove", path)
+        data = self.base.read_file(path)
+        self.base.remove(path)
+        with self._mu:
+            keep = self._synced.pop(path, len(data))
+            if path in self._new:
+                self._new.discard(path)
+            else:
+                self._removed.append((path, data[:keep]))
+
+    def listdir(self, path: str) -> list[str]:
+        return self.base.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        return self.base.exists(path)
+
+    def file_size(self, path: str) -> int:
+        return self.base.file_size(path)
+
+    def makedirs(self, path: str) -> None:
+        self.base.makedirs(path)
+
+    def truncate(self, path: str, size: int) -> None:
+        self.base.truncate(path, size)
+
+    def fsync_dir(self, path: str) -> None:
+        self._raise_if("fsync_dir", path)
+        self.base.fsync_dir(path)
+        prefix = os.path.join(path, "")
+        with self._mu:
+            self._new = {p for p in self._new if not p.startswith(prefix)}
+            self._renames = [r for r in self._renames if not r[1].startswith(prefix)]
+            self._removed = [r for r in self._removed if not r[0].startswith(prefix)]
+
+    def lock(self, path: str, *, shared: bool):
+        lk = self.base.lock(path, shared=shared)
+        with self._mu:
+            self._locks.append(lk)
+        return lk
+
+    # -- power cut -------------------------------------------------------------
+
+    def power_cut(self) -> None:
+        """Lose everything not made durable, as if the machine lost power now.
+
+        Afterwards every operation through this FaultFS fails with EIO (the
+        old DB object is a ghost); open the database again with a new FaultFS.
+        """
+        with self._mu:
+            self.dead = True
+            for src, dst, old, src_synced in reversed(self._renames):
+                data = self.base.read_file(dst) if self.base.exists(dst) else b""
+                with open(src, "wb") as f:
+                    f.write(data[:src_synced])
+                if old is None:
+                    os.remove(dst)
+                else:
+                    with open(dst, "wb") as f:
+                        f.write(old)
+                self._synced[src] = src_synced
+                self._synced.pop(dst, None)
+                if old is not None:
+                    self._synced[dst] = len(old)
+            for path in self._new:
+                if os.path.exists(path):
+                    os.remove(path)
+                self._synced.pop(path, None)
+            for path, data in self._removed:
+                with open(path, "wb") as f:
+                    f.write(data)
+            for path, size in self._synced.items():
+                if os.path.exists(path) and os.path.getsize(path) > size:
+                    os.truncate(path, size)
+            for lk in self._locks:
+                try:
+                    lk.release()
+                except OSError:
+                    pass
+            self._locks.clear()
+
+    def process_crash(self) -> None:
+        """Like SIGKILL: bytes already written stay (they are in the OS), the old
+        DB object can do nothing more, and its LOCK is released."""
+        with self._mu:
+            self.dead = True
+            for lk in self._locks:
+                try:
+                    lk.release()
+                except OSError:
+                    pass
+            self._locks.clear()

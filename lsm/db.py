@@ -203,6 +203,10 @@ class DB(MutableMapping):
                     self._delete_obsolete_locked()
                 self._start_threads()
         except BaseException:
+            # A failed open leaves nothing running and is closed for good:
+            # nothing of it may touch the directory later (e.g. from GC).
+            self._closed = True
+            self._stop = True
             if self._log is not None:
                 try:
                     self._log.close()
@@ -257,14 +261,6 @@ class DB(MutableMapping):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        # Best effort: release the LOCK of a DB that was never closed.
-        try:
-            if not self._closed and hasattr(self, "_lock"):
-                self.close()
-        except Exception:  # noqa: BLE001 - interpreter teardown
-            pass
 
     def _check_open(self) -> None:
         if self._closed:

@@ -159,6 +159,13 @@ class _OsFileLock:
             finally:
                 os.close(fd)
 
+    def __del__(self) -> None:
+        # A DB dropped without close() must not keep its directory locked.
+        try:
+            self.release()
+        except OSError:
+            pass
+
 
 class OsFileSystem:
     """The real filesystem. Stateless; one instance may serve many databases."""

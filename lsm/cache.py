@@ -19,8 +19,9 @@ class BlockCache:
     """LRU of decoded blocks keyed by ``(file_number, block_offset)``, bounded
     by the sum of their charges.
 
-    Thread safety: all methods take ``_mu``. Blocks are immutable, so a block
-    evicted while a reader still uses it stays valid for that reader.
+    Thread safety: ``put`` and ``evict_file`` take ``_mu``; ``get`` needs no
+    lock (see there). Blocks are immutable, so a block evicted while a reader
+    still uses it stays valid for that reader.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -32,14 +33,20 @@ class BlockCache:
         self.misses = 0
 
     def get(self, key: tuple[int, int]) -> Block | None:
-        with self._mu:
-            item = self._map.get(key)
-            if item is None:
-                self.misses += 1
-                return None
+        # Lock-free hit path: OrderedDict.get and move_to_end are single C
+        # calls (atomic under the GIL); a concurrent eviction makes
+        # move_to_end raise KeyError, which only means the block just left the
+        # cache. hits/misses may lose an increment under races (statistics).
+        item = self._map.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        try:
             self._map.move_to_end(key)
-            self.hits += 1
-            return item[0]
+        except KeyError:
+            pass
+        self.hits += 1
+        return item[0]
 
     def put(self, key: tuple[int, int], block: Block, charge: int) -> None:
         if charge > self.capacity:

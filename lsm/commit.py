@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from typing import Callable
 
-from .invariants import DebugLock
+from .invariants import assert_held
 
 __all__ = ["CommitQueue", "Writer"]
 
@@ -50,7 +50,7 @@ class Writer:
 class CommitQueue:
     """FIFO of writers with leader election. See the module docstring."""
 
-    def __init__(self, mu: DebugLock) -> None:
+    def __init__(self, mu) -> None:
         self._mu = mu
         self._cv = threading.Condition(mu)  # type: ignore[arg-type]
         self._queue: deque[Writer] = deque()  # guarded by _mu
@@ -65,7 +65,7 @@ class CommitQueue:
             if not w.done:
                 group = [w]
                 nbytes = w.nbytes
-                if not w.force_switch and w.cas is None:
+                if len(q) > 1 and not w.force_switch and w.cas is None:
                     for other in list(q)[1:]:
                         if other.force_switch or other.cas is not None:
                             break
@@ -89,5 +89,5 @@ class CommitQueue:
 
     def idle_locked(self) -> bool:
         """Requires: mutex held. True when no writer is queued."""
-        self._mu.assert_held()
+        assert_held(self._mu)
         return not self._queue

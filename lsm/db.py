@@ -32,7 +32,7 @@ from .compaction import (Compaction, drop_obsolete, grandparent_splitter, level_
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
 from .fs import FileSystem, OsFileSystem
-from .invariants import DebugLock
+from .invariants import assert_held, make_lock
 from .iterators import merge, prefix_successor, visible
 from .keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, check_key, check_value
 from .manifest import FileMeta, VersionEdit
@@ -40,7 +40,7 @@ from .memtable import Memtable
 from .options import Options
 from .recovery import RecoveryStats, lock_and_load, obsolete_files, replay_logs
 from .version import NUM_LEVELS, Version, apply_edit
-from .wal import WalWriter
+from .wal import WalWriter, encode_record
 
 __all__ = ["DB", "Entry", "Snapshot", "open"]
 
@@ -143,7 +143,7 @@ class DB(MutableMapping):
         self._opts = options if options is not None else Options()
         self._fs: FileSystem = fs if fs is not None else OsFileSystem()
         self._closed = False
-        self._mu = DebugLock()
+        self._mu = make_lock()
         self._bg_cv = threading.Condition(self._mu)  # type: ignore[arg-type]
         self._queue = CommitQueue(self._mu)
         self._now = _Clock()
@@ -367,28 +367,39 @@ class DB(MutableMapping):
     def _run_group_locked(self, group: list[Writer]) -> None:
         """Leader: make room, assign sequences, log, insert, publish. Mutex held
         on entry and exit; released around the WAL I/O and memtable inserts."""
-        self._mu.assert_held()
-        if self._closed and not group[0].force_switch:
-            raise ClosedError(f"database {self._path} is closed")
-        if self._bg_error is not None:
-            raise BackgroundError(f"database {self._path} refuses writes after a background error: "
-                                  f"{self._bg_error}") from self._bg_error
+        assert_held(self._mu)
         lead = group[0]
-        self._make_room_locked(force=lead.force_switch)
-        if lead.force_switch:
-            return
+        if self._bg_error is not None or (self._closed and not lead.force_switch):
+            self._check_writable_locked()
+        sv = self._sv
+        if lead.force_switch or sv.mem.nbytes >= self._opts.memtable_bytes or \
+                len(sv.version.levels[0]) >= self._opts.l0_slowdown_trigger:
+            self._make_room_locked(force=lead.force_switch)
+            if lead.force_switch:
+                return
         vs = self._versions
         if lead.cas is not None and not self._cas_matches(*lead.cas):
             return  # lead.seq stays 0: mismatch
-        first = seq = vs.last_sequence + 1
-        payloads = []
-        sync = False
-        for w in group:
-            payloads.append(encode_batch(seq, w.ops))
-            seq += len(w.ops)
-            w.seq = seq - 1
-            sync = sync or w.sync
-        last = seq - 1
+        first = vs.last_sequence + 1
+        if len(group) == 1:
+            ops = lead.ops
+            last = lead.seq = first + len(ops) - 1
+            records = encode_record(encode_batch(first, ops))
+            sync = lead.sync
+            nbytes = lead.nbytes
+        else:
+            parts = []
+            seq = first
+            sync = False
+            nbytes = 0
+            for w in group:
+                parts.append(encode_record(encode_batch(seq, w.ops)))
+                seq += len(w.ops)
+                w.seq = seq - 1
+                sync = sync or w.sync
+                nbytes += w.nbytes
+            last = seq - 1
+            records = b"".join(parts)
         if last > MAX_SEQUENCE:
             raise Error("sequence numbers exhausted")
         mem = self._sv.mem
@@ -396,7 +407,7 @@ class DB(MutableMapping):
         self._mu.release()
         try:
             try:
-                log.add_records(payloads)
+                log.file.write(records)
                 if sync:
                     log.sync()
                 else:
@@ -407,9 +418,9 @@ class DB(MutableMapping):
                 with self._mu:
                     self._set_bg_error_locked(e, "write-ahead log append/fsync failed")
                 raise
+            add = mem.add
+            s = first
             with mem.lock:
-                add = mem.add
-                s = first
                 for w in group:
                     for kind, key, value in w.ops:
                         add(s, kind, key, value)
@@ -418,8 +429,15 @@ class DB(MutableMapping):
             self._mu.acquire()
         vs.last_sequence = last
         c = self._counters
-        c["user_bytes_written"] += sum(w.nbytes for w in group)
-        c["wal_bytes_written"] += sum(len(p) for p in payloads) + 12 * len(payloads)
+        c["user_bytes_written"] += nbytes
+        c["wal_bytes_written"] += len(records)
+
+    def _check_writable_locked(self) -> None:
+        if self._closed:
+            raise ClosedError(f"database {self._path} is closed")
+        if self._bg_error is not None:
+            raise BackgroundError(f"database {self._path} refuses writes after a background error: "
+                                  f"{self._bg_error}") from self._bg_error
 
     def _cas_matches(self, key: bytes, expected: int) -> bool:
         """Requires: called by the leader with the mutex held, so every earlier
@@ -430,7 +448,7 @@ class DB(MutableMapping):
     def _make_room_locked(self, force: bool) -> None:
         """Switch the memtable when full (or ``force``d), stalling while too
         many memtables or L0 files wait. Requires: mutex held, caller is leader."""
-        self._mu.assert_held()
+        assert_held(self._mu)
         opts = self._opts
         slowed = False
         while True:
@@ -513,14 +531,19 @@ class DB(MutableMapping):
         if type(key) is not bytes:
             key = check_key(key)
         sv = self._sv
-        r = sv.mem.get(key)
-        if r is None:
+        r = sv.mem._dget(key)
+        if r is not None:
+            r = r[-1]
+        else:
             for imm in sv.imms:
                 r = imm.get(key)
                 if r is not None:
                     break
             else:
-                r = self._table_get(sv, key, MAX_SEQUENCE)
+                try:
+                    r = self._table_get(sv.version, key, MAX_SEQUENCE)
+                except DiskError as e:
+                    r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
                 if r is None:
                     return default
         kind = r[1]
@@ -545,7 +568,10 @@ class DB(MutableMapping):
             if r is not None:
                 break
         else:
-            r = self._table_get(sv, key, seq)
+            try:
+                r = self._table_get(sv.version, key, seq)
+            except DiskError as e:
+                r = self._table_get_retry(e, sv, key, seq)
         if r is None or r[1] == DELETE:
             return None
         if r[1] == PUT:
@@ -555,22 +581,24 @@ class DB(MutableMapping):
             return None
         return Entry(r[2][8:], r[0], expires)
 
-    def _table_get(self, sv: _SuperVersion, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
-        """Newest version <= ``seq`` of ``key`` in the tables of ``sv``: L0 newest
-        first, then the one candidate file of each deeper level."""
-        for _attempt in range(3):
+    def _table_get_retry(self, exc: DiskError, sv: _SuperVersion, key: bytes,
+                         seq: int) -> tuple[int, int, bytes] | None:
+        """A table vanished under a read that held no reference to its version:
+        compaction finished and deleted it. Retry on the newer version, which
+        holds the same data. Anything else is a real error."""
+        for _attempt in range(5):
+            if exc.errno != errno.ENOENT or sv.version is self._sv.version:
+                raise exc
+            sv = self._sv
             try:
-                return self._table_get_once(sv.version, key, seq)
+                return self._table_get(sv.version, key, seq)
             except DiskError as e:
-                # A table deleted under us: compaction finished and the files of
-                # our (unreferenced) version went away. Retry on the new version,
-                # which holds the same data.
-                if e.errno != errno.ENOENT or sv.version is self._sv.version:
-                    raise
-                sv = self._sv
-        return self._table_get_once(sv.version, key, seq)
+                exc = e
+        raise exc
 
-    def _table_get_once(self, version: Version, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
+    def _table_get(self, version: Version, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
+        """Newest version <= ``seq`` of ``key`` in the tables of ``version``: L0
+        newest first, then the one candidate file of each deeper level."""
         c = self._counters
         get_reader = self._tables.get
         for f in version.levels[0]:
@@ -583,9 +611,7 @@ class DB(MutableMapping):
                 r = reader.get(key, seq)
                 if r is not None:
                     return r
-        for level in range(1, NUM_LEVELS):
-            if not version.levels[level]:
-                continue
+        for level in version.deep_levels:
             f = version.file_for(level, key)
             if f is None:
                 continue
@@ -927,7 +953,7 @@ class DB(MutableMapping):
     def _delete_obsolete_locked(self) -> None:
         """Remove files no live version, reader or recovery needs. Failures are
         ignored: a leftover file is removed at a later pass or at open."""
-        self._mu.assert_held()
+        assert_held(self._mu)
         self._obsolete_due = False
         vs = self._versions
         live = vs.live_files()

@@ -26,6 +26,19 @@ def check(condition: bool, message: str) -> None:
         raise InvariantError(message)
 
 
+def make_lock():
+    """A mutex for ``_locked``-method discipline: a :class:`DebugLock` when
+    invariants are on, else a plain ``threading.Lock`` (no Python-level
+    overhead on hot paths)."""
+    return DebugLock() if ENABLED else threading.Lock()
+
+
+def assert_held(lock) -> None:
+    """Check that the calling thread holds ``lock`` (when invariants are on)."""
+    if ENABLED:
+        lock.assert_held()
+
+
 class DebugLock:
     """A non-reentrant mutex that can say whether the calling thread holds it.
 

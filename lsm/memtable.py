@@ -19,7 +19,7 @@ import threading
 from itertools import islice
 from typing import Iterator
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from .invariants import check
 
@@ -36,11 +36,12 @@ class Memtable:
     writer; every read method may run concurrently with it.
     """
 
-    __slots__ = ("_d", "_dget", "lock", "nbytes", "log_number", "immutable", "entries")
+    __slots__ = ("_d", "_dget", "_keys", "lock", "nbytes", "log_number", "immutable", "entries")
 
     def __init__(self, log_number: int = 0) -> None:
-        self._d: SortedDict = SortedDict()
-        self._dget = dict.get.__get__(self._d)  # plain dict lookup: atomic, no Python frames
+        self._d: dict[bytes, list[tuple[int, int, bytes]]] = {}
+        self._dget = self._d.get
+        self._keys = SortedList()
         self.lock = threading.Lock()
         self.nbytes = 0  # guarded by lock (written), read racily for size checks
         self.log_number = log_number
@@ -54,6 +55,8 @@ class Memtable:
         """Requires: ``lock`` held; ``seq`` greater than every sequence added before."""
         versions = self._dget(key)
         if versions is None:
+            # both under self.lock, which scans hold while copying keys out of _keys
+            self._keys.add(key)
             self._d[key] = [(seq, kind, value)]
         else:
             versions.append((seq, kind, value))
@@ -75,8 +78,8 @@ class Memtable:
                 return v
         return None
 
-    def _keys(self, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[bytes]:
-        d = self._d
+    def _iter_keys(self, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[bytes]:
+        d = self._keys
         if self.immutable:
             yield from d.irange(lo, hi, (True, False), reverse)
             return
@@ -100,28 +103,29 @@ class Memtable:
         """Yield ``(key, -seq, kind, value)`` for lo <= key < hi: key ascending,
         newest version first (the merge order of lsm.iterators)."""
         dget = self._dget
-        for key in self._keys(lo, hi, False):
+        for key in self._iter_keys(lo, hi, False):
             for seq, kind, value in reversed(dget(key)):
                 yield key, -seq, kind, value
 
     def iter_reverse(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
         """Yield ``(key, seq, kind, value)``: key descending, newest version first."""
         dget = self._dget
-        for key in self._keys(lo, hi, True):
+        for key in self._iter_keys(lo, hi, True):
             for seq, kind, value in reversed(dget(key)):
                 yield key, seq, kind, value
 
     def iter_entries(self) -> Iterator[tuple[bytes, int, int, bytes]]:
         """Every version as ``(key, seq, kind, value)`` in table order. Requires: immutable."""
         dget = self._dget
-        for key in self._d:
+        for key in self._keys:
             for seq, kind, value in reversed(dget(key)):
                 yield key, seq, kind, value
 
     def _check(self) -> None:
         """Invariant: sorted keys; sequences strictly ascending within each list."""
-        keys = list(self._d)
+        keys = list(self._keys)
         check(keys == sorted(keys), "memtable keys out of order")
+        check(set(keys) == set(self._d), "memtable key list and dict disagree")
         for k in keys:
             seqs = [v[0] for v in self._d[k]]
             check(all(a < b for a, b in zip(seqs, seqs[1:])), f"versions of {k!r} out of order")

@@ -35,10 +35,12 @@ class Version:
     deeper level is sorted by ``smallest`` with no two files overlapping.
     """
 
-    __slots__ = ("levels", "_largest", "__weakref__")
+    __slots__ = ("levels", "_largest", "deep_levels", "__weakref__")
 
     def __init__(self, levels: list[list[FileMeta]]) -> None:
         self.levels = levels
+        # non-empty levels >= 1: point reads visit only these
+        self.deep_levels = [lv for lv in range(1, len(levels)) if levels[lv]]
         # per level >= 1: the largest keys, for bisecting to the one candidate file
         self._largest = [[f.largest for f in lvl] for lvl in levels]
 

@@ -12,11 +12,13 @@ from .db import DB, Entry, ScanIterator, Snapshot, open
 from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
                      ReadOnlyError, SerializationError)
 from .options import Options
+from .typed import TypedView
+from . import metrics, serde
 
 __version__ = "0.1.0"
 
 __all__ = sorted([
     "BackgroundError", "ClosedError", "CorruptionError", "DB", "DiskError", "Entry", "Error",
     "LockError", "Options", "ReadOnlyError", "ScanIterator", "SerializationError", "Snapshot",
-    "WriteBatch", "__version__", "open",
+    "TypedView", "WriteBatch", "__version__", "metrics", "open", "serde",
 ])

@@ -17,6 +17,8 @@ manifest append + fsync runs with it held (VersionSet's rule).
 from __future__ import annotations
 
 import errno
+import functools
+import itertools
 import os
 import struct
 import threading
@@ -36,6 +38,7 @@ from .invariants import assert_held, make_lock
 from .iterators import merge, prefix_successor, visible
 from .keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, check_key, check_value
 from .manifest import FileMeta, VersionEdit
+from .metrics import Metrics
 from .memtable import Memtable
 from .options import Options
 from .recovery import RecoveryStats, lock_and_load, obsolete_files, replay_logs
@@ -45,8 +48,16 @@ from .wal import WalWriter, encode_record
 __all__ = ["DB", "Entry", "Snapshot", "open"]
 
 _F64 = struct.Struct("<d")
+_typed_view_class = None  # set by lsm.typed (see DB.typed)
+_SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
 _SLOWDOWN_SECONDS = 0.001  # one delay per write past l0_slowdown_trigger, as LevelDB
 _MISSING = object()
+
+
+def register_typed_view(cls) -> None:
+    """Called once by ``lsm.typed`` at import (see :meth:`DB.typed`)."""
+    global _typed_view_class
+    _typed_view_class = cls
 
 
 class Entry:
@@ -169,7 +180,18 @@ class DB(MutableMapping):
             "stall_seconds": 0.0, "slowdown_writes": 0, "bloom_checked": 0, "bloom_useful": 0,
             "trivial_moves": 0, "entries_dropped": 0,
         }
+        self._metrics = Metrics() if self._opts.metrics else None
         self._open()
+        if self._metrics is not None:
+            self._instrument()
+
+    def _instrument(self) -> None:
+        """Shadow the public operations with sampling wrappers (instance
+        attributes), so a DB opened with ``metrics=False`` pays nothing."""
+        record = self._metrics.record
+        for name, op in (("get", "get"), ("get_entry", "get"), ("put", "put"), ("delete", "delete"),
+                         ("write", "write"), ("compare_and_swap", "cas"), ("scan", "scan")):
+            setattr(self, name, _sampled(getattr(self, name), op, record))
 
     # -- opening and closing ---------------------------------------------
 
@@ -716,10 +738,16 @@ class DB(MutableMapping):
         return sum(1 for _ in self.scan(keys_only=True))
 
     def typed(self, key_serde, value_serde):
-        """A :class:`lsm.typed.TypedView` over this DB (SPEC §5)."""
-        from .typed import TypedView  # noqa: PLC0415 - typed sits above db in the layering
+        """A :class:`lsm.typed.TypedView` over this DB with the given serializers (SPEC §5).
 
-        return TypedView(self, key_serde, value_serde)
+        ``lsm.typed`` sits above ``db`` in the layering, so it registers its
+        class here on import (``lsm/__init__`` imports it) instead of ``db``
+        importing upwards.
+        """
+        self._check_open()
+        if _typed_view_class is None:
+            raise Error("lsm.typed is not imported")
+        return _typed_view_class(self, key_serde, value_serde)
 
     # -- flush and compaction ------------------------------------------------
 
@@ -1019,10 +1047,46 @@ class DB(MutableMapping):
             {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0},
             "disk": {"live_bytes": live_bytes, "total_bytes": total,
                      "space_amplification": (live_bytes / bottom_bytes) if bottom_bytes else 1.0},
+            **(self._metrics.snapshot() if self._metrics is not None else {"qps": {}, "latency": {}}),
             "sequence": self._versions.last_sequence,
             "snapshots": len(self._views),
             "background_error": str(self._bg_error) if self._bg_error else None,
         }
+
+
+def _sampled(fn, op: str, record):
+    """Wrap bound method ``fn``: every :data:`_SAMPLE_EVERY`-th call is timed
+    and recorded as that many calls of ``op`` (throughput exact to within one
+    sample period, latency from one call in sixteen). ``get`` and ``put`` get
+    wrappers with their exact signatures: ``*args`` forwarding costs more than
+    a memtable hit."""
+    tick = itertools.count(1).__next__
+    clock = time.perf_counter
+    mask = _SAMPLE_EVERY - 1
+
+    def timed(*args, **kwargs):
+        t = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            record(op, clock() - t, n=_SAMPLE_EVERY)
+
+    if fn.__name__ == "get":
+        def call(key, default=None):
+            if tick() & mask:
+                return fn(key, default)
+            return timed(key, default)
+    elif fn.__name__ == "put":
+        def call(key, value, *, ttl=None, sync=None):
+            if tick() & mask:
+                return fn(key, value, ttl=ttl, sync=sync)
+            return timed(key, value, ttl=ttl, sync=sync)
+    else:
+        def call(*args, **kwargs):
+            if tick() & mask:
+                return fn(*args, **kwargs)
+            return timed(*args, **kwargs)
+    return functools.update_wrapper(call, fn)
 
 
 def _bounds(prefix: bytes, start: bytes | None, stop: bytes | None) -> tuple[bytes, bytes | None]:

@@ -110,6 +110,13 @@ class Options:
     """Open for reading only: shares the ``LOCK`` with other read-only opens,
     writes nothing to the directory, and raises ``ReadOnlyError`` on writes."""
 
+    metrics: bool = True
+    """Record per-operation throughput (sliding window) and latency percentiles
+    for ``stats()["qps"]`` and ``stats()["latency"]``. Every 16th call of each
+    operation is timed and counts for 16, so the cost is one counter step per
+    call plus one timing per 16 (see bench/RESULTS.md for the measured cost);
+    off: no per-call work at all, and those two sections are empty."""
+
     disable_auto_compactions: bool = False
     """Do not schedule background compactions (``compact_range`` still works).
     For benchmarks and bulk loads; L0 stalls still apply."""

@@ -379,3 +379,20 @@ def test_stats_shape_is_json(db):
     assert set(f) == {"number", "bytes", "entries", "smallest", "largest"}
     bytes.fromhex(f["smallest"])
     assert s["compaction"]["write_amplification"] > 0
+
+
+def test_metrics_in_stats_and_switch(tmp_path):
+    db = lsm.open(tmp_path / "a", sync_mode="never")
+    for i in range(200):
+        db.put(b"k%d" % i, b"v")
+        db.get(b"k%d" % i)
+    s = db.stats()
+    assert s["qps"]["get"] > 0 and s["qps"]["put"] > 0
+    assert s["latency"]["get"]["p50"] > 0 and s["latency"]["get"]["p99"] >= s["latency"]["get"]["p50"]
+    assert db.get.__doc__ == lsm.DB.get.__doc__  # the wrapper keeps the docs
+    db.close()
+    db = lsm.open(tmp_path / "b", metrics=False)
+    db.put(b"k", b"v")
+    assert "get" not in vars(db)  # no wrapper at all
+    assert db.stats()["qps"] == {}
+    db.close()

@@ -8,7 +8,8 @@ b'value'
 """
 
 from .batch import WriteBatch
-from .db import DB, Entry, ScanIterator, Snapshot, open
+from .db import DB, open
+from .snapshot import Entry, ScanIterator, Snapshot
 from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
                      ReadOnlyError, SerializationError)
 from .options import Options
@@ -17,8 +18,24 @@ from . import metrics, serde
 
 __version__ = "0.1.0"
 
-__all__ = sorted([
-    "BackgroundError", "ClosedError", "CorruptionError", "DB", "DiskError", "Entry", "Error",
-    "LockError", "Options", "ReadOnlyError", "ScanIterator", "SerializationError", "Snapshot",
-    "TypedView", "WriteBatch", "__version__", "metrics", "open", "serde",
-])
+__all__ = [
+    "BackgroundError",
+    "ClosedError",
+    "CorruptionError",
+    "DB",
+    "DiskError",
+    "Entry",
+    "Error",
+    "LockError",
+    "Options",
+    "ReadOnlyError",
+    "ScanIterator",
+    "SerializationError",
+    "Snapshot",
+    "TypedView",
+    "WriteBatch",
+    "__version__",
+    "metrics",
+    "open",
+    "serde",
+]

@@ -5,7 +5,7 @@ queue -> leader assigns sequences, makes room (may switch memtable) -> WAL
 write (+ fsync) with the mutex released -> memtable insert -> publish the
 last sequence -> wake the group.
 
-Reads take ``self._sv``, an immutable ``_SuperVersion`` (active memtable,
+Reads take ``self._sv``, an immutable ``SuperVersion`` (active memtable,
 immutable memtables, table version) that is replaced wholesale under the
 mutex, so one read always sees one consistent tree without locking.
 
@@ -29,8 +29,8 @@ from typing import Iterator, MutableMapping
 from .batch import WriteBatch, encode_batch, encode_ttl_value
 from .cache import BlockCache, TableCache
 from .commit import CommitQueue, Writer
-from .compaction import (Compaction, drop_obsolete, grandparent_splitter, level_scores,
-                         max_bytes_for_level, pick_compaction, setup_compaction, write_tables)
+from .background import Background
+from .compaction import drop_obsolete, write_tables
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
 from .fs import FileSystem, OsFileSystem
@@ -41,11 +41,12 @@ from .manifest import FileMeta, VersionEdit
 from .metrics import Metrics
 from .memtable import Memtable
 from .options import Options
-from .recovery import RecoveryStats, lock_and_load, obsolete_files, replay_logs
-from .version import NUM_LEVELS, Version, apply_edit
+from .recovery import RecoveryStats, lock_and_load, replay_logs
+from .snapshot import Entry, ScanIterator, Snapshot, SuperVersion, View
+from .version import Version, apply_edit
 from .wal import WalWriter, encode_record
 
-__all__ = ["DB", "Entry", "Snapshot", "open"]
+__all__ = ["DB", "Entry", Snapshot, "open"]
 
 _F64 = struct.Struct("<d")
 _typed_view_class = None  # set by lsm.typed (see DB.typed)
@@ -58,52 +59,6 @@ def register_typed_view(cls) -> None:
     """Called once by ``lsm.typed`` at import (see :meth:`DB.typed`)."""
     global _typed_view_class
     _typed_view_class = cls
-
-
-class Entry:
-    """A stored value with its version (the sequence number of its last write)
-    and its expiry (wall-clock seconds since the epoch, or None)."""
-
-    __slots__ = ("value", "version", "expires_at")
-
-    def __init__(self, value: bytes, version: int, expires_at: float | None) -> None:
-        self.value = value
-        self.version = version
-        self.expires_at = expires_at
-
-    def __repr__(self) -> str:
-        return f"Entry(value={self.value!r}, version={self.version}, expires_at={self.expires_at})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Entry) and (self.value, self.version, self.expires_at) == (
-            other.value, other.version, other.expires_at)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __iter__(self):
-        return iter((self.value, self.version, self.expires_at))
-
-
-class _SuperVersion:
-    """Everything a read needs, swapped as one reference. Immutable."""
-
-    __slots__ = ("mem", "imms", "version", "__weakref__")
-
-    def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], version: Version) -> None:
-        self.mem = mem
-        self.imms = imms  # newest first
-        self.version = version
-
-
-class _View:
-    """A registered read point (snapshot or iterator): compaction keeps every
-    version visible at ``seq`` while this object is alive."""
-
-    __slots__ = ("seq", "sv", "__weakref__")
-
-    def __init__(self, seq: int, sv: _SuperVersion) -> None:
-        self.seq = seq
-        self.sv = sv
 
 
 class _Clock:
@@ -123,7 +78,7 @@ class _Clock:
         return t
 
 
-class DB(MutableMapping):
+class DB(Background, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:
@@ -161,7 +116,7 @@ class DB(MutableMapping):
         self._block_cache = BlockCache(self._opts.block_cache_bytes) if self._opts.block_cache_bytes else None
         self._tables = TableCache(self._fs, lambda n: make_table_name(self._path, n),
                                   self._opts.max_open_files, self._block_cache, self._opts.paranoid_checks)
-        self._views: weakref.WeakSet[_View] = weakref.WeakSet()  # guarded by _views_mu
+        self._views: weakref.WeakSet[View] = weakref.WeakSet()  # guarded by _views_mu
         self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
         self._pending_outputs: set[int] = set()  # guarded by _mu
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
@@ -204,7 +159,7 @@ class DB(MutableMapping):
             vs = self._versions
             if opts.read_only:
                 mem.immutable = True
-                self._sv = _SuperVersion(Memtable(0), (mem,) if len(mem) else (), vs.current)
+                self._sv = SuperVersion(Memtable(0), (mem,) if len(mem) else (), vs.current)
             else:
                 # Recovered writes go to an L0 table and a fresh log; the new
                 # manifest snapshot records both, then old logs become obsolete.
@@ -221,7 +176,7 @@ class DB(MutableMapping):
                     vs.install(apply_edit(vs.current, edit))
                     vs.log_number = log_number
                     vs.write_new_manifest()
-                    self._sv = _SuperVersion(Memtable(log_number), (), vs.current)
+                    self._sv = SuperVersion(Memtable(log_number), (), vs.current)
                     self._delete_obsolete_locked()
                 self._start_threads()
         except BaseException:
@@ -535,7 +490,7 @@ class DB(MutableMapping):
             self._unsynced = False
         sv = self._sv
         sv.mem.immutable = True
-        self._sv = _SuperVersion(Memtable(number), (sv.mem,) + sv.imms, sv.version)
+        self._sv = SuperVersion(Memtable(number), (sv.mem,) + sv.imms, sv.version)
         self._bg_cv.notify_all()
 
     def _set_bg_error_locked(self, exc: BaseException, what: str) -> None:
@@ -583,7 +538,7 @@ class DB(MutableMapping):
         self._check_open()
         return self._get_entry(self._sv, check_key(key), MAX_SEQUENCE)
 
-    def _get_entry(self, sv: _SuperVersion, key: bytes, seq: int) -> Entry | None:
+    def _get_entry(self, sv: SuperVersion, key: bytes, seq: int) -> Entry | None:
         r = None
         for m in (sv.mem,) + sv.imms:
             r = m.get_at(key, seq)
@@ -603,7 +558,7 @@ class DB(MutableMapping):
             return None
         return Entry(r[2][8:], r[0], expires)
 
-    def _table_get_retry(self, exc: DiskError, sv: _SuperVersion, key: bytes,
+    def _table_get_retry(self, exc: DiskError, sv: SuperVersion, key: bytes,
                          seq: int) -> tuple[int, int, bytes] | None:
         """A table vanished under a read that held no reference to its version:
         compaction finished and deleted it. Retry on the newer version, which
@@ -649,23 +604,23 @@ class DB(MutableMapping):
 
     # -- views ----------------------------------------------------------------
 
-    def _new_view(self) -> _View:
+    def _new_view(self) -> View:
         self._check_open()
         # Sequence first, then the super version: every write at or below the
         # sequence is already in a memtable or table that this sv holds.
         seq = self._versions.last_sequence
-        view = _View(seq, self._sv)
+        view = View(seq, self._sv)
         with self._views_mu:
             self._views.add(view)
         return view
 
-    def snapshot(self) -> "Snapshot":
+    def snapshot(self) -> Snapshot:
         """A frozen view of the database as of now. Close it (or use ``with``)
         so compaction can reclaim the versions it pins."""
         return Snapshot(self, self._new_view())
 
     def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
-             reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
+             reverse: bool = False, keys_only: bool = False) -> ScanIterator:
         """Iterate ``(key, value)`` pairs (bare keys with ``keys_only``) in key order.
 
         ``prefix``, ``start`` (inclusive) and ``stop`` (exclusive) intersect. The
@@ -681,7 +636,7 @@ class DB(MutableMapping):
         """
         return ScanIterator(self, self._new_view(), prefix, start, stop, reverse, keys_only)
 
-    def _iterate(self, view: _View, prefix: bytes, start: bytes | None, stop: bytes | None,
+    def _iterate(self, view: View, prefix: bytes, start: bytes | None, stop: bytes | None,
                  reverse: bool, keys_only: bool) -> Iterator:
         lo, hi = _bounds(prefix, start, stop)
         if hi is not None and hi <= lo:
@@ -706,7 +661,7 @@ class DB(MutableMapping):
                 sources.append(_table_iter(tables, files, lo, hi, reverse))
         return visible(merge(sources, reverse), view.seq, self._now(), reverse, keys_only)
 
-    def _release_view(self, view: _View) -> None:
+    def _release_view(self, view: View) -> None:
         with self._views_mu:
             self._views.discard(view)
         self._obsolete_due = True
@@ -748,311 +703,6 @@ class DB(MutableMapping):
         if _typed_view_class is None:
             raise Error("lsm.typed is not imported")
         return _typed_view_class(self, key_serde, value_serde)
-
-    # -- flush and compaction ------------------------------------------------
-
-    def flush(self) -> None:
-        """Write the memtable to an L0 table; return once it is durable on disk."""
-        w = Writer([], 0, False)
-        w.force_switch = True
-        self._submit(w)
-        with self._mu:
-            while self._sv.imms and self._bg_error is None and not self._stop:
-                self._bg_cv.notify_all()
-                self._bg_cv.wait(0.1)
-            self._raise_bg_error_locked()
-
-    def _raise_bg_error_locked(self) -> None:
-        if self._bg_error is not None:
-            raise BackgroundError(str(self._bg_error)) from self._bg_error
-
-    def compact_range(self, start: bytes | None = None, stop: bytes | None = None) -> None:
-        """Compact every key in [start, stop] (None: unbounded) down to the
-        deepest level in use; return when done."""
-        if start is not None:
-            start = check_key(start, "start")
-        if stop is not None:
-            stop = check_key(stop, "stop")
-        self.flush()
-        with self._mu:
-            self._manual.append((start, stop))
-            self._bg_cv.notify_all()
-            while (start, stop) in self._manual and self._bg_error is None and not self._stop:
-                self._bg_cv.wait(0.1)
-            self._raise_bg_error_locked()
-
-    def wait_for_compactions(self) -> None:
-        """Return once no flush or compaction is due or running."""
-        self._check_open()
-        with self._mu:
-            while self._bg_error is None and not self._stop and (
-                    self._bg_busy or self._sv.imms or self._manual or self._compaction_due_locked()):
-                self._bg_cv.notify_all()
-                self._bg_cv.wait(0.1)
-            self._raise_bg_error_locked()
-
-    def _compaction_due_locked(self) -> bool:
-        if self._opts.disable_auto_compactions:
-            return False
-        return level_scores(self._sv.version, self._opts)[0][0] >= 1
-
-    def _bg_main(self) -> None:
-        """Background thread: flush immutable memtables first, then manual,
-        then automatic compactions. One job at a time."""
-        with self._mu:
-            while not self._stop:
-                if self._bg_error is not None:
-                    self._bg_cv.wait(1.0)
-                    continue
-                job = None
-                if self._sv.imms:
-                    job = self._flush_job_locked
-                elif self._manual:
-                    job = self._manual_job_locked
-                elif self._compaction_due_locked():
-                    job = self._auto_job_locked
-                if job is None:
-                    if self._obsolete_due:
-                        self._delete_obsolete_locked()
-                    self._bg_cv.wait(1.0)
-                    continue
-                self._bg_busy = True
-                try:
-                    job()
-                    del job  # drop the job's references before looking for obsolete files
-                    self._delete_obsolete_locked()
-                except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
-                    self._set_bg_error_locked(e, "background flush/compaction failed")
-                finally:
-                    self._bg_busy = False
-                    self._bg_cv.notify_all()
-
-    def _syncer_main(self) -> None:
-        """``sync_mode="periodic"``: fsync the log every ``sync_interval`` seconds
-        when something was written since the last fsync."""
-        interval = self._opts.sync_interval
-        while not self._stop:
-            time.sleep(interval)
-            if not self._unsynced:
-                continue
-            with self._log_sync_mu:
-                log = self._log
-                self._unsynced = False
-                try:
-                    log.sync()
-                except BaseException as e:  # noqa: BLE001
-                    with self._mu:
-                        self._set_bg_error_locked(e, "periodic WAL fsync failed")
-                    return
-
-    def _snapshot_seqs_locked(self) -> list[int]:
-        with self._views_mu:
-            return sorted({v.seq for v in list(self._views)})
-
-    def _flush_job_locked(self) -> None:
-        """Write the oldest immutable memtable to L0, record it, drop its log.
-
-        Crash points: during the table write (orphan table, removed at open;
-        the log still holds the data); after the manifest append (the log is
-        obsolete and removed at open if not yet deleted).
-        """
-        sv = self._sv
-        imm = sv.imms[-1]
-        next_log = sv.imms[-2].log_number if len(sv.imms) > 1 else sv.mem.log_number
-        snaps = self._snapshot_seqs_locked()
-        vs = self._versions
-        numbers: list[int] = []
-
-        def new_number() -> int:
-            with self._mu:
-                n = vs.new_file_number()
-                self._pending_outputs.add(n)
-                numbers.append(n)
-                return n
-
-        self._mu.release()
-        try:
-            entries = drop_obsolete(imm.iter_entries(), snaps, lambda k: False, 0.0)
-            metas = write_tables(self._fs, self._path, entries, self._opts, new_number)
-            if metas:
-                self._fs.fsync_dir(self._path)
-        finally:
-            self._mu.acquire()
-        try:
-            edit = VersionEdit(log_number=next_log)
-            for m in metas:
-                edit.add_file(0, m)
-            vs.log_and_apply(edit)
-        finally:
-            self._pending_outputs.difference_update(numbers)
-        cur = self._sv
-        self._sv = _SuperVersion(cur.mem, tuple(m for m in cur.imms if m is not imm), vs.current)
-        c = self._counters
-        c["flushes"] += 1
-        c["flush_bytes_written"] += sum(m.size for m in metas)
-
-    def _manual_job_locked(self) -> None:
-        start, stop = self._manual[0]
-        try:
-            # Push the range down level by level until it sits in the deepest one in use.
-            deepest = max((lv for lv in range(NUM_LEVELS) if self._sv.version.levels[lv]), default=0)
-            for level in range(0, max(deepest, 1)):
-                v = self._sv.version
-                files = v.overlapping(level, start, stop)
-                if not files:
-                    continue
-                c = setup_compaction(v, self._opts, level, files, "manual", manual=True)
-                self._run_compaction_locked(c)
-        finally:
-            self._manual.pop(0)
-
-    def _auto_job_locked(self) -> None:
-        c = pick_compaction(self._sv.version, self._opts, self._versions.compact_pointers)
-        if c is not None:
-            self._run_compaction_locked(c)
-
-    def _run_compaction_locked(self, c: Compaction) -> None:
-        """Merge ``c``'s inputs into its output level and install the result.
-
-        Crash points: while writing outputs (orphans, removed at open; inputs
-        intact); after the manifest append (inputs obsolete, removed at open or
-        once no reader holds them).
-        """
-        vs = self._versions
-        edit = VersionEdit()
-        if c.level > 0:
-            edit.compact_pointers.append((c.level, max(f.largest for f in c.inputs[0])))
-        if c.is_trivial_move():
-            f = c.inputs[0][0]
-            edit.delete_file(c.level, f.number)
-            edit.add_file(c.output_level, f)
-            vs.log_and_apply(edit)
-            self._sv = _SuperVersion(self._sv.mem, self._sv.imms, vs.current)
-            self._counters["trivial_moves"] += 1
-            return
-        snaps = self._snapshot_seqs_locked()
-        version = vs.current
-        deeper = [(f.smallest, f.largest) for lv in range(c.output_level + 1, NUM_LEVELS)
-                  for f in version.levels[lv]]
-        numbers: list[int] = []
-        counters: dict = {}
-
-        def new_number() -> int:
-            with self._mu:
-                n = vs.new_file_number()
-                self._pending_outputs.add(n)
-                numbers.append(n)
-                return n
-
-        def is_bottommost(key: bytes) -> bool:
-            return not any(lo <= key <= hi for lo, hi in deeper)
-
-        now = self._now()
-        inputs = c.all_inputs()
-        self._mu.release()
-        try:
-            readers = [self._tables.get(f.number) for _, f in inputs]
-            sources = [_entries_for_merge(r) for r in readers]
-            merged = ((k, -ns, kind, v) for k, ns, kind, v in merge(sources))
-            entries = drop_obsolete(merged, snaps, is_bottommost, now, counters)
-            limit = 10 * self._opts.target_file_bytes
-            metas = write_tables(self._fs, self._path, entries, self._opts, new_number,
-                                 split_bytes=self._opts.target_file_bytes,
-                                 split_before=grandparent_splitter(c.grandparents, limit))
-            if metas:
-                self._fs.fsync_dir(self._path)
-        finally:
-            self._mu.acquire()
-        try:
-            for level, f in inputs:
-                edit.delete_file(level, f.number)
-            for m in metas:
-                edit.add_file(c.output_level, m)
-            vs.log_and_apply(edit)
-        finally:
-            self._pending_outputs.difference_update(numbers)
-        self._sv = _SuperVersion(self._sv.mem, self._sv.imms, vs.current)
-        k = self._counters
-        k["compactions"] += 1
-        k["compaction_bytes_read"] += c.input_bytes()
-        k["compaction_bytes_written"] += sum(m.size for m in metas)
-        k["entries_dropped"] += counters.get("dropped", 0)
-
-    def _delete_obsolete_locked(self) -> None:
-        """Remove files no live version, reader or recovery needs. Failures are
-        ignored: a leftover file is removed at a later pass or at open."""
-        assert_held(self._mu)
-        self._obsolete_due = False
-        vs = self._versions
-        live = vs.live_files()
-        for path in obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
-                                   self._log.number if self._log else -1):
-            try:
-                self._fs.remove(path)
-            except DiskError:
-                continue
-            if path.endswith(".sst"):
-                self._tables.evict(int(os.path.basename(path)[:-4]))
-
-    # -- stats -----------------------------------------------------------------
-
-    def stats(self) -> dict:
-        """Counters grouped by subsystem (SPEC §6). JSON-serialisable."""
-        self._check_open()
-        sv = self._sv
-        v = sv.version
-        c = dict(self._counters)
-        levels = []
-        for level, files in enumerate(v.levels):
-            levels.append({
-                "level": level, "files": [{"number": f.number, "bytes": f.size, "entries": f.entries,
-                                           "smallest": f.smallest.hex(), "largest": f.largest.hex()}
-                                          for f in files],
-                "bytes": sum(f.size for f in files), "entries": sum(f.entries for f in files),
-                "target_bytes": None if level == 0 else max_bytes_for_level(self._opts, level),
-            })
-        live_bytes = sum(f.size for _, f in v.files())
-        total = 0
-        try:
-            for name in self._fs.listdir(self._path):
-                try:
-                    total += self._fs.file_size(os.path.join(self._path, name))
-                except DiskError:
-                    pass
-        except DiskError:
-            pass
-        user = c["user_bytes_written"]
-        written = c["flush_bytes_written"] + c["compaction_bytes_written"] + c["wal_bytes_written"]
-        bottom = max((lv for lv in range(NUM_LEVELS) if v.levels[lv]), default=0)
-        bottom_bytes = v.level_bytes(bottom) if bottom else 0
-        return {
-            "levels": levels,
-            "memtable": {"bytes": sv.mem.nbytes, "entries": sv.mem.entries,
-                         "immutable": len(sv.imms), "immutable_bytes": sum(m.nbytes for m in sv.imms)},
-            "wal": {"bytes": self._log.size if self._log else 0,
-                    "number": self._log.number if self._log else None,
-                    "bytes_written": c["wal_bytes_written"]},
-            "recovery": self._recovery.as_dict(),
-            "compaction": {"count": c["compactions"], "flushes": c["flushes"],
-                           "trivial_moves": c["trivial_moves"],
-                           "bytes_read": c["compaction_bytes_read"],
-                           "bytes_written": c["compaction_bytes_written"],
-                           "flush_bytes_written": c["flush_bytes_written"],
-                           "entries_dropped": c["entries_dropped"],
-                           "write_amplification": (written / user) if user else 0.0,
-                           "stall_seconds": c["stall_seconds"], "slowdown_writes": c["slowdown_writes"],
-                           "pending": self._compaction_due_locked() if not self._opts.read_only else False},
-            "bloom": {"checked": c["bloom_checked"], "useful": c["bloom_useful"]},
-            "block_cache": self._block_cache.stats() if self._block_cache else
-            {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0},
-            "disk": {"live_bytes": live_bytes, "total_bytes": total,
-                     "space_amplification": (live_bytes / bottom_bytes) if bottom_bytes else 1.0},
-            **(self._metrics.snapshot() if self._metrics is not None else {"qps": {}, "latency": {}}),
-            "sequence": self._versions.last_sequence,
-            "snapshots": len(self._views),
-            "background_error": str(self._bg_error) if self._bg_error else None,
-        }
-
 
 def _sampled(fn, op: str, record):
     """Wrap bound method ``fn``: every :data:`_SAMPLE_EVERY`-th call is timed
@@ -1114,109 +764,6 @@ def _table_iter(tables: TableCache, files: list[FileMeta], lo: bytes, hi: bytes 
     else:
         for f in files:
             yield from tables.get(f.number).iter_forward(lo, hi)
-
-
-def _entries_for_merge(reader) -> Iterator[tuple]:
-    return reader.iter_forward(b"", None)
-
-
-class Snapshot:
-    """A frozen, read-only view of the database at the moment it was taken.
-
-    Reads see exactly that state across later writes, flushes and
-    compactions. Close it (or leave its ``with`` block) to let compaction
-    reclaim what it pins; using it afterwards raises ClosedError.
-    Thread safety: may be shared between threads.
-    """
-
-    def __init__(self, db: DB, view: _View) -> None:
-        self._db = db
-        self._view: _View | None = view
-
-    @property
-    def sequence(self) -> int:
-        return self._live().seq
-
-    def _live(self) -> _View:
-        if self._view is None:
-            raise ClosedError("snapshot is closed")
-        if self._db._closed:
-            raise ClosedError(f"database {self._db._path} is closed")
-        return self._view
-
-    def get(self, key: bytes, default=None):
-        e = self.get_entry(key)
-        return default if e is None else e.value
-
-    def get_entry(self, key: bytes) -> Entry | None:
-        view = self._live()
-        return self._db._get_entry(view.sv, check_key(key), view.seq)
-
-    def __contains__(self, key: bytes) -> bool:
-        return self.get_entry(key) is not None
-
-    def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
-             reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
-        return ScanIterator(self._db, self._live(), prefix, start, stop, reverse, keys_only, owned=False)
-
-    def close(self) -> None:
-        if self._view is not None:
-            view, self._view = self._view, None
-            if not self._db._closed:
-                self._db._release_view(view)
-
-    def __enter__(self) -> "Snapshot":
-        self._live()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class ScanIterator:
-    """Iterator returned by ``scan()``. Its view was fixed when ``scan()`` was
-    called. ``close()`` releases the view early; using it after its ``close()``
-    or the DB's raises ClosedError."""
-
-    __slots__ = ("_db", "_view", "_it", "_owned", "_exhausted")
-
-    def __init__(self, db: DB, view: _View, prefix: bytes, start: bytes | None, stop: bytes | None,
-                 reverse: bool, keys_only: bool, owned: bool = True) -> None:
-        self._db = db
-        self._view: _View | None = view
-        self._owned = owned
-        self._exhausted = False
-        self._it = db._iterate(view, prefix, start, stop, reverse, keys_only)
-
-    def __iter__(self) -> "ScanIterator":
-        return self
-
-    def __next__(self):
-        if self._view is None:
-            if self._exhausted:
-                raise StopIteration
-            raise ClosedError("scan iterator is closed")
-        if self._db._closed:
-            raise ClosedError(f"database {self._db._path} is closed")
-        try:
-            return next(self._it)
-        except StopIteration:
-            self.close()
-            self._exhausted = True
-            raise
-
-    def close(self) -> None:
-        if self._view is not None:
-            view, self._view = self._view, None
-            self._it = iter(())
-            if self._owned and not self._db._closed:
-                self._db._release_view(view)
-
-    def __enter__(self) -> "ScanIterator":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def open(path: str | os.PathLike, **options) -> DB:  # noqa: A001 - the public name (SPEC §2)

@@ -1,0 +1,338 @@
+"""The DB's background half: the flush/compaction thread, the periodic WAL
+syncer, obsolete-file deletion, the maintenance calls that wait on them
+(``flush``, ``compact_range``, ``wait_for_compactions``) and ``stats()``.
+
+``Background`` is a mixin of :class:`lsm.db.DB`: it shares the DB's state and
+its locking rules (doc/design.md#locking-rules). Every ``*_locked`` method
+runs with ``_mu`` held and documents where it drops it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator
+
+from .commit import Writer
+from .compaction import (Compaction, drop_obsolete, grandparent_splitter, level_scores,
+                         max_bytes_for_level, pick_compaction, setup_compaction, write_tables)
+from .errors import BackgroundError, DiskError
+from .invariants import assert_held
+from .iterators import merge
+from .keys import check_key
+from .manifest import VersionEdit
+from .recovery import obsolete_files
+from .snapshot import SuperVersion
+from .version import NUM_LEVELS
+
+__all__ = ["Background"]
+
+
+class Background:
+    """Mixin of :class:`lsm.db.DB` holding everything the background thread does."""
+
+    def flush(self) -> None:
+        """Write the memtable to an L0 table; return once it is durable on disk."""
+        w = Writer([], 0, False)
+        w.force_switch = True
+        self._submit(w)
+        with self._mu:
+            while self._sv.imms and self._bg_error is None and not self._stop:
+                self._bg_cv.notify_all()
+                self._bg_cv.wait(0.1)
+            self._raise_bg_error_locked()
+
+    def _raise_bg_error_locked(self) -> None:
+        if self._bg_error is not None:
+            raise BackgroundError(str(self._bg_error)) from self._bg_error
+
+    def compact_range(self, start: bytes | None = None, stop: bytes | None = None) -> None:
+        """Compact every key in [start, stop] (None: unbounded) down to the
+        deepest level in use; return when done."""
+        if start is not None:
+            start = check_key(start, "start")
+        if stop is not None:
+            stop = check_key(stop, "stop")
+        self.flush()
+        with self._mu:
+            self._manual.append((start, stop))
+            self._bg_cv.notify_all()
+            while (start, stop) in self._manual and self._bg_error is None and not self._stop:
+                self._bg_cv.wait(0.1)
+            self._raise_bg_error_locked()
+
+    def wait_for_compactions(self) -> None:
+        """Return once no flush or compaction is due or running."""
+        self._check_open()
+        with self._mu:
+            while self._bg_error is None and not self._stop and (
+                    self._bg_busy or self._sv.imms or self._manual or self._compaction_due_locked()):
+                self._bg_cv.notify_all()
+                self._bg_cv.wait(0.1)
+            self._raise_bg_error_locked()
+
+    def _compaction_due_locked(self) -> bool:
+        if self._opts.disable_auto_compactions:
+            return False
+        return level_scores(self._sv.version, self._opts)[0][0] >= 1
+
+    def _bg_main(self) -> None:
+        """Background thread: flush immutable memtables first, then manual,
+        then automatic compactions. One job at a time."""
+        with self._mu:
+            while not self._stop:
+                if self._bg_error is not None:
+                    self._bg_cv.wait(1.0)
+                    continue
+                job = None
+                if self._sv.imms:
+                    job = self._flush_job_locked
+                elif self._manual:
+                    job = self._manual_job_locked
+                elif self._compaction_due_locked():
+                    job = self._auto_job_locked
+                if job is None:
+                    if self._obsolete_due:
+                        self._delete_obsolete_locked()
+                    self._bg_cv.wait(1.0)
+                    continue
+                self._bg_busy = True
+                try:
+                    job()
+                    del job  # drop the job's references before looking for obsolete files
+                    self._delete_obsolete_locked()
+                except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
+                    self._set_bg_error_locked(e, "background flush/compaction failed")
+                finally:
+                    self._bg_busy = False
+                    self._bg_cv.notify_all()
+
+    def _syncer_main(self) -> None:
+        """``sync_mode="periodic"``: fsync the log every ``sync_interval`` seconds
+        when something was written since the last fsync."""
+        interval = self._opts.sync_interval
+        while not self._stop:
+            time.sleep(interval)
+            if not self._unsynced:
+                continue
+            with self._log_sync_mu:
+                log = self._log
+                self._unsynced = False
+                try:
+                    log.sync()
+                except BaseException as e:  # noqa: BLE001
+                    with self._mu:
+                        self._set_bg_error_locked(e, "periodic WAL fsync failed")
+                    return
+
+    def _snapshot_seqs_locked(self) -> list[int]:
+        with self._views_mu:
+            return sorted({v.seq for v in list(self._views)})
+
+    def _flush_job_locked(self) -> None:
+        """Write the oldest immutable memtable to L0, record it, drop its log.
+
+        Crash points: during the table write (orphan table, removed at open;
+        the log still holds the data); after the manifest append (the log is
+        obsolete and removed at open if not yet deleted).
+        """
+        sv = self._sv
+        imm = sv.imms[-1]
+        next_log = sv.imms[-2].log_number if len(sv.imms) > 1 else sv.mem.log_number
+        snaps = self._snapshot_seqs_locked()
+        vs = self._versions
+        numbers: list[int] = []
+
+        def new_number() -> int:
+            with self._mu:
+                n = vs.new_file_number()
+                self._pending_outputs.add(n)
+                numbers.append(n)
+                return n
+
+        self._mu.release()
+        try:
+            entries = drop_obsolete(imm.iter_entries(), snaps, lambda k: False, 0.0)
+            metas = write_tables(self._fs, self._path, entries, self._opts, new_number)
+            if metas:
+                self._fs.fsync_dir(self._path)
+        finally:
+            self._mu.acquire()
+        try:
+            edit = VersionEdit(log_number=next_log)
+            for m in metas:
+                edit.add_file(0, m)
+            vs.log_and_apply(edit)
+        finally:
+            self._pending_outputs.difference_update(numbers)
+        cur = self._sv
+        self._sv = SuperVersion(cur.mem, tuple(m for m in cur.imms if m is not imm), vs.current)
+        c = self._counters
+        c["flushes"] += 1
+        c["flush_bytes_written"] += sum(m.size for m in metas)
+
+    def _manual_job_locked(self) -> None:
+        start, stop = self._manual[0]
+        try:
+            # Push the range down level by level until it sits in the deepest one in use.
+            deepest = max((lv for lv in range(NUM_LEVELS) if self._sv.version.levels[lv]), default=0)
+            for level in range(0, max(deepest, 1)):
+                v = self._sv.version
+                files = v.overlapping(level, start, stop)
+                if not files:
+                    continue
+                c = setup_compaction(v, self._opts, level, files, "manual", manual=True)
+                self._run_compaction_locked(c)
+        finally:
+            self._manual.pop(0)
+
+    def _auto_job_locked(self) -> None:
+        c = pick_compaction(self._sv.version, self._opts, self._versions.compact_pointers)
+        if c is not None:
+            self._run_compaction_locked(c)
+
+    def _run_compaction_locked(self, c: Compaction) -> None:
+        """Merge ``c``'s inputs into its output level and install the result.
+
+        Crash points: while writing outputs (orphans, removed at open; inputs
+        intact); after the manifest append (inputs obsolete, removed at open or
+        once no reader holds them).
+        """
+        vs = self._versions
+        edit = VersionEdit()
+        if c.level > 0:
+            edit.compact_pointers.append((c.level, max(f.largest for f in c.inputs[0])))
+        if c.is_trivial_move():
+            f = c.inputs[0][0]
+            edit.delete_file(c.level, f.number)
+            edit.add_file(c.output_level, f)
+            vs.log_and_apply(edit)
+            self._sv = SuperVersion(self._sv.mem, self._sv.imms, vs.current)
+            self._counters["trivial_moves"] += 1
+            return
+        snaps = self._snapshot_seqs_locked()
+        version = vs.current
+        deeper = [(f.smallest, f.largest) for lv in range(c.output_level + 1, NUM_LEVELS)
+                  for f in version.levels[lv]]
+        numbers: list[int] = []
+        counters: dict = {}
+
+        def new_number() -> int:
+            with self._mu:
+                n = vs.new_file_number()
+                self._pending_outputs.add(n)
+                numbers.append(n)
+                return n
+
+        def is_bottommost(key: bytes) -> bool:
+            return not any(lo <= key <= hi for lo, hi in deeper)
+
+        now = self._now()
+        inputs = c.all_inputs()
+        self._mu.release()
+        try:
+            readers = [self._tables.get(f.number) for _, f in inputs]
+            sources = [_entries_for_merge(r) for r in readers]
+            merged = ((k, -ns, kind, v) for k, ns, kind, v in merge(sources))
+            entries = drop_obsolete(merged, snaps, is_bottommost, now, counters)
+            limit = 10 * self._opts.target_file_bytes
+            metas = write_tables(self._fs, self._path, entries, self._opts, new_number,
+                                 split_bytes=self._opts.target_file_bytes,
+                                 split_before=grandparent_splitter(c.grandparents, limit))
+            if metas:
+                self._fs.fsync_dir(self._path)
+        finally:
+            self._mu.acquire()
+        try:
+            for level, f in inputs:
+                edit.delete_file(level, f.number)
+            for m in metas:
+                edit.add_file(c.output_level, m)
+            vs.log_and_apply(edit)
+        finally:
+            self._pending_outputs.difference_update(numbers)
+        self._sv = SuperVersion(self._sv.mem, self._sv.imms, vs.current)
+        k = self._counters
+        k["compactions"] += 1
+        k["compaction_bytes_read"] += c.input_bytes()
+        k["compaction_bytes_written"] += sum(m.size for m in metas)
+        k["entries_dropped"] += counters.get("dropped", 0)
+
+    def _delete_obsolete_locked(self) -> None:
+        """Remove files no live version, reader or recovery needs. Failures are
+        ignored: a leftover file is removed at a later pass or at open."""
+        assert_held(self._mu)
+        self._obsolete_due = False
+        vs = self._versions
+        live = vs.live_files()
+        for path in obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
+                                   self._log.number if self._log else -1):
+            try:
+                self._fs.remove(path)
+            except DiskError:
+                continue
+            if path.endswith(".sst"):
+                self._tables.evict(int(os.path.basename(path)[:-4]))
+
+    # -- stats -----------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Counters grouped by subsystem (SPEC §6). JSON-serialisable."""
+        self._check_open()
+        sv = self._sv
+        v = sv.version
+        c = dict(self._counters)
+        levels = []
+        for level, files in enumerate(v.levels):
+            levels.append({
+                "level": level, "files": [{"number": f.number, "bytes": f.size, "entries": f.entries,
+                                           "smallest": f.smallest.hex(), "largest": f.largest.hex()}
+                                          for f in files],
+                "bytes": sum(f.size for f in files), "entries": sum(f.entries for f in files),
+                "target_bytes": None if level == 0 else max_bytes_for_level(self._opts, level),
+            })
+        live_bytes = sum(f.size for _, f in v.files())
+        total = 0
+        try:
+            for name in self._fs.listdir(self._path):
+                try:
+                    total += self._fs.file_size(os.path.join(self._path, name))
+                except DiskError:
+                    pass
+        except DiskError:
+            pass
+        user = c["user_bytes_written"]
+        written = c["flush_bytes_written"] + c["compaction_bytes_written"] + c["wal_bytes_written"]
+        bottom = max((lv for lv in range(NUM_LEVELS) if v.levels[lv]), default=0)
+        bottom_bytes = v.level_bytes(bottom) if bottom else 0
+        return {
+            "levels": levels,
+            "memtable": {"bytes": sv.mem.nbytes, "entries": sv.mem.entries,
+                         "immutable": len(sv.imms), "immutable_bytes": sum(m.nbytes for m in sv.imms)},
+            "wal": {"bytes": self._log.size if self._log else 0,
+                    "number": self._log.number if self._log else None,
+                    "bytes_written": c["wal_bytes_written"]},
+            "recovery": self._recovery.as_dict(),
+            "compaction": {"count": c["compactions"], "flushes": c["flushes"],
+                           "trivial_moves": c["trivial_moves"],
+                           "bytes_read": c["compaction_bytes_read"],
+                           "bytes_written": c["compaction_bytes_written"],
+                           "flush_bytes_written": c["flush_bytes_written"],
+                           "entries_dropped": c["entries_dropped"],
+                           "write_amplification": (written / user) if user else 0.0,
+                           "stall_seconds": c["stall_seconds"], "slowdown_writes": c["slowdown_writes"],
+                           "pending": self._compaction_due_locked() if not self._opts.read_only else False},
+            "bloom": {"checked": c["bloom_checked"], "useful": c["bloom_useful"]},
+            "block_cache": self._block_cache.stats() if self._block_cache else
+            {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0},
+            "disk": {"live_bytes": live_bytes, "total_bytes": total,
+                     "space_amplification": (live_bytes / bottom_bytes) if bottom_bytes else 1.0},
+            **(self._metrics.snapshot() if self._metrics is not None else {"qps": {}, "latency": {}}),
+            "sequence": self._versions.last_sequence,
+            "snapshots": len(self._views),
+            "background_error": str(self._bg_error) if self._bg_error else None,
+        }
+
+
+def _entries_for_merge(reader) -> Iterator[tuple]:
+    return reader.iter_forward(b"", None)

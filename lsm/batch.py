@@ -69,6 +69,7 @@ class WriteBatch:
         return self
 
     def clear(self) -> None:
+        """Drop every queued operation."""
         self.ops.clear()
         self.nbytes = 0
 

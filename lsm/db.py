@@ -24,7 +24,7 @@ import struct
 import threading
 import time
 import weakref
-from typing import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Iterator, MutableMapping
 
 from .batch import WriteBatch, encode_batch, encode_ttl_value
 from .cache import BlockCache, TableCache
@@ -45,6 +45,10 @@ from .recovery import RecoveryStats, lock_and_load, replay_logs
 from .snapshot import Entry, ScanIterator, Snapshot, SuperVersion, View
 from .version import Version, apply_edit
 from .wal import WalWriter, encode_record
+
+if TYPE_CHECKING:  # annotations only: typed and serde sit above db
+    from .serde import Serializer
+    from .typed import TypedView
 
 __all__ = ["DB", "Entry", Snapshot, "open"]
 
@@ -692,7 +696,7 @@ class DB(Background, MutableMapping):
         """Number of live keys. Complexity: a full scan."""
         return sum(1 for _ in self.scan(keys_only=True))
 
-    def typed(self, key_serde, value_serde):
+    def typed(self, key_serde: "Serializer", value_serde: "Serializer") -> "TypedView":
         """A :class:`lsm.typed.TypedView` over this DB with the given serializers (SPEC §5).
 
         ``lsm.typed`` sits above ``db`` in the layering, so it registers its

@@ -91,10 +91,12 @@ class Snapshot:
         return self._view
 
     def get(self, key: bytes, default=None):
+        """The value of ``key`` in this snapshot, or ``default``."""
         e = self.get_entry(key)
         return default if e is None else e.value
 
     def get_entry(self, key: bytes) -> Entry | None:
+        """Value, version and expiry of ``key`` in this snapshot, or None."""
         view = self._live()
         return self._db._get_entry(view.sv, check_key(key), view.seq)
 
@@ -103,9 +105,11 @@ class Snapshot:
 
     def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
              reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
+        """Like ``DB.scan``, over this snapshot's frozen state."""
         return ScanIterator(self._db, self._live(), prefix, start, stop, reverse, keys_only, owned=False)
 
     def close(self) -> None:
+        """Release the snapshot (idempotent); later use raises ClosedError."""
         if self._view is not None:
             view, self._view = self._view, None
             if not self._db._closed:
@@ -152,6 +156,7 @@ class ScanIterator:
             raise
 
     def close(self) -> None:
+        """Release the iterator's view early (idempotent)."""
         if self._view is not None:
             view, self._view = self._view, None
             self._it = iter(())

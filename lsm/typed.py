@@ -129,13 +129,16 @@ class TypedView(_TypedReader[K, V]):
         self.db = db
 
     def put(self, key: K, value: V, *, ttl: float | None = None, sync: bool | None = None) -> int:
+        """``DB.put`` with an encoded key and value; returns the version."""
         return self.db.put(self._k(key), encode_value(self.value_serde, value), ttl=ttl, sync=sync)
 
     def delete(self, key: K, *, sync: bool | None = None) -> int:
+        """``DB.delete`` of an encoded key; returns the version."""
         return self.db.delete(self._k(key), sync=sync)
 
     def compare_and_swap(self, key: K, expected_version: int, value: V | None, *,
                          ttl: float | None = None) -> int | None:
+        """``DB.compare_and_swap`` with an encoded key and value (None deletes)."""
         raw = None if value is None else encode_value(self.value_serde, value)
         return self.db.compare_and_swap(self._k(key), expected_version, raw, ttl=ttl)
 
@@ -144,6 +147,7 @@ class TypedView(_TypedReader[K, V]):
         return TypedBatch(self, self.db.write_batch(sync=sync))
 
     def snapshot(self) -> "TypedSnapshot[K, V]":
+        """A typed, frozen, read-only view; close it when done."""
         return TypedSnapshot(self.db.snapshot(), self.key_serde, self.value_serde)
 
     def __setitem__(self, key: K, value: V) -> None:

@@ -56,7 +56,11 @@ def _modules():
 def _imports(tree: ast.AST, top: str, path: str):
     """Yield (lsm-module-or-None, external-name, node) for each import."""
     pkg_parts = os.path.relpath(path, ROOT).split(os.sep)[:-1]
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                 and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue  # annotation-only imports do not create a runtime edge
         if isinstance(node, ast.Import):
             for a in node.names:
                 name = a.name.split(".")

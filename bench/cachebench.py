@@ -1,0 +1,211 @@
+"""The ``cache`` workload: ``lsm.PersistentCache`` vs diskcache vs an in-memory LRU.
+
+A read-through cache in front of a slow source: ``reads`` requests for keys
+drawn from YCSB's scrambled zipfian over ``num`` keys; a hit must return the
+exact value, a miss ``put``s it. Every cache gets the same byte budget,
+``CACHE_FRACTION`` of the key space's ``key + value`` bytes, and starts cold.
+
+Contenders (each in its own fresh temporary directory):
+
+- ``lsm``: ``lsm.PersistentCache(path, max_bytes=budget, sync_mode="never")``;
+  skipped with a note while ``lsm.PersistentCache`` does not exist.
+- ``diskcache``: ``diskcache.Cache(path, size_limit=budget,
+  eviction_policy="least-recently-used")`` when installed. Its ``size_limit``
+  bounds the SQLite file size including page overhead, so at the same budget
+  it holds fewer entries; the hit ratio in the report shows the effect.
+- ``lru``: a ``collections.OrderedDict`` LRU bounded by the same bytes - the
+  in-process floor that any persistent cache pays for.
+
+Reported per contender: ops/s, p50/p99 latency per request, hit ratio.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import shutil
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench.config import BenchConfig
+from bench.context import Result, base_result, empty_verify, verify_failures
+from bench.data import KeySpace, ValueGen
+from bench.engines import dist_version
+from bench.machine import dir_bytes
+from bench.measure import Phase
+from bench.ycsb import ScrambledZipfian
+
+CACHE_FRACTION = 0.25  # budget = a quarter of the key space: hit ratio well below 1
+WORKLOAD = "cache"
+
+
+class CacheLike(Protocol):
+    """The subset of the cache API the workload uses."""
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        """Value or ``default``."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class BytesLRU:
+    """An ``OrderedDict`` LRU holding at most ``max_bytes`` of key + value bytes.
+
+    >>> c = BytesLRU(10)
+    >>> c.put(b"a", b"1234"); c.put(b"b", b"1234"); c.get(b"a") is not None
+    True
+    >>> c.put(b"c", b"1234"); c.get(b"b") is None   # b was least recently used
+    True
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        """:param max_bytes: budget for ``len(key) + len(value)`` summed."""
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._data: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        """The value (now most recently used) or ``default``."""
+        value = self._data.get(key)
+        if value is None:
+            return default
+        self._data.move_to_end(key)
+        return value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Insert or replace, evicting least recently used entries over budget."""
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.bytes -= len(key) + len(old)
+        self._data[key] = value
+        self.bytes += len(key) + len(value)
+        while self.bytes > self.max_bytes and self._data:
+            k, v = self._data.popitem(last=False)
+            self.bytes -= len(k) + len(v)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def close(self) -> None:
+        """Drop everything."""
+        self._data.clear()
+
+
+def _open_lsm(path: Path, budget: int) -> tuple[Any, Any] | str:
+    try:
+        lsm = importlib.import_module("lsm")
+    except ImportError as exc:
+        return f"cannot import lsm: {exc}"
+    cls = getattr(lsm, "PersistentCache", None)
+    if cls is None:
+        return "lsm.PersistentCache does not exist yet"
+    cache = cls(str(path), max_bytes=budget, sync_mode="never")
+    return cache, cache.put
+
+
+def _open_diskcache(path: Path, budget: int) -> tuple[Any, Any] | str:
+    try:
+        diskcache = importlib.import_module("diskcache")
+    except ImportError:
+        return "diskcache is not installed"
+    cache = diskcache.Cache(
+        str(path), size_limit=budget, eviction_policy="least-recently-used", statistics=0
+    )
+    return cache, cache.set
+
+
+def _open_lru(path: Path, budget: int) -> tuple[Any, Any] | str:
+    cache = BytesLRU(budget)
+    return cache, cache.put
+
+
+CONTENDERS = {"lsm": _open_lsm, "diskcache": _open_diskcache, "lru": _open_lru}
+DESCRIPTIONS = {
+    "lsm": "lsm.PersistentCache(max_bytes=budget, sync_mode='never')",
+    "diskcache": "diskcache.Cache(size_limit=budget, eviction_policy='least-recently-used')",
+    "lru": "collections.OrderedDict LRU bounded by key+value bytes",
+}
+
+
+def contenders_for(engines: tuple[str, ...]) -> list[str]:
+    """``lsm`` and ``diskcache`` if selected as engines, plus ``lru`` always."""
+    return [name for name in ("lsm", "diskcache") if name in engines] + ["lru"]
+
+
+def run_cache(cfg: BenchConfig, keys: KeySpace, values: ValueGen) -> list[Result]:
+    """Run the cache workload for each contender; a missing one gives a skipped record."""
+    budget = int(cfg.num * (cfg.key_size + cfg.value_size) * CACHE_FRACTION)
+    rng = random.Random(cfg.seed + 99)
+    chooser = ScrambledZipfian(cfg.num, rng)
+    requests = [chooser.next() for _ in range(cfg.n_reads)]
+    results: list[Result] = []
+    for name in contenders_for(cfg.engines):
+        parent = str(cfg.tmpdir) if cfg.tmpdir is not None else None
+        path = Path(tempfile.mkdtemp(prefix=f"lsm-bench-cache-{name}-", dir=parent))
+        try:
+            opened = CONTENDERS[name](path, budget)
+            if isinstance(opened, str):
+                results.append(base_result(WORKLOAD, name, "skipped", opened))
+                continue
+            cache, put = opened
+            try:
+                results.append(_timed(cfg, name, cache, put, requests, keys, values, budget, path))
+            finally:
+                cache.close()
+        except Exception as exc:  # one contender failing must not hide the others
+            results.append(base_result(WORKLOAD, name, "error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+    return results
+
+
+def _timed(
+    cfg: BenchConfig, name: str, cache: CacheLike, put: Any, requests: list[int],
+    keys: KeySpace, values: ValueGen, budget: int, path: Path,
+) -> Result:
+    get, key, value = cache.get, keys.key, values.value
+    tally = {"hits": 0, "wrong": 0}
+
+    def op(i: int) -> None:
+        k = requests[i]
+        kb = key(k)
+        got = get(kb, None)
+        if got is None:
+            put(kb, value(k))
+        else:
+            tally["hits"] += 1
+            if got != value(k):
+                tally["wrong"] += 1
+
+    phase = Phase(f"cache [{name}]", len(requests), progress=cfg.progress)
+    with phase:
+        phase.loop(len(requests), op)
+    res = base_result(WORKLOAD, name, "ok")
+    res.update(phase.result())
+    res["unit"] = "get, put on miss"
+    verify = empty_verify()
+    verify.update(checked=tally["hits"], wrong=tally["wrong"])
+    res["verify"] = verify
+    res["disk_bytes"] = dir_bytes(path)
+    res["extra"] = {
+        "hit_ratio": tally["hits"] / len(requests) if requests else None,
+        "hits": tally["hits"],
+        "budget_bytes": budget,
+        "entries_at_end": _safe_len(cache),
+        "implementation": DESCRIPTIONS[name],
+        "version": dist_version("lsm-tree") if name == "lsm" else dist_version(name),
+    }
+    if verify_failures(verify):
+        res["status"] = "failed"
+        res["note"] = f"{tally['wrong']} hits returned a wrong value"
+    return res
+
+
+def _safe_len(cache: object) -> int | None:
+    try:
+        return len(cache)  # type: ignore[arg-type]
+    except Exception:  # len() is informative only
+        return None

@@ -1,0 +1,126 @@
+"""What the run happened on: machine, interpreter, package versions, I/O counters.
+
+``io_counters`` reads ``/proc/self/io``; its ``wchar`` (bytes passed to
+``write``-family system calls by every thread of this process, background
+compaction threads of the C peers included) is the engine-neutral numerator of
+the *syscall write amplification* in the report. Where the file does not exist
+(not Linux) the figure is simply absent.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.engines import dist_version
+
+REPORTED_DISTRIBUTIONS = (
+    "lsm-tree",
+    "sortedcontainers",
+    "zstandard",
+    "xxhash",
+    "plyvel",
+    "rocksdict",
+    "lmdb",
+    "diskcache",
+    "matplotlib",
+    "tqdm",
+)
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _git_commit(repo: Path) -> str | None:
+    """The checked-out commit of ``repo`` (read-only ``git rev-parse``), if any."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count and model, memory, platform, Python, SQLite, date, git commit."""
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_bytes": _memory_bytes(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "sqlite": sqlite3.sqlite_version,
+        "git_commit": _git_commit(Path(__file__).resolve().parent.parent),
+        "argv": list(sys.argv),
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the store and its peers (``None``: not installed)."""
+    return {name: dist_version(name) for name in REPORTED_DISTRIBUTIONS}
+
+
+def io_counters() -> dict[str, int] | None:
+    """This process's ``/proc/self/io`` counters, or ``None`` where unavailable."""
+    try:
+        with open("/proc/self/io", encoding="ascii") as fh:
+            pairs = (line.split(":", 1) for line in fh if ":" in line)
+            return {key.strip(): int(value) for key, value in pairs}
+    except (OSError, ValueError):
+        return None
+
+
+def io_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    """``after - before`` for every counter both have."""
+    if before is None or after is None:
+        return None
+    return {key: after[key] - before[key] for key in after if key in before}
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes allocated on disk under ``path`` (``st_blocks``: sparse files count as used)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue  # removed while walking (an obsolete file being deleted)
+            total += getattr(st, "st_blocks", 0) * 512 or st.st_size
+    return total

@@ -1,0 +1,426 @@
+"""The benchmark harness (``bench/``): every workload at a tiny size on lsm and
+sqlite3 with every read checked, the quick mode end to end, the report files,
+and graceful degradation without the optional packages.
+
+The harness itself is never collected by pytest (``testpaths = ["tests"]`` and
+no ``test_*.py`` under ``bench/``); this file is how it is tested.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import cachebench, plots, progress
+from bench.__main__ import build_parser, config_from_args, main
+from bench.config import BenchConfig, parse_opt, parse_opts, parse_value
+from bench.context import verify_failures
+from bench.data import KeySpace, ValueGen, cycle_permutation
+from bench.engines import LsmEngine, SqliteEngine
+from bench.measure import Phase, sample_every, shape_point, summarize_latency
+from bench.report import ratios, render_markdown, write_report
+from bench.runner import ALL_WORKLOADS, ENGINES, WORKLOADS, expand_workloads, run, run_one
+from bench.ycsb import INSERT, READ, SCAN, Operations, ScrambledZipfian
+
+REPO = Path(__file__).resolve().parent.parent
+LSM_READY = LsmEngine.unavailable_reason() is None
+needs_lsm = pytest.mark.skipif(not LSM_READY, reason=f"lsm engine: {LsmEngine.unavailable_reason()}")
+CORE_ENGINES = ["sqlite3", pytest.param("lsm", marks=needs_lsm)]
+TINY = 200
+SYNC_OPS = 48
+BENCH_MODULES = [
+    "bench", "bench.config", "bench.data", "bench.engines", "bench.peers", "bench.measure",
+    "bench.progress", "bench.context", "bench.workloads", "bench.ycsb", "bench.cachebench",
+    "bench.runner", "bench.machine", "bench.report", "bench.plots", "bench.__main__",
+]
+
+
+def tiny_config(tmp_path: Path, **overrides: Any) -> BenchConfig:
+    settings: dict[str, Any] = dict(
+        num=TINY, engines=("sqlite3",), workloads=("fillseq",), out=tmp_path / "out",
+        tmpdir=tmp_path, progress="off", plots=False, sync_ops=SYNC_OPS,
+    )
+    settings.update(overrides)
+    return BenchConfig(**settings)
+
+
+def leftover_databases(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("lsm-bench-*"))
+
+
+# -- every workload on lsm and sqlite3, every read checked ----------------------
+
+EXPECTED_CHECKS = {  # workload -> reads checked at num=200 (every key written is read back)
+    "fillseq": TINY, "fillrandom": TINY, "overwrite": TINY, "fillbatch": TINY,
+    "readrandom": TINY, "readmissing": TINY, "readseq": TINY, "seekrandom": TINY,
+    "deleterandom": TINY, "readwhilewriting": TINY, "scanprefix": TINY // 100,
+}
+
+
+@pytest.mark.parametrize("engine", CORE_ENGINES)
+@pytest.mark.parametrize("workload", list(WORKLOADS))
+def test_workload_runs_and_reads_back_everything(tmp_path: Path, engine: str, workload: str) -> None:
+    cfg = tiny_config(tmp_path)
+    records = run_one(WORKLOADS[workload], ENGINES[engine], cfg, KeySpace(16), ValueGen(100))
+    assert records, "a workload returns at least one record"
+    for rec in records:
+        assert rec["status"] == "ok", rec.get("traceback") or rec
+        assert rec["engine"] == engine
+        assert rec["ops_per_sec"] > 0 and rec["seconds"] > 0
+        lat = rec["latency"]
+        assert 0 < lat["p50_us"] <= lat["p99_us"] <= lat["max_us"]
+        assert lat["samples"] >= 1
+        assert rec["timeline"][0] == [0.0, 0] and rec["timeline"][-1][1] == rec["ops"]
+        assert verify_failures(rec["verify"]) == 0
+        json.dumps(rec)  # every figure is JSON-serialisable
+    if workload == "fillsync":
+        assert [r["workload"] for r in records] == ["fillsync-1t", "fillsync-4t", "fillsync-16t"]
+        for rec in records:
+            assert rec["ops"] == SYNC_OPS and rec["verify"]["checked"] == SYNC_OPS
+            assert rec["engine_settings"]["sync"] is True
+    elif workload.startswith("ycsb-"):
+        (rec,) = records
+        assert rec["ops"] == TINY
+        assert rec["verify"]["checked"] > 0
+        assert sum(rec["extra"]["operations"].values()) == TINY
+    else:
+        (rec,) = records
+        assert rec["verify"]["checked"] == EXPECTED_CHECKS[workload]
+        assert rec["ops"] == (TINY // 100 if workload == "scanprefix" else TINY)
+        assert rec["engine_settings"]["sync"] is False
+    if workload == "scanprefix":
+        assert records[0]["extra"]["entries_read"] == TINY  # both groups, every key once
+    assert leftover_databases(tmp_path) == [], "temporary databases are removed"
+
+
+@needs_lsm
+def test_lsm_compaction_workload_samples_shape(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, engines=("lsm",), engine_options={"lsm": {"memtable_bytes": 4096}})
+    (rec,) = run_one(WORKLOADS["fillrandom"], ENGINES["lsm"], cfg, KeySpace(16), ValueGen(100))
+    assert rec["status"] == "ok"
+    assert rec["engine_settings"]["open_options"]["memtable_bytes"] == 4096
+    assert rec["engine_settings"]["open_options"]["sync_mode"] == "never"
+    assert len(rec["shape"]) >= 2
+    assert all("level_bytes" in p and "t" in p for p in rec["shape"])
+    assert isinstance(rec["engine_stats"], dict)
+
+
+class CorruptingSqlite(SqliteEngine):
+    """Returns a wrong value for every 10th key: the harness must notice."""
+
+    name = "sqlite3"
+
+    def get(self, key: bytes) -> bytes | None:
+        value = super().get(key)
+        if value is not None and key.endswith(b"0"):
+            return value[::-1]
+        return value
+
+
+def test_wrong_reads_fail_loudly(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    (rec,) = run_one(WORKLOADS["readrandom"], CorruptingSqlite, cfg, KeySpace(16), ValueGen(100))
+    assert rec["status"] == "failed"
+    assert rec["verify"]["wrong"] == TINY // 10
+    assert "wrong" in rec["note"]
+
+
+def test_failed_run_exits_nonzero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ENGINES, "sqlite3", CorruptingSqlite)
+    out = tmp_path / "out"
+    code = main(["--num", "200", "--engines", "sqlite3", "--workloads", "readrandom",
+                 "--out", str(out), "--tmpdir", str(tmp_path), "--progress", "off", "--no-plots"])
+    assert code == 1
+    assert "FAILED" in (out / "results.md").read_text()
+
+
+def test_engine_error_is_recorded_not_raised(tmp_path: Path) -> None:
+    class Exploding(SqliteEngine):
+        def get(self, key: bytes) -> bytes | None:
+            raise RuntimeError("boom")
+
+    (rec,) = run_one(WORKLOADS["readrandom"], Exploding, tiny_config(tmp_path), KeySpace(16),
+                     ValueGen(100))
+    assert rec["status"] == "error" and "boom" in rec["note"]
+    assert leftover_databases(tmp_path) == []
+
+
+def test_missing_primitive_is_skipped(tmp_path: Path) -> None:
+    class NoSeek(SqliteEngine):
+        features = frozenset({"iterate"})
+
+    (rec,) = run_one(WORKLOADS["seekrandom"], NoSeek, tiny_config(tmp_path), KeySpace(16),
+                     ValueGen(100))
+    assert rec["status"] == "skipped" and "seek" in rec["note"]
+
+
+# -- quick mode end to end ------------------------------------------------------------
+
+
+def _quick(tmp_path: Path, engines: str, *extra: str) -> tuple[int, Path]:
+    out = tmp_path / "out"
+    code = main(["--quick", "--engines", engines, "--out", str(out), "--tmpdir", str(tmp_path),
+                 "--progress", "off", *extra])
+    return code, out
+
+
+def _check_report(out: Path, engines: list[str]) -> dict[str, Any]:
+    md = (out / "results.md").read_text()
+    data = json.loads((out / "results.json").read_text())
+    for name in engines:
+        assert name in md.splitlines()[md.splitlines().index("## Throughput (operations/s, "
+                                                             "higher is better)") + 2]
+    machine = data["machine"]
+    for field in ("cpu_count", "platform", "python", "date_utc"):
+        assert machine[field]
+    assert "sqlite3" in data["engines"] and data["packages"]
+    assert data["config"]["quick"] is True
+    ok = [r for r in data["results"] if r["status"] == "ok"]
+    assert {r["workload"] for r in ok} >= {"fillseq", "readrandom", "ycsb-a", "fillsync-16t"}
+    assert not [r for r in data["results"] if r["status"] in ("failed", "error")]
+    assert isinstance(data, dict)
+    return data
+
+
+def test_quick_mode_end_to_end(tmp_path: Path) -> None:
+    engines = ["lsm", "sqlite3"] if LSM_READY else ["sqlite3"]
+    code, out = _quick(tmp_path, ",".join(engines))
+    assert code == 0
+    data = _check_report(out, engines)
+    assert data["config"]["num"] == 2000
+    if LSM_READY:
+        assert data["ratios"]["readrandom"]["sqlite3"]["throughput"] > 0
+        assert "## lsm relative to each peer" in (out / "results.md").read_text()
+    if plots.matplotlib_available():
+        assert (out / "plots" / "throughput.png").stat().st_size > 0
+        assert (out / "plots" / "summary.png").exists()
+    assert leftover_databases(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_quick_mode_all_installed_engines(tmp_path: Path) -> None:
+    code, out = _quick(tmp_path, "all")
+    assert code == 0
+    data = json.loads((out / "results.json").read_text())
+    assert not [r for r in data["results"] if r["status"] in ("failed", "error")]
+
+
+def test_quick_mode_without_optional_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(plots, "matplotlib_available", lambda: False)
+    monkeypatch.setattr("bench.__main__.matplotlib_available", lambda: False)
+    monkeypatch.setattr(progress, "tqdm_available", lambda: False)
+    code, out = _quick(tmp_path, "sqlite3", "--workloads", "fillseq,readrandom,cache")
+    assert code == 0
+    assert not (out / "plots").exists()
+    assert "matplotlib is not installed" in capsys.readouterr().err
+    assert plots.write_plots({"results": []}, out / "plots") == []
+
+
+# -- pieces -----------------------------------------------------------------------------
+
+
+def test_cache_workload_skips_without_persistent_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lsm = importlib.import_module("lsm")
+    monkeypatch.delattr(lsm, "PersistentCache", raising=False)
+    cfg = tiny_config(tmp_path, engines=("lsm", "sqlite3"), workloads=("cache",))
+    recs = {r["engine"]: r for r in cachebench.run_cache(cfg, KeySpace(16), ValueGen(100))}
+    assert recs["lsm"]["status"] == "skipped"
+    assert "PersistentCache" in recs["lsm"]["note"]
+    assert recs["lru"]["status"] == "ok"
+    assert 0 < recs["lru"]["extra"]["hit_ratio"] < 1
+
+
+def test_cache_workload_uses_persistent_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    class FakeCache(cachebench.BytesLRU):
+        def __init__(self, path: str, *, max_bytes: int, sync_mode: str) -> None:
+            super().__init__(max_bytes)
+            seen.update(path=path, max_bytes=max_bytes, sync_mode=sync_mode)
+
+    lsm = importlib.import_module("lsm")
+    monkeypatch.setattr(lsm, "PersistentCache", FakeCache, raising=False)
+    cfg = tiny_config(tmp_path, engines=("lsm",), workloads=("cache",))
+    recs = {r["engine"]: r for r in cachebench.run_cache(cfg, KeySpace(16), ValueGen(100))}
+    assert recs["lsm"]["status"] == "ok"
+    assert recs["lsm"]["extra"]["hit_ratio"] == recs["lru"]["extra"]["hit_ratio"]
+    assert seen["sync_mode"] == "never" and seen["max_bytes"] == int(TINY * 116 * 0.25)
+
+
+def test_bytes_lru_evicts_by_bytes() -> None:
+    c = cachebench.BytesLRU(30)
+    for i in range(10):
+        c.put(b"k%d" % i, b"v" * 8)
+    assert c.bytes <= 30 and len(c) == 3
+    assert c.get(b"k9") is not None and c.get(b"k0") is None
+
+
+def test_parse_options() -> None:
+    assert parse_value("65536") == 65536 and parse_value("1e3") == 1000.0
+    assert parse_value("0x10") == 16 and parse_value("zstd") == "zstd"
+    assert parse_value("true") is True and parse_value("OFF") == "OFF"
+    assert parse_opt("memtable_bytes=1_048_576") == ("lsm", "memtable_bytes", 1 << 20)
+    assert parse_opt("rocksdict:max_background_jobs=2") == ("rocksdict", "max_background_jobs", 2)
+    assert parse_opts(["a=1", "sqlite3:b=x", "a=2"]) == {"lsm": {"a": 2}, "sqlite3": {"b": "x"}}
+    with pytest.raises(ValueError):
+        parse_opt("novalue")
+
+
+def test_cli_config(tmp_path: Path) -> None:
+    args = build_parser().parse_args(
+        ["--quick", "--workloads", "ycsb,fillseq", "--engines", "sqlite3",
+         "--opt", "sqlite3:synchronous=OFF", "--sync-threads", "1,2"]
+    )
+    cfg = config_from_args(args)
+    assert cfg.num == 2000 and cfg.quick
+    assert cfg.workloads == tuple(f"ycsb-{m}" for m in "abcdef") + ("fillseq",)
+    assert cfg.engine_options == {"sqlite3": {"synchronous": "OFF"}}
+    assert cfg.sync_threads == (1, 2)
+    assert expand_workloads(["all"]) == ALL_WORKLOADS
+    with pytest.raises(ValueError):
+        expand_workloads(["nosuch"])
+    with pytest.raises(SystemExit):
+        main(["--engines", "nosuch", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="key_size"):
+        BenchConfig(num=10**6, key_size=4)
+
+
+def test_option_passthrough_reaches_sqlite(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, engine_options={"sqlite3": {"synchronous": "OFF", "txn_ops": 50}})
+    (rec,) = run_one(WORKLOADS["fillrandom"], ENGINES["sqlite3"], cfg, KeySpace(16), ValueGen(100))
+    assert rec["status"] == "ok"
+    assert rec["engine_settings"]["pragmas"]["synchronous"] == "OFF"
+    assert rec["engine_settings"]["txn_ops"] == 50
+
+
+def test_list_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--list"]) == 0
+    text = capsys.readouterr().out
+    for name in ("fillseq", "ycsb-e", "cache", "sqlite3", "lsm"):
+        assert name in text
+
+
+def test_keys_and_values() -> None:
+    ks = KeySpace(16)
+    assert ks.key(7) == b"0000000000000007" and len(ks.key(10**15)) == 16
+    assert ks.key(1) < ks.missing(1) < ks.key(2)
+    assert all(k.startswith(ks.prefix_of_group(3)) for k in map(ks.key, range(300, 400)))
+    vg = ValueGen(100)
+    assert len({vg.value(i) for i in range(1000)}) == 1000
+    assert sorted(cycle_permutation(50, 120, 1)[:50]) == list(range(50))
+
+
+def test_latency_summary_and_sampling() -> None:
+    assert sample_every(100_000) == 1 and sample_every(1_000_000) == 10
+    s = summarize_latency(list(range(1000, 101000, 1000)), 1)
+    assert s["p50_us"] == 50.0 and s["p99_us"] == 99.0 and s["max_us"] == 100.0
+    assert sum(s["histogram_log2_ns"]["count"]) == 100
+    phase = Phase("x", 1000)
+    with phase:
+        phase.loop(1000, lambda i: None)
+    res = phase.result()
+    assert res["ops"] == 1000 and res["latency"]["samples"] == 1000
+    assert len(res["timeline"]) == 101
+
+
+def test_shape_point_is_defensive() -> None:
+    assert shape_point(None) is None
+    empty = shape_point({})
+    assert empty is not None and empty["l0_files"] is None
+    point = shape_point({"levels": [{"bytes": 5, "files": 3}, "junk", {"files": [{}]}],
+                         "compaction": {"write_amplification": 2.5}})
+    assert point is not None
+    assert point["level_bytes"] == [5, 0] and point["l0_files"] == 3
+    assert point["write_amplification"] == 2.5 and point["stall_seconds"] is None
+
+
+def test_ycsb_generators() -> None:
+    import random
+
+    z = ScrambledZipfian(1000, random.Random(5))
+    draws = [z.next() for _ in range(20000)]
+    assert min(draws) >= 0 and max(draws) < 1000
+    top = max(draws.count(k) for k in set(draws))
+    assert top > 20000 / 1000 * 10, "zipfian: the hottest key is far above uniform"
+    ops = Operations("e", 1000, 2000, seed=3)
+    counts = ops.counts()
+    assert set(counts) == {"scan", "insert"} and 40 < counts["insert"] < 200
+    assert ops.total_keys == 1000 + counts["insert"]
+    d = Operations("d", 1000, 2000, seed=3)
+    reads = [k for c, k in zip(d.kinds, d.keys) if c == READ]
+    assert sum(k >= 900 for k in reads) > len(reads) / 2, "latest: reads favour recent keys"
+    assert all(c in (READ, INSERT, SCAN) for c in d.kinds)
+
+
+def test_report_renders_missing_and_skipped_cells() -> None:
+    report = {
+        "config": {"num": 1}, "machine": {}, "engines": {}, "total_seconds": 0.0,
+        "results": [
+            {"workload": "fillseq", "engine": "lsm", "status": "ok", "ops_per_sec": 10.0,
+             "latency": {"p50_us": 1.0, "p99_us": 2.0}, "unit": "put"},
+            {"workload": "fillseq", "engine": "sqlite3", "status": "ok", "ops_per_sec": 5.0,
+             "latency": {"p50_us": 2.0, "p99_us": 8.0}, "unit": "put"},
+            {"workload": "seekrandom", "engine": "sqlite3", "status": "skipped", "note": "why"},
+        ],
+    }
+    r = ratios(report)
+    assert r["fillseq"]["sqlite3"] == {"throughput": 2.0, "p50": 0.5, "p99": 0.25}
+    md = render_markdown(report)
+    assert "| fillseq | put | 10 | 5 |" in md
+    assert "seekrandom / sqlite3: skipped: why" in md
+
+
+def test_write_report_files(tmp_path: Path) -> None:
+    report = run(tiny_config(tmp_path, workloads=("fillseq", "readrandom")), log=lambda _m: None)
+    paths = write_report(report, tmp_path / "out")
+    data = json.loads(paths["json"].read_text())
+    assert [r["workload"] for r in data["results"]] == ["fillseq", "readrandom"]
+    assert data["machine"]["cpu_count"] and data["machine"]["python"]
+    assert "ratios" in data and paths["markdown"].read_text().startswith("# lsm-bench results")
+
+
+def test_line_progress_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "tqdm_available", lambda: False)
+    monkeypatch.setattr(progress, "DELAY_SECONDS", 0.0)
+    monkeypatch.setattr(progress, "REFRESH_SECONDS", 0.0)
+    assert isinstance(progress.make_progress("off", "x", 10), progress.NullProgress)
+    assert isinstance(progress.make_progress("on", "x", 10), progress.LineProgress)
+    stream = io.StringIO()
+    bar = progress.LineProgress("fillseq [lsm]", 10, stream)
+    bar.update(5)
+    bar.close()
+    assert "fillseq [lsm]  5/10" in stream.getvalue() and stream.getvalue().endswith("\n")
+
+
+@pytest.mark.parametrize("module", BENCH_MODULES)
+def test_docstring_examples(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_bench_is_never_collected_by_pytest() -> None:
+    bench_dir = REPO / "bench"
+    stray = [p.name for p in bench_dir.rglob("*.py")
+             if p.name.startswith("test_") or p.name.endswith("_test.py")]
+    assert stray == []
+    assert (bench_dir / "RESULTS.md").exists()
+    assert "python -m bench" in (bench_dir / "RESULTS.md").read_text()
+
+
+def test_python_m_bench_entry_point() -> None:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0 and "--quick" in out.stdout and "--opt" in out.stdout

@@ -14,18 +14,19 @@ import time
 from typing import Iterator
 
 from .commit import Writer
-from .compaction import (Compaction, drop_obsolete, grandparent_splitter, level_scores,
-                         max_bytes_for_level, pick_compaction, setup_compaction, write_tables)
+from .compaction import (Compaction, JobSpec, drop_obsolete, level_scores, max_bytes_for_level,
+                         output_reservation, pick_compaction, run_job, setup_compaction, write_tables)
 from .errors import BackgroundError, DiskError
 from .invariants import assert_held
-from .iterators import merge
 from .keys import check_key
 from .manifest import VersionEdit
 from .recovery import obsolete_files
 from .snapshot import SuperVersion
 from .version import NUM_LEVELS
 
-__all__ = ["Background"]
+__all__ = ["Background", "WORKER_MIN_BYTES"]
+
+WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the worker costs more
 
 
 class Background:
@@ -66,7 +67,7 @@ class Background:
         self._check_open()
         with self._mu:
             while self._bg_error is None and not self._stop and (
-                    self._bg_busy or self._sv.imms or self._manual or self._compaction_due_locked()):
+                    self._bg_active or self._sv.imms or self._manual or self._compaction_due_locked()):
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
@@ -76,27 +77,33 @@ class Background:
             return False
         return level_scores(self._sv.version, self._opts)[0][0] >= 1
 
-    def _bg_main(self) -> None:
-        """Background thread: flush immutable memtables first, then manual,
-        then automatic compactions. One job at a time."""
+    def _flush_main(self) -> None:
+        """Flush thread: writes immutable memtables to L0, oldest first. Kept
+        apart from compaction so that a long merge never holds up a flush
+        (writers stall on full memtables, not on compactions)."""
+        self._bg_loop(lambda: self._flush_job_locked if self._sv.imms else None)
+
+    def _compact_main(self) -> None:
+        """Compaction thread: manual requests first, then the level with the
+        highest score >= 1. One compaction at a time."""
+        def pick():
+            if self._manual:
+                return self._manual_job_locked
+            if self._compaction_due_locked():
+                return self._auto_job_locked
+            return None
+        self._bg_loop(pick)
+
+    def _bg_loop(self, pick) -> None:
         with self._mu:
             while not self._stop:
-                if self._bg_error is not None:
-                    self._bg_cv.wait(1.0)
-                    continue
-                job = None
-                if self._sv.imms:
-                    job = self._flush_job_locked
-                elif self._manual:
-                    job = self._manual_job_locked
-                elif self._compaction_due_locked():
-                    job = self._auto_job_locked
+                job = pick() if self._bg_error is None else None
                 if job is None:
-                    if self._obsolete_due:
+                    if self._obsolete_due and self._bg_error is None:
                         self._delete_obsolete_locked()
                     self._bg_cv.wait(1.0)
                     continue
-                self._bg_busy = True
+                self._bg_active += 1
                 try:
                     job()
                     del job  # drop the job's references before looking for obsolete files
@@ -104,7 +111,7 @@ class Background:
                 except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
                     self._set_bg_error_locked(e, "background flush/compaction failed")
                 finally:
-                    self._bg_busy = False
+                    self._bg_active -= 1
                     self._bg_cv.notify_all()
 
     def _syncer_main(self) -> None:
@@ -214,33 +221,23 @@ class Background:
         version = vs.current
         deeper = [(f.smallest, f.largest) for lv in range(c.output_level + 1, NUM_LEVELS)
                   for f in version.levels[lv]]
-        numbers: list[int] = []
-        counters: dict = {}
-
-        def new_number() -> int:
-            with self._mu:
-                n = vs.new_file_number()
-                self._pending_outputs.add(n)
-                numbers.append(n)
-                return n
-
-        def is_bottommost(key: bytes) -> bool:
-            return not any(lo <= key <= hi for lo, hi in deeper)
-
-        now = self._now()
         inputs = c.all_inputs()
+        input_bytes = c.input_bytes()
+        reserved = output_reservation(input_bytes, c.grandparents, self._opts)
+        first = vs.next_file
+        vs.next_file += reserved  # recorded by the edit below (or the next one)
+        numbers = set(range(first, first + reserved))
+        self._pending_outputs |= numbers
+        spec = JobSpec(self._path, self._opts, [f.number for _, f in inputs], snaps, deeper,
+                       self._now(), c.grandparents, first, reserved)
+        use_worker = self._worker is not None and input_bytes >= WORKER_MIN_BYTES
         self._mu.release()
         try:
-            readers = [self._tables.get(f.number) for _, f in inputs]
-            sources = [_entries_for_merge(r) for r in readers]
-            merged = ((k, -ns, kind, v) for k, ns, kind, v in merge(sources))
-            entries = drop_obsolete(merged, snaps, is_bottommost, now, counters)
-            limit = 10 * self._opts.target_file_bytes
-            metas = write_tables(self._fs, self._path, entries, self._opts, new_number,
-                                 split_bytes=self._opts.target_file_bytes,
-                                 split_before=grandparent_splitter(c.grandparents, limit))
-            if metas:
-                self._fs.fsync_dir(self._path)
+            metas, dropped = self._worker.run(spec) if use_worker else run_job(self._fs, spec)
+        except BaseException:
+            with self._mu:
+                self._pending_outputs -= numbers
+            raise
         finally:
             self._mu.acquire()
         try:
@@ -250,13 +247,14 @@ class Background:
                 edit.add_file(c.output_level, m)
             vs.log_and_apply(edit)
         finally:
-            self._pending_outputs.difference_update(numbers)
+            self._pending_outputs -= numbers
         self._sv = SuperVersion(self._sv.mem, self._sv.imms, vs.current)
         k = self._counters
         k["compactions"] += 1
-        k["compaction_bytes_read"] += c.input_bytes()
+        k["compactions_in_worker"] += 1 if use_worker else 0
+        k["compaction_bytes_read"] += input_bytes
         k["compaction_bytes_written"] += sum(m.size for m in metas)
-        k["entries_dropped"] += counters.get("dropped", 0)
+        k["entries_dropped"] += dropped
 
     def _delete_obsolete_locked(self) -> None:
         """Remove files no live version, reader or recovery needs. Failures are
@@ -313,7 +311,8 @@ class Background:
                     "number": self._log.number if self._log else None,
                     "bytes_written": c["wal_bytes_written"]},
             "recovery": self._recovery.as_dict(),
-            "compaction": {"count": c["compactions"], "flushes": c["flushes"],
+            "compaction": {"count": c["compactions"], "in_worker": c["compactions_in_worker"],
+                           "flushes": c["flushes"],
                            "trivial_moves": c["trivial_moves"],
                            "bytes_read": c["compaction_bytes_read"],
                            "bytes_written": c["compaction_bytes_written"],

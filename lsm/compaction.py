@@ -11,16 +11,18 @@ import struct
 from bisect import bisect_left
 from typing import Callable, Iterable, Iterator
 
-from .errors import DiskError
+from .errors import DiskError, Error
 from .filenames import make_table_name
-from .fs import FileSystem
+from .fs import FileSystem, OsFileSystem
+from .iterators import merge
 from .keys import DELETE, PUT_TTL
 from .manifest import FileMeta
 from .options import Options
-from .sstable import TableWriter
+from .sstable import TableReader, TableWriter
 from .version import NUM_LEVELS, Version
 
-__all__ = ["Compaction", "drop_obsolete", "pick_compaction", "write_tables"]
+__all__ = ["Compaction", "JobSpec", "drop_obsolete", "pick_compaction", "run_job", "run_job_in_worker",
+           "write_tables"]
 
 _F64 = struct.Struct("<d")
 
@@ -234,3 +236,100 @@ def grandparent_splitter(grandparents: list[FileMeta], limit: int) -> Callable[[
         return False
 
     return split_before
+
+
+# -- the merge job ---------------------------------------------------------------
+
+
+class JobSpec:
+    """Everything a compaction merge needs, by value, so it can run in another
+    process. Picklable. ``first_number`` .. ``first_number + reserved - 1`` are
+    file numbers the caller reserved (and protects from deletion) for outputs."""
+
+    __slots__ = ("dbpath", "options", "inputs", "snapshots", "deeper", "now", "grandparents",
+                 "first_number", "reserved")
+
+    def __init__(self, dbpath: str, options: Options, inputs: list[int], snapshots: list[int],
+                 deeper: list[tuple[bytes, bytes]], now: float, grandparents: list[FileMeta],
+                 first_number: int, reserved: int) -> None:
+        self.dbpath = dbpath
+        self.options = options
+        self.inputs = inputs
+        self.snapshots = snapshots
+        self.deeper = deeper
+        self.now = now
+        self.grandparents = [(g.largest, g.size) for g in grandparents]
+        self.first_number = first_number
+        self.reserved = reserved
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def output_reservation(input_bytes: int, grandparents: list[FileMeta], options: Options) -> int:
+    """File numbers to reserve for a job's outputs: every output but the last
+    reaches ``target_file_bytes`` (measured in compressed bytes, like the
+    inputs) or ends at a grandparent split, so this bound is generous."""
+    return 2 * (input_bytes // options.target_file_bytes + len(grandparents)) + 16
+
+
+def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
+    """Merge the input tables into new tables; return ``(metas, entries dropped)``.
+
+    Reads every input block with its checksum verified (whatever
+    ``paranoid_checks`` says: compaction must never copy corruption forward),
+    bypassing the block cache. Outputs are fsynced, then the directory is.
+    Raises: CorruptionError, DiskError, Error (reservation exhausted); outputs
+    written so far are removed.
+    """
+    readers = [TableReader(fs.open_readable(make_table_name(spec.dbpath, n)), n, None, True)
+               for n in spec.inputs]
+    try:
+        deeper = spec.deeper
+
+        def is_bottommost(key: bytes) -> bool:
+            for lo, hi in deeper:
+                if lo <= key <= hi:
+                    return False
+            return True
+
+        numbers = iter(range(spec.first_number, spec.first_number + spec.reserved))
+
+        def new_number() -> int:
+            n = next(numbers, None)
+            if n is None:
+                raise Error(f"compaction used all {spec.reserved} reserved file numbers")
+            return n
+
+        counters: dict = {}
+        merged = ((k, -ns, kind, v) for k, ns, kind, v in merge([r.iter_forward(b"", None) for r in readers]))
+        entries = drop_obsolete(merged, spec.snapshots, is_bottommost, spec.now, counters)
+        grand = [_Grand(largest, size) for largest, size in spec.grandparents]
+        metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number,
+                             split_bytes=spec.options.target_file_bytes,
+                             split_before=grandparent_splitter(grand, 10 * spec.options.target_file_bytes))
+        if metas:
+            fs.fsync_dir(spec.dbpath)
+        return metas, counters.get("dropped", 0)
+    finally:
+        for r in readers:
+            r.close()
+
+
+class _Grand:
+    __slots__ = ("largest", "size")
+
+    def __init__(self, largest: bytes, size: int) -> None:
+        self.largest = largest
+        self.size = size
+
+
+def run_job_in_worker(spec: JobSpec) -> tuple[list[tuple], int]:
+    """Entry point in the compaction worker process (real filesystem only).
+    Returns metas as plain tuples (FileMeta has slots and no pickle support)."""
+    metas, dropped = run_job(OsFileSystem(), spec)
+    return [(m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq) for m in metas], dropped

@@ -45,6 +45,7 @@ from .recovery import RecoveryStats, lock_and_load, replay_logs
 from .snapshot import Entry, ScanIterator, Snapshot, SuperVersion, View
 from .version import Version, apply_edit
 from .wal import WalWriter, encode_record
+from .worker import CompactionWorker
 
 if TYPE_CHECKING:  # annotations only: typed and serde sit above db
     from .serde import Serializer
@@ -125,7 +126,7 @@ class DB(Background, MutableMapping):
         self._pending_outputs: set[int] = set()  # guarded by _mu
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
         self._bg_error: BaseException | None = None  # guarded by _mu
-        self._bg_busy = False  # guarded by _mu: a flush or compaction job is running
+        self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now
         self._manual: list[tuple[bytes | None, bytes | None]] = []  # guarded by _mu
         self._log: WalWriter | None = None  # owned by the commit leader
         self._log_sync_mu = threading.Lock()  # serialises log sync/close with the periodic syncer
@@ -137,9 +138,13 @@ class DB(Background, MutableMapping):
             "compactions": 0, "flushes": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0,
             "flush_bytes_written": 0, "wal_bytes_written": 0, "user_bytes_written": 0,
             "stall_seconds": 0.0, "slowdown_writes": 0, "bloom_checked": 0, "bloom_useful": 0,
-            "trivial_moves": 0, "entries_dropped": 0,
+            "trivial_moves": 0, "entries_dropped": 0, "compactions_in_worker": 0,
         }
         self._metrics = Metrics() if self._opts.metrics else None
+        # The worker process reads and writes real files only: a custom
+        # filesystem (fault injection in tests) keeps compaction in-process.
+        use_worker = self._opts.compaction_process and type(self._fs) is OsFileSystem and not self._opts.read_only
+        self._worker = CompactionWorker() if use_worker else None
         self._open()
         if self._metrics is not None:
             self._instrument()
@@ -199,11 +204,11 @@ class DB(Background, MutableMapping):
         self._recovery.seconds = time.monotonic() - t0
 
     def _start_threads(self) -> None:
-        t = threading.Thread(target=self._bg_main, name=f"lsm-bg:{self._path}", daemon=True)
-        self._threads.append(t)
-        t.start()
+        targets = [("flush", self._flush_main), ("compact", self._compact_main)]
         if self._opts.sync_mode == "periodic":
-            t = threading.Thread(target=self._syncer_main, name=f"lsm-sync:{self._path}", daemon=True)
+            targets.append(("sync", self._syncer_main))
+        for name, target in targets:
+            t = threading.Thread(target=target, name=f"lsm-{name}:{self._path}", daemon=True)
             self._threads.append(t)
             t.start()
 
@@ -216,7 +221,7 @@ class DB(Background, MutableMapping):
                 return
             self._closed = True
             self._stop = True
-            while not self._queue.idle_locked() or self._bg_busy:
+            while not self._queue.idle_locked() or self._bg_active:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.05)
             self._bg_cv.notify_all()
@@ -224,6 +229,8 @@ class DB(Background, MutableMapping):
                 self._delete_obsolete_locked()
         for t in self._threads:
             t.join()
+        if self._worker is not None:
+            self._worker.close()
         try:
             if self._log is not None:
                 with self._log_sync_mu:

@@ -117,6 +117,13 @@ class Options:
     call plus one timing per 16 (see bench/RESULTS.md for the measured cost);
     off: no per-call work at all, and those two sections are empty."""
 
+    compaction_process: bool = True
+    """Run compaction merges of 1 MiB or more in a helper process
+    (``python -m lsm.worker``), so they use another core instead of competing
+    with reads and writes for this process's GIL. The parent still picks the
+    inputs and installs the result. Off: every merge runs in the compaction
+    thread. Ignored (in-process) when a custom filesystem is passed to ``DB``."""
+
     disable_auto_compactions: bool = False
     """Do not schedule background compactions (``compact_range`` still works).
     For benchmarks and bulk loads; L0 stalls still apply."""

@@ -1,0 +1,170 @@
+"""Compaction worker process: runs :func:`lsm.compaction.run_job` on another
+core, so that merging tables does not compete with foreground reads and
+writes for the parent's GIL.
+
+Protocol (one JSON object per line, over the child's stdin/stdout):
+
+    request  := {"dbpath", "options": {field: value}, "inputs": [n], "snapshots": [seq],
+                 "deeper": [[lo_hex, hi_hex]], "now", "grandparents": [[largest_hex, size]],
+                 "first_number", "reserved"}
+    response := {"ok": true, "metas": [[number, size, entries, smallest_hex, largest_hex,
+                                         min_seq, max_seq]], "dropped": n}
+              | {"ok": false, "type": "CorruptionError" | "DiskError" | "Error",
+                 "message", "path", "offset", "errno"}
+
+The parent picks the inputs and reserves the output file numbers; the worker
+only reads inputs and writes outputs (fsynced, directory fsynced) and never
+touches the manifest. The parent installs the version edit.
+
+Lifetime: started (``python -c "from lsm.worker import main; main()" PID``)
+on the first large compaction of a DB and ended by
+``DB.close()``. On Linux the worker asks the kernel to SIGKILL it when its
+parent dies (``PR_SET_PDEATHSIG``), so a crashed writer cannot leave a worker
+writing tables behind it; elsewhere it checks ``os.getppid()`` between
+output files.
+
+JSON, not pickle: a worker never executes code from its input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import fields
+
+from .compaction import JobSpec, run_job
+from .errors import CorruptionError, DiskError, Error
+from .fs import OsFileSystem
+from .manifest import FileMeta
+from .options import Options
+
+__all__ = ["CompactionWorker"]
+
+
+def encode_request(spec: JobSpec) -> bytes:
+    return (json.dumps({
+        "dbpath": spec.dbpath,
+        "options": {f.name: getattr(spec.options, f.name) for f in fields(spec.options)},
+        "inputs": spec.inputs, "snapshots": spec.snapshots,
+        "deeper": [[lo.hex(), hi.hex()] for lo, hi in spec.deeper], "now": spec.now,
+        "grandparents": [[lg.hex(), size] for lg, size in spec.grandparents],
+        "first_number": spec.first_number, "reserved": spec.reserved,
+    }) + "\n").encode()
+
+
+def decode_request(line: bytes) -> JobSpec:
+    d = json.loads(line)
+    spec = JobSpec(d["dbpath"], Options(**d["options"]), d["inputs"], d["snapshots"],
+                   [(bytes.fromhex(lo), bytes.fromhex(hi)) for lo, hi in d["deeper"]], d["now"], [],
+                   d["first_number"], d["reserved"])
+    spec.grandparents = [(bytes.fromhex(lg), size) for lg, size in d["grandparents"]]
+    return spec
+
+
+def _die_with_parent(parent: int) -> None:
+    try:
+        import ctypes  # noqa: PLC0415 - Linux-only, optional
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def main() -> None:
+    """Serve jobs until stdin closes; ``sys.argv[1]`` is the parent's pid."""
+    parent = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
+    _die_with_parent(parent)
+    fs = OsFileSystem()
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        try:
+            metas, dropped = run_job(fs, decode_request(line))
+            resp = {"ok": True, "dropped": dropped,
+                    "metas": [[m.number, m.size, m.entries, m.smallest.hex(), m.largest.hex(),
+                               m.min_seq, m.max_seq] for m in metas]}
+        except CorruptionError as e:
+            resp = {"ok": False, "type": "CorruptionError", "message": e.reason, "path": e.path,
+                    "offset": e.offset}
+        except DiskError as e:
+            resp = {"ok": False, "type": "DiskError", "message": e.strerror, "path": e.filename,
+                    "errno": e.errno}
+        except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the job
+            resp = {"ok": False, "type": "Error", "message": f"{type(e).__name__}: {e}"}
+        out.write((json.dumps(resp) + "\n").encode())
+        out.flush()
+        if os.getppid() != parent:
+            return
+
+
+class CompactionWorker:
+    """The parent's handle on one worker process.
+
+    Thread safety: ``run`` may be called from any thread; calls are
+    serialised. A worker that dies is restarted by the next ``run``.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._mu = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # -c rather than -m: "-m lsm.worker" would import lsm.worker twice
+        # (once via the lsm package, once as __main__).
+        return subprocess.Popen([sys.executable, "-c", "from lsm.worker import main; main()", str(os.getpid())],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def run(self, spec: JobSpec) -> tuple[list[FileMeta], int]:
+        """Run one job in the worker; raise what it raised (CorruptionError,
+        DiskError, Error), or Error if the worker died."""
+        with self._mu:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._start()
+            proc = self._proc
+            try:
+                proc.stdin.write(encode_request(spec))
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except OSError as e:
+                line = b""
+                err = e
+            else:
+                err = None
+            if not line:
+                self._proc = None
+                proc.kill()
+                proc.wait()
+                raise Error(f"compaction worker died (exit {proc.returncode}): {err}")
+        resp = json.loads(line)
+        if resp["ok"]:
+            metas = [FileMeta(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx)
+                     for n, size, entries, sm, lg, mn, mx in resp["metas"]]
+            return metas, resp["dropped"]
+        if resp["type"] == "CorruptionError":
+            raise CorruptionError(resp["path"], resp["offset"], resp["message"])
+        if resp["type"] == "DiskError":
+            raise DiskError(resp["errno"], resp["message"], resp["path"])
+        raise Error(f"compaction worker: {resp['message']}")
+
+    def close(self) -> None:
+        with self._mu:
+            proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+            finally:
+                if proc.stdout is not None:
+                    proc.stdout.close()
+

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from .coding import DecodeError, decode_varint, encode_varint
 from .errors import Error
-from .keys import DELETE, PUT, PUT_TTL, check_key, check_value
+from .keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, TTL_PREFIX_BYTES, check_key, check_value
 
 __all__ = ["HEADER", "WriteBatch", "decode_batch", "encode_batch"]
 
@@ -126,6 +126,9 @@ def decode_batch(payload: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
     if len(payload) < HEADER.size:
         raise BatchDecodeError(f"batch payload of {len(payload)} bytes is shorter than its header")
     first_seq, count = HEADER.unpack_from(payload, 0)
+    if first_seq < 1 or first_seq + count - 1 > MAX_SEQUENCE:
+        raise BatchDecodeError(f"batch sequence range {first_seq}..{first_seq + count - 1} is outside "
+                               f"1..{MAX_SEQUENCE}")
     pos = HEADER.size
     ops: list[tuple[int, bytes, bytes]] = []
     try:
@@ -141,6 +144,8 @@ def decode_batch(payload: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
                 n, pos = decode_varint(payload, pos)
                 value = payload[pos:pos + n]
                 pos += n
+                if kind == PUT_TTL and n < TTL_PREFIX_BYTES:
+                    raise BatchDecodeError(f"PUT_TTL value of {n} bytes lacks the 8-byte expiry")
             else:
                 raise BatchDecodeError(f"unknown op kind {kind} in batch at byte {pos - 1}")
             ops.append((kind, key, value))

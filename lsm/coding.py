@@ -74,6 +74,8 @@ def decode_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
         if b < 0x80:
             return result, pos
         shift += 7
+        if shift == 63 and pos < n and buf[pos] > 1:
+            raise DecodeError("varint overflows 64 bits")
         if shift > 63:
             raise DecodeError("varint longer than 10 bytes")
 

@@ -16,6 +16,7 @@ Durability: :meth:`ManifestWriter.append` returns after write + fsync.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Iterator
 
@@ -39,7 +40,7 @@ TAG_DELETED_FILE = 5
 TAG_NEW_FILE = 6
 TAG_FORMAT_VERSION = 7
 
-_CURRENT_RE = re.compile(rb"^MANIFEST-(\d{6,})\n$")
+_CURRENT_RE = re.compile(rb"MANIFEST-(\d{6,})\n")
 
 
 class FileMeta:
@@ -170,29 +171,35 @@ def read_current(fs: FileSystem, dbpath: str) -> str:
     """
     path = make_current_name(dbpath)
     data = fs.read_file(path)
-    m = _CURRENT_RE.match(data)
+    m = _CURRENT_RE.fullmatch(data)
     if not m:
         raise CorruptionError(path, 0, f"CURRENT does not name a manifest: {data[:40]!r}")
-    return make_manifest_name(dbpath, int(m.group(1)))
+    manifest = make_manifest_name(dbpath, int(m.group(1)))
+    if not fs.exists(manifest):
+        raise CorruptionError(path, 0, f"CURRENT names {os.path.basename(manifest)}, which does not exist")
+    return manifest
 
 
 def read_manifest(fs: FileSystem, path: str) -> Iterator[tuple[int, VersionEdit]]:
     """Yield ``(offset, edit)`` for every edit in the manifest at ``path``.
 
-    A torn or corrupt *last* record is dropped: it is an edit whose append never
-    completed, so nothing that depends on it was acknowledged or deleted.
-    Raises: CorruptionError for damage before the last record, or a format
-    version this reader does not know.
+    A *truncated* last record is dropped: it is an edit whose append never
+    completed, so nothing that depends on it was acknowledged or deleted. A
+    complete record that fails its checksum is corruption even at the end (as
+    in LevelDB): its append did complete, and what it recorded (a flushed log,
+    compacted inputs) may already be gone.
+    Raises: CorruptionError for any other damage, or a format version this
+    reader does not know.
     """
     data = fs.read_file(path)
 
     def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
-        if not at_tail:
+        if not (at_tail and getattr(reason, "truncated", False)):
             raise CorruptionError(path, offset, reason)
         return False
 
     first = True
-    for offset, rtype, payload in iter_records(data, report):
+    for offset, rtype, payload in iter_records(data, report, path):
         if rtype != EDIT:
             raise CorruptionError(path, offset, f"record type {rtype} in a manifest (want {EDIT})")
         edit = VersionEdit.decode(payload, path, offset)

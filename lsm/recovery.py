@@ -17,6 +17,7 @@ skip_corrupt       skip it and go on with the next intact record
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from .fs import FileLock, FileSystem
 from .memtable import Memtable
 from .options import Options
 from .version import VersionSet
-from .wal import BATCH, iter_records
+from .wal import BATCH, OVERHEAD, iter_records
 
 __all__ = ["RecoveryStats", "lock_and_load", "obsolete_files", "replay_logs"]
 
@@ -60,6 +61,9 @@ def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLo
             raise Error(f"{dbpath}: database does not exist (create_if_missing="
                         f"{options.create_if_missing}, read_only={options.read_only})")
         fs.makedirs(dbpath)
+    if options.read_only and not fs.exists(make_current_name(dbpath)):
+        # checked before locking: a read-only open must not even create LOCK
+        raise Error(f"{dbpath}: database does not exist: no CURRENT file (read_only=True)")
     lock = fs.lock(make_lock_name(dbpath), shared=options.read_only)
     try:
         versions = VersionSet(fs, dbpath, options)
@@ -71,6 +75,21 @@ def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLo
         if options.read_only or not options.create_if_missing:
             raise Error(f"{dbpath}: database does not exist: no CURRENT file (create_if_missing="
                         f"{options.create_if_missing}, read_only={options.read_only})")
+        leftovers = []
+        for name in fs.listdir(dbpath):
+            parsed = parse_name(name)
+            kind = parsed[0] if parsed else None
+            # Data lives in tables and logs. A manifest alone (a creation that
+            # stopped before CURRENT was installed) holds none: it is replaced.
+            if kind is FileType.TABLE or (
+                    kind is FileType.LOG and fs.file_size(os.path.join(dbpath, name)) > 0):
+                leftovers.append(name)
+        if leftovers:
+            # Tables or written logs without CURRENT: a damaged database,
+            # not an empty one. Creating a new one here would delete them all.
+            raise CorruptionError(make_current_name(dbpath), 0, "CURRENT is missing but the directory holds "
+                                  f"database files ({', '.join(sorted(leftovers)[:5])}...); "
+                                  "run `lsm-dump repair` to rebuild the manifest")
         return lock, versions, True
     except BaseException:
         lock.release()
@@ -97,10 +116,14 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
         data = fs.read_file(path)
         stats.logs += 1
         halted = [False]
+        newest = number == logs[-1]
 
         def report(offset: int, nbytes: int, reason: str, at_tail: bool, path: str = path,
-                   halted: list = halted) -> bool:
-            if mode == "absolute" or (mode == "tolerate_tail" and not at_tail):
+                   halted: list = halted, newest: bool = newest) -> bool:
+            # Only the newest log can end in a torn write: an older log was
+            # complete (and closed) before the next one was started.
+            tail = at_tail and newest
+            if mode == "absolute" or (mode == "tolerate_tail" and not tail):
                 raise CorruptionError(path, offset, reason)
             stats.problems.append(f"{path} at offset {offset}: {reason} ({nbytes} bytes dropped)")
             stats.bytes_dropped += nbytes
@@ -109,15 +132,17 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
                 return False
             return True  # skip_corrupt, or tolerate_tail at the tail (nothing follows)
 
-        for offset, rtype, payload in iter_records(data, report):
+        for offset, rtype, payload in iter_records(data, report, path):
             if rtype != BATCH:
-                report(offset, len(payload), f"record type {rtype} in a write-ahead log", False)
+                if not report(offset, len(payload) + OVERHEAD, f"record type {rtype} in a write-ahead log",
+                              False):
+                    break
                 continue
             try:
                 first_seq, ops = decode_batch(payload)
             except BatchDecodeError as e:
                 # the checksum matched, so this is not a torn write: never "tail"
-                if not report(offset, len(payload), str(e), False):
+                if not report(offset, len(payload) + OVERHEAD, str(e), False):
                     break
                 continue
             seq = first_seq

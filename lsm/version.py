@@ -164,6 +164,9 @@ class VersionSet:
                 self.compact_pointers[level] = key
         for _, f in version.files():
             self.mark_file_number_used(f.number)
+            if not self.fs.exists(make_table_name(self.dbpath, f.number)):
+                raise CorruptionError(path, 0, f"the manifest lists table {f.number:06d}.sst, which is "
+                                      "missing; run `lsm-dump repair` to rebuild from the tables present")
         self._install(version)
         self.manifest_number = int(path.rsplit("-", 1)[1])
         self.mark_file_number_used(self.manifest_number)

@@ -1,17 +1,27 @@
 """Record framing shared by the write-ahead log and the manifest, and the WAL
 writer (doc/format.md#log-records).
 
-    record   := magic:u16le version:u8 type:u8 length:u32le payload[length] checksum:u32le
-    checksum := xxh32(magic .. payload)       (every byte of the record before it)
+    record       := header payload[length] checksum:u32le
+    header       := magic:u16le version:u8 type:u8 length:u32le header_check:u32le
+    header_check := xxh32(magic .. length)            (the 8 bytes before it)
+    checksum     := xxh32(header .. payload)          (every byte of the record before it)
 
 ``magic`` is 0xB1A5 and ``version`` is :data:`FORMAT_VERSION`. ``type`` says what
 the payload is: :data:`BATCH` (a write batch, lsm.batch) in ``NNNNNN.log``
-files, :data:`EDIT` (a version edit) in manifests. A log is a plain
-concatenation of records; there is no file header and no padding.
+files, :data:`EDIT` (a version edit) in manifests, :data:`CACHE` in
+persistent-cache logs. A log is a plain concatenation of records; there is no
+file header and no padding.
+
+Why a header check: it makes ``length`` trustworthy. A record whose header
+checks out but whose bytes run past the end of the file is a torn last write
+(its extent is known, so nothing inside it is ever mistaken for a record); a
+header that does not check out is damage, and the reader resynchronises on
+the next intact record.
 
 Readers never decide policy (STYLE habit 6): :func:`iter_records` yields every
 intact record and reports each damaged region to an ``on_corruption``
-callback, which says whether to go on.
+callback, which says whether to go on. The one exception: a record written
+by a newer format version always raises, whatever the callback would do.
 """
 
 from __future__ import annotations
@@ -23,29 +33,43 @@ from .coding import checksum
 from .errors import CorruptionError
 from .fs import WritableFile
 
-__all__ = ["BATCH", "EDIT", "FORMAT_VERSION", "MAGIC", "OVERHEAD", "WalWriter",
-           "encode_record", "iter_records"]
+__all__ = ["BATCH", "CACHE", "EDIT", "FORMAT_VERSION", "MAGIC", "OVERHEAD", "Damage", "WalWriter",
+           "encode_record", "iter_records", "strict_reporter"]
 
 MAGIC = 0xB1A5
-FORMAT_VERSION = 1  # bump on any incompatible change; readers refuse other versions
+FORMAT_VERSION = 2  # 2: header check added. Readers refuse any other version.
 BATCH = 1  # payload: lsm.batch encoding
 EDIT = 2   # payload: lsm.manifest VersionEdit encoding
 CACHE = 3  # payload: lsm.pcache operation
 
-_HEADER = struct.Struct("<HBBI")
-_TRAILER = struct.Struct("<I")
-HEADER_BYTES = _HEADER.size  # 8
-OVERHEAD = HEADER_BYTES + _TRAILER.size  # 12
-_MAGIC_BYTES = struct.pack("<HB", MAGIC, FORMAT_VERSION)
+_HEAD = struct.Struct("<HBBI")
+_U32 = struct.Struct("<I")
+HEADER_BYTES = _HEAD.size + 4  # 12
+OVERHEAD = HEADER_BYTES + 4  # 16
+_MAGIC_BYTES = struct.pack("<H", MAGIC)
 _MAX_PAYLOAD = (1 << 32) - 1
+
+
+class Damage(str):
+    """The reason string given to ``on_corruption``, plus ``truncated``: True
+    when the region is a record cut short by the end of the data (a torn
+    last write), False for damaged bytes."""
+
+    truncated: bool
+
+    def __new__(cls, reason: str, truncated: bool = False) -> "Damage":
+        self = super().__new__(cls, reason)
+        self.truncated = truncated
+        return self
+
 
 OnCorruption = Callable[[int, int, str, bool], bool]
 """``on_corruption(offset, nbytes, reason, at_tail) -> keep_going``.
 
 ``offset`` is where the damaged region starts, ``nbytes`` its length up to the
-next intact record (or end of file), ``at_tail`` is true when no intact record
-follows it. Return ``True`` to skip the region and continue, ``False`` to stop.
-It may also raise, which propagates out of :func:`iter_records`.
+next intact record (or the end), ``reason`` a :class:`Damage`, ``at_tail``
+true when no intact record follows. Return ``True`` to skip the region and
+continue, ``False`` to stop. It may also raise, which propagates.
 """
 
 
@@ -53,33 +77,32 @@ def encode_record(payload: bytes, rtype: int = BATCH) -> bytes:
     """Frame ``payload`` as one record.
 
     >>> encode_record(b"hi").hex()
-    'a5b1010102000000686947fc73c3'
+    'a5b1020102000000c10a8b346869074cb9a0'
     """
-    if len(payload) > _MAX_PAYLOAD:
-        raise ValueError(f"record payload of {len(payload)} bytes exceeds {_MAX_PAYLOAD}")
-    body = _HEADER.pack(MAGIC, FORMAT_VERSION, rtype, len(payload)) + payload
-    return body + _TRAILER.pack(checksum(body))
+    n = len(payload)
+    if n > _MAX_PAYLOAD:
+        raise ValueError(f"record payload of {n} bytes exceeds {_MAX_PAYLOAD}")
+    head = _HEAD.pack(MAGIC, FORMAT_VERSION, rtype, n)
+    body = head + _U32.pack(checksum(head)) + payload
+    return body + _U32.pack(checksum(body))
 
 
-def _check_at(data: bytes, pos: int) -> tuple[int, int, str]:
-    """Validate the record at ``pos``: return ``(type, end, "")`` or ``(0, 0, reason)``."""
-    n = len(data)
-    if n - pos < HEADER_BYTES:
-        return 0, 0, f"truncated record header ({n - pos} of {HEADER_BYTES} bytes)"
-    magic, version, rtype, length = _HEADER.unpack_from(data, pos)
-    if magic != MAGIC:
-        return 0, 0, f"bad record magic 0x{magic:04x}"
-    if version != FORMAT_VERSION:
-        return 0, 0, f"unsupported record format version {version} (this reader knows {FORMAT_VERSION})"
-    end = pos + HEADER_BYTES + length
-    if end + 4 > n:
-        return 0, 0, (f"truncated record: {length}-byte payload and checksum need "
-                      f"{length + 4} bytes, {n - pos - HEADER_BYTES} present")
-    want = _TRAILER.unpack_from(data, end)[0]
-    got = checksum(memoryview(data)[pos:end])
-    if got != want:
-        return 0, 0, f"record checksum 0x{got:08x} != stored 0x{want:08x}"
-    return rtype, end + 4, ""
+def _header_at(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """``(version, type, length)`` if a header that checks out starts at ``pos``."""
+    if len(data) - pos < HEADER_BYTES:
+        return None
+    magic, version, rtype, length = _HEAD.unpack_from(data, pos)
+    if magic != MAGIC or _U32.unpack_from(data, pos + 8)[0] != checksum(memoryview(data)[pos:pos + 8]):
+        return None
+    return version, rtype, length
+
+
+def _intact_at(data: bytes, pos: int) -> bool:
+    h = _header_at(data, pos)
+    if h is None:
+        return False
+    end = pos + HEADER_BYTES + h[2]
+    return end + 4 <= len(data) and _U32.unpack_from(data, end)[0] == checksum(memoryview(data)[pos:end])
 
 
 def _resync(data: bytes, pos: int) -> int | None:
@@ -88,29 +111,64 @@ def _resync(data: bytes, pos: int) -> int | None:
         pos = data.find(_MAGIC_BYTES, pos)
         if pos < 0:
             return None
-        if _check_at(data, pos)[2] == "":
+        if _intact_at(data, pos):
             return pos
         pos += 1
 
 
-def iter_records(data: bytes, on_corruption: OnCorruption) -> Iterator[tuple[int, int, bytes]]:
+def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
+                 ) -> Iterator[tuple[int, int, bytes]]:
     """Yield ``(offset, type, payload)`` for each intact record in ``data``.
 
-    Damaged regions (torn tail, bad magic, bad checksum, unknown version) are
-    reported through ``on_corruption`` and skipped up to the next intact
-    record, found by scanning for the magic bytes.
+    Damage is classified and reported through ``on_corruption``:
+
+    * fewer than 12 bytes left, or a header that checks out with a length
+      running past the end: a truncated last record (``truncated=True``,
+      ``at_tail=True``); nothing after it is examined;
+    * a header that checks out, with a bad record checksum: that record's
+      extent is skipped (``at_tail`` when it ends the data);
+    * a header that does not check out: skipped up to the next intact
+      record, found by scanning for the magic (``at_tail`` if there is none).
+
+    Raises: CorruptionError (naming ``path``) for a record of a format version
+    this reader does not know: newer data is never skipped silently.
     """
     pos = 0
     n = len(data)
+    view = memoryview(data)
     while pos < n:
-        rtype, end, reason = _check_at(data, pos)
-        if not reason:
-            yield pos, rtype, data[pos + HEADER_BYTES:end - 4]
-            pos = end
+        h = _header_at(data, pos)
+        if h is not None:
+            version, rtype, length = h
+            if version != FORMAT_VERSION:
+                raise CorruptionError(path, pos, f"record format version {version}, this reader knows "
+                                      f"{FORMAT_VERSION} (written by a newer lsm?)")
+            end = pos + HEADER_BYTES + length
+            if end + 4 > n:
+                on_corruption(pos, n - pos, Damage(
+                    f"truncated record: {length}-byte payload and checksum need {length + 4} bytes, "
+                    f"{n - pos - HEADER_BYTES} present", truncated=True), True)
+                return
+            want = _U32.unpack_from(data, end)[0]
+            got = checksum(view[pos:end])
+            if got == want:
+                yield pos, rtype, data[pos + HEADER_BYTES:end]
+                pos = end + 4
+                continue
+            nxt = end + 4
+            if not on_corruption(pos, nxt - pos, Damage(f"record checksum 0x{got:08x} != stored 0x{want:08x}"),
+                                 nxt >= n):
+                return
+            pos = nxt
             continue
+        if n - pos < HEADER_BYTES:  # no record fits: a header cut short
+            on_corruption(pos, n - pos, Damage(f"truncated record header ({n - pos} of {HEADER_BYTES} bytes)",
+                                               truncated=True), True)
+            return
         nxt = _resync(data, pos + 1)
         stop = n if nxt is None else nxt
-        if not on_corruption(pos, stop - pos, reason, nxt is None) or nxt is None:
+        if not on_corruption(pos, stop - pos, Damage("bad record header (magic or header check)"), nxt is None) \
+                or nxt is None:
             return
         pos = nxt
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 import lsm
-from lsm.wal import iter_records
+from lsm.wal import OVERHEAD, iter_records
 
 N = 12
 
@@ -26,7 +26,7 @@ def _build(path) -> tuple[list[tuple[bytes, bytes]], str, list[int]]:
     assert len(logs) == 1
     log = os.path.join(path, logs[0])
     data = open(log, "rb").read()
-    ends = [off + 12 + len(p) for off, _, p in iter_records(data, lambda *a: False)]
+    ends = [off + OVERHEAD + len(p) for off, _, p in iter_records(data, lambda *a: False)]
     assert len(ends) == N and ends[-1] == len(data)
     return writes, log, ends
 
@@ -163,9 +163,33 @@ def test_missing_current_or_manifest_is_an_error(tmp_path):
         db.put(b"a", b"1")
     manifests = [f for f in os.listdir(path) if f.startswith("MANIFEST")]
     os.remove(path / manifests[0])
-    with pytest.raises(lsm.DiskError) as ei:
+    with pytest.raises(lsm.CorruptionError) as ei:
         lsm.open(path)
-    assert manifests[0] in str(ei.value)
+    assert manifests[0] in str(ei.value) and "CURRENT" in str(ei.value)
     (path / "CURRENT").write_bytes(b"garbage\n")
     with pytest.raises(lsm.CorruptionError, match="CURRENT"):
+        lsm.open(path)
+
+
+def test_missing_current_with_tables_present_is_not_a_new_database(tmp_path):
+    path = tmp_path / "db"
+    with lsm.open(path, sync_mode="never") as db:
+        for i in range(100):
+            db.put(b"k%03d" % i, b"v")
+        db.flush()
+    os.remove(path / "CURRENT")
+    before = sorted(os.listdir(path))
+    with pytest.raises(lsm.CorruptionError, match="repair"):
+        lsm.open(path)
+    assert sorted(os.listdir(path)) == before  # nothing was deleted
+
+
+def test_missing_table_is_reported_at_open(tmp_path):
+    path = tmp_path / "db"
+    with lsm.open(path, sync_mode="never") as db:
+        db.put(b"a", b"1")
+        db.flush()
+    table = next(f for f in os.listdir(path) if f.endswith(".sst"))
+    os.remove(path / table)
+    with pytest.raises(lsm.CorruptionError, match=table):
         lsm.open(path)

@@ -33,6 +33,7 @@ _TRAILER = struct.Struct("<BI")
 BLOCK_TRAILER_BYTES = _TRAILER.size  # 5
 _FOOTER = struct.Struct("<QIQIQIIIQ")
 FOOTER_BYTES = _FOOTER.size  # 52
+MAX_BLOCK_BYTES = (256 << 20) + (1 << 20)  # one maximal value + key + column overhead
 _ZSTD_LEVEL = 3  # zstd's default: ~3x on typical values at a few hundred MB/s
 
 
@@ -105,9 +106,16 @@ def unwrap_block(raw: bytes, handle: BlockHandle, path: str, verify: bool) -> by
     if compression == COMPRESSION_NONE:
         return raw[:size]
     if compression == COMPRESSION_ZSTD:
+        frame = memoryview(raw)[:size]
         try:
-            return zstandard.decompress(memoryview(raw)[:size])
-        except zstandard.ZstdError as e:
+            # The frame header states the decoded size; with checksums off it is
+            # unverified, so bound it before zstd allocates that much.
+            want = zstandard.frame_content_size(frame)
+            if not 0 <= want <= MAX_BLOCK_BYTES:
+                raise CorruptionError(path, handle.offset, f"zstd block claims {want} decoded bytes "
+                                      f"(limit {MAX_BLOCK_BYTES})")
+            return zstandard.decompress(frame, max_output_size=want)
+        except (zstandard.ZstdError, MemoryError) as e:
             raise CorruptionError(path, handle.offset, f"bad zstd block: {e}") from None
     raise CorruptionError(path, handle.offset + size, f"unknown block compression {compression}")
 

@@ -360,8 +360,9 @@ class DB(Background, MutableMapping):
         if self._bg_error is not None or (self._closed and not lead.force_switch):
             self._check_writable_locked()
         sv = self._sv
-        if lead.force_switch or sv.mem.nbytes >= self._opts.memtable_bytes or \
-                len(sv.version.levels[0]) >= self._opts.l0_slowdown_trigger:
+        if lead.force_switch or sv.mem.nbytes >= self._opts.memtable_bytes or (
+                len(sv.version.levels[0]) >= self._opts.l0_slowdown_trigger
+                and not self._opts.disable_auto_compactions):
             self._make_room_locked(force=lead.force_switch)
             if lead.force_switch:
                 return
@@ -444,7 +445,9 @@ class DB(Background, MutableMapping):
                 raise BackgroundError(f"database {self._path} refuses writes after a background error: "
                                       f"{self._bg_error}") from self._bg_error
             sv = self._sv
-            l0 = len(sv.version.levels[0])
+            # With auto compactions off nothing would ever shrink L0: its
+            # triggers do not apply (bulk loads; the user compacts by hand).
+            l0 = 0 if opts.disable_auto_compactions else len(sv.version.levels[0])
             if not slowed and not force and l0 >= opts.l0_slowdown_trigger:
                 # let compaction catch up: one short delay per write
                 slowed = True

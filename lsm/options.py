@@ -126,7 +126,9 @@ class Options:
 
     disable_auto_compactions: bool = False
     """Do not schedule background compactions (``compact_range`` still works).
-    For benchmarks and bulk loads; L0 stalls still apply."""
+    For bulk loads and benchmarks. The L0 slowdown/stop triggers do not apply
+    then (nothing else would ever shrink L0): reads slow down as L0 grows
+    until you call ``compact_range``."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

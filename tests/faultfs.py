@@ -38,6 +38,12 @@ class Rule:
     times: int  # how many consecutive matching calls fail once triggered
     torn: bool  # for write: write half the data before failing
     seen: int = 0
+    crash: str = ""  # "before"/"after": power-cut instead of failing, around the op
+    fired: bool = False
+
+
+class Crashed(Exception):
+    """Raised by an operation after a crash_at point cut the power."""
 
 
 class _File:
@@ -62,9 +68,11 @@ class _File:
         rule = self._fs._check("sync", self.path)
         if rule is not None:
             raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
+        self._fs._crash_point("sync", self.path, "before")
         self._inner.sync()
         with self._fs._mu:
             self._fs._synced[self.path] = self._inner.size
+        self._fs._count_after("sync", self.path)
 
     def close(self) -> None:
         self._inner.close()
@@ -111,12 +119,41 @@ class FaultFS:
                 return Rule(op, "", 0, errno_.EIO, 1, False)
             self.counts[op] += 1
             for rule in self.rules:
-                if rule.op != op or rule.path_contains not in path:
+                if rule.op != op or rule.path_contains not in path or rule.crash:
                     continue
                 rule.seen += 1
                 if rule.nth <= rule.seen < rule.nth + rule.times:
                     return rule
             return None
+
+    def crash_at(self, op: str, *, path_contains: str = "", nth: int = 1, when: str = "after") -> Rule:
+        """Cut the power just before or just after the nth matching operation
+        (``power_cut()``), then make that call raise :class:`Crashed`."""
+        assert op in OPS and when in ("before", "after")
+        rule = Rule(op, path_contains, nth, errno_.EIO, 1, False, crash=when)
+        with self._mu:
+            self.rules.append(rule)
+        return rule
+
+    def _crash_point(self, op: str, path: str, when: str) -> None:
+        with self._mu:
+            if self.dead:
+                return
+            for rule in self.rules:
+                if rule.crash == when and rule.op == op and rule.path_contains in path and not rule.fired:
+                    if when == "before":
+                        rule.seen += 1
+                    if rule.seen >= rule.nth:
+                        rule.fired = True
+                        self.power_cut()
+                        raise Crashed(f"power cut {when} {op} of {path}")
+
+    def _count_after(self, op: str, path: str) -> None:
+        with self._mu:
+            for rule in self.rules:
+                if rule.crash == "after" and rule.op == op and rule.path_contains in path:
+                    rule.seen += 1
+        self._crash_point(op, path, "after")
 
     def _raise_if(self, op: str, path: str) -> None:
         rule = self._check(op, path)
@@ -157,14 +194,18 @@ class FaultFS:
 
     def rename(self, src: str, dst: str) -> None:
         self._raise_if("rename", src)
-        old = self.base.read_file(dst) if self.base.exists(dst) else None
+        self._crash_point("rename", src, "before")
+        with self._mu:
+            # what a power cut restores at dst: the durable part of the old file
+            old = self.base.read_file(dst)[:self._synced.get(dst, 1 << 62)] if self.base.exists(dst) else None
         self.base.rename(src, dst)
         with self._mu:
             self._renames.append((src, dst, old, self._synced.get(src, 0)))
             self._synced[dst] = self._synced.pop(src, 0)
-            if src in self._new:
-                self._new.discard(src)
-                self._new.add(dst)
+            # src stays in _new when it was never dir-synced: undoing the rename
+            # recreates it, and it then vanishes like any undurable new file.
+            # dst is never "new" here: the undo restores (or removes) it.
+        self._count_after("rename", src)
 
     def remove(self, path: str) -> None:
         self._raise_if("remove", path)
@@ -194,12 +235,14 @@ class FaultFS:
 
     def fsync_dir(self, path: str) -> None:
         self._raise_if("fsync_dir", path)
+        self._crash_point("fsync_dir", path, "before")
         self.base.fsync_dir(path)
         prefix = os.path.join(path, "")
         with self._mu:
             self._new = {p for p in self._new if not p.startswith(prefix)}
             self._renames = [r for r in self._renames if not r[1].startswith(prefix)]
             self._removed = [r for r in self._removed if not r[0].startswith(prefix)]
+        self._count_after("fsync_dir", path)
 
     def lock(self, path: str, *, shared: bool):
         lk = self.base.lock(path, shared=shared)

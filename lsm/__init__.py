@@ -13,6 +13,7 @@ from .snapshot import Entry, ScanIterator, Snapshot
 from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
                      ReadOnlyError, SerializationError)
 from .options import Options
+from .pcache import PersistentCache
 from .typed import TypedView
 from . import metrics, serde
 
@@ -28,6 +29,7 @@ __all__ = [
     "Error",
     "LockError",
     "Options",
+    "PersistentCache",
     "ReadOnlyError",
     "ScanIterator",
     "SerializationError",

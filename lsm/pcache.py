@@ -1,0 +1,973 @@
+"""PersistentCache: a sharded, bounded LRU of bytes that survives restarts
+(SPEC §2), built on the engine's record framing (lsm.wal, record type ``CACHE``).
+
+Files, in the cache directory::
+
+    LOCK                     flock target (exclusive), as for a DB
+    cache-SSS-of-NNN.log     the log of shard SSS out of NNN shards
+    cache-SSS-of-NNN.tmp     a checkpoint being written; removed at open
+
+One log per shard, not one shared log: a shard's lock then covers its map, its
+recency list and its log, so writers to different shards never meet on a
+global lock, and recovery, compaction and fsyncs are per shard. The shard of a
+key is ``xxh3_64(key) % NNN`` (stable across processes, unlike ``hash()``); the
+count is part of every file name and of every log's header, so reopening with
+another ``shards`` value raises ``ValueError`` instead of mis-routing keys.
+
+Log grammar (doc/format.md#persistent-cache). Each log is a plain sequence of
+lsm.wal records of type ``CACHE`` (magic, version, type, length, payload,
+xxh32); each payload is one or more operations::
+
+    payload  := op+
+    op       := HEADER:u8(0) version:varint shard:varint shards:varint   (first op of a file only)
+              | PUT:u8(1)    key_len:varint key expires_at:f64le value_len:varint value
+              | DELETE:u8(2) key_len:varint key
+              | EVICT:u8(3)  key_len:varint key
+              | EXPIRE:u8(4) key_len:varint key
+
+``expires_at`` is wall-clock seconds since the epoch, ``+inf`` for "never".
+One user call is one record: a put together with the evictions and
+expirations it causes is all-or-nothing. Replay applies the operations in
+order to an ordered map (a PUT moves its key to the most-recent end), so the
+recency after a restart is the order of the last logged write; reads are not
+logged. A checkpoint writes the live entries in recency order, so reads before
+the last checkpoint do survive in the order.
+
+Recovery (per shard): a leftover ``.tmp`` is deleted (a checkpoint that never
+got renamed; the log is still authoritative); records are replayed; a torn or
+corrupt *last* region is dropped and truncated away (it is a write that was
+never acknowledged); damage followed by an intact record raises
+:class:`~lsm.errors.CorruptionError` naming the file and offset. Entries that
+expired while closed are dropped and bounds are re-applied (the cache may be
+reopened with smaller bounds), and both are logged.
+
+Checkpoint (log compaction), when a shard's log exceeds
+``max(CHECKPOINT_FLOOR_BYTES, CHECKPOINT_RATIO * live)``, at the start of the
+next write to that shard (or at open), under the shard's lock:
+
+1. write the header and every live entry (LRU first) to ``.tmp``;
+2. fsync ``.tmp``;
+3. rename ``.tmp`` over ``.log``: the old log is gone with the rename;
+4. fsync the directory.
+
+A crash before 3 leaves the old log (and a ``.tmp`` removed at open); after 3
+the new one; both hold the same entries, so every crash point gives the old
+or the new state. A failure in 1–3 removes ``.tmp`` and fails the write that
+triggered it (nothing of it is logged). A failure in 4 fails that write too and
+leaves the directory fsync pending: every later write retries it first, so no
+write is acknowledged on a log whose name might not survive a power cut.
+
+Expiry: lazy on ``get`` (an expired entry is a miss, removed at once) plus a
+heap per shard of ``(expires_at, key)``, popped by ``put`` — up to
+``PROACTIVE_EXPIRE`` entries per call, and all of the expired ones before a
+live entry would be evicted, so an expired entry never pushes out a live one.
+The heap costs O(log n) per TTL put and no thread: writers already hold the
+shard lock and are about to write a record, and the EXPIRE operations ride in
+that record. A background sweeper would need wakeups and its own writes;
+random sampling (Redis-style) gives no bound on how long garbage stays.
+Stale heap items (overwritten, deleted or evicted keys) are skipped when
+popped and the heap is rebuilt once it is twice the shard's size.
+Reclamations made by ``get`` are logged as EXPIRE in the shard's next record
+(or by ``close``), so ``get`` never does I/O; if the process dies first,
+nothing is lost: the entry has expired by wall clock and is dropped at open.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import re
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from enum import IntEnum
+from typing import Callable, Iterator
+
+import xxhash
+
+from .coding import F64, DecodeError, decode_varint, encode_varint, get_length_prefixed
+from .errors import BackgroundError, ClosedError, CorruptionError, DiskError
+from .fs import FileLock, FileSystem, OsFileSystem
+from .metrics import RateCounter
+from .options import SYNC_MODES
+from .wal import CACHE, WalWriter, encode_record, iter_records
+
+__all__ = ["FORMAT_VERSION", "Op", "PersistentCache"]
+
+FORMAT_VERSION = 1  # of the op encoding (in every log's HEADER); bump on any incompatible change
+
+
+class Op(IntEnum):
+    """Operation kind in a cache log. Persistent: never renumber or reuse a value."""
+
+    HEADER = 0
+    PUT = 1
+    DELETE = 2
+    EVICT = 3
+    EXPIRE = 4
+
+
+_HEADER, _PUT, _DELETE, _EVICT, _EXPIRE = (int(k) for k in Op)
+_KEY_OPS = frozenset((_DELETE, _EVICT, _EXPIRE))
+
+MAX_KEY_BYTES = 65535  # SPEC §2, the same limits as lsm.keys (not importable from here: STYLE B2)
+MAX_VALUE_BYTES = 256 << 20
+MAX_SHARDS = 4096  # shard numbers are part of file names; more shards only cost memory
+CHECKPOINT_FLOOR_BYTES = 1 << 20  # per shard: don't rewrite small logs for nothing
+CHECKPOINT_RATIO = 2.0  # rewrite when the log is this many times the live data
+ENTRY_LOG_OVERHEAD = 16  # bytes per entry in a checkpoint besides key and value (op, varints, f64)
+CHECKPOINT_RECORD_BYTES = 256 << 10  # checkpoint records are cut at about this size
+PROACTIVE_EXPIRE = 8  # expired entries one put reclaims before it needs room; bounds its latency
+SYNC_INTERVAL = 0.05  # seconds between background fsyncs for sync_mode="periodic" (as the DB)
+QPS_WINDOW, QPS_BUCKET = 10.0, 1.0  # seconds: a cache's rate should react quickly
+
+_INF = math.inf
+_COUNTERS = ("hits", "misses", "evictions", "expirations", "checkpoints", "items", "bytes", "log_bytes")
+_NO_POPS: list[tuple[float, bytes]] = []  # shared empty plans for the common put: never mutated
+_NO_EXPIRED: dict[bytes, int] = {}
+_NO_EVICTED: list[bytes] = []
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+_NAME_RE = re.compile(r"^cache-(\d{3,})-of-(\d{3,})\.(log|tmp)$")
+_xxh = xxhash.xxh3_64_intdigest
+
+
+def make_log_name(dirpath: str, shard: int, shards: int) -> str:
+    return os.path.join(dirpath, f"cache-{shard:03d}-of-{shards:03d}.log")
+
+
+def make_temp_name(dirpath: str, shard: int, shards: int) -> str:
+    return os.path.join(dirpath, f"cache-{shard:03d}-of-{shards:03d}.tmp")
+
+
+def shard_of(key: bytes, shards: int) -> int:
+    """Index of the shard holding ``key``; stable across processes and versions."""
+    return _xxh(key) % shards if shards > 1 else 0
+
+
+# -- operation encoding --------------------------------------------------------
+
+def encode_header(shard: int, shards: int) -> bytes:
+    return bytes((_HEADER,)) + encode_varint(FORMAT_VERSION) + encode_varint(shard) + encode_varint(shards)
+
+
+def encode_put(out: bytearray, key: bytes, value: bytes, expires_at: float) -> None:
+    out.append(_PUT)
+    out += encode_varint(len(key))
+    out += key
+    out += F64.pack(expires_at)
+    out += encode_varint(len(value))
+    out += value
+
+
+def encode_key_op(out: bytearray, kind: int, key: bytes) -> None:
+    out.append(kind)
+    out += encode_varint(len(key))
+    out += key
+
+
+def iter_ops(payload: bytes, path: str, offset: int) -> Iterator[tuple[int, bytes, bytes, float]]:
+    """Yield ``(kind, key, value, expires_at)`` for each op of one record payload.
+
+    For HEADER, ``key`` is empty, ``value`` is ``b""`` and ``expires_at`` is
+    unused; the header fields come from :func:`decode_header`.
+    Raises: CorruptionError at the record's ``offset`` on any malformed op.
+    """
+    pos = 0
+    n = len(payload)
+    try:
+        while pos < n:
+            kind = payload[pos]
+            pos += 1
+            if kind == _PUT:
+                key, pos = get_length_prefixed(payload, pos)
+                if pos + 8 > n:
+                    raise DecodeError("PUT ends inside expires_at")
+                exp = F64.unpack_from(payload, pos)[0]
+                if exp != exp:
+                    raise DecodeError("PUT has a NaN expires_at")
+                value, pos = get_length_prefixed(payload, pos + 8)
+                yield kind, key, value, exp
+            elif kind in _KEY_OPS:
+                key, pos = get_length_prefixed(payload, pos)
+                yield kind, key, b"", _INF
+            elif kind == _HEADER:
+                start = pos - 1
+                for _ in range(3):
+                    _, pos = decode_varint(payload, pos)
+                yield kind, payload[start:pos], b"", _INF
+            else:
+                raise DecodeError(f"unknown cache op kind {kind}")
+    except DecodeError as e:
+        raise CorruptionError(path, offset, f"bad cache record: {e}") from None
+
+
+def decode_header(op: bytes) -> tuple[int, int, int]:
+    """``(version, shard, shards)`` of a HEADER op as yielded by :func:`iter_ops`."""
+    version, pos = decode_varint(op, 1)
+    shard, pos = decode_varint(op, pos)
+    shards, pos = decode_varint(op, pos)
+    return version, shard, shards
+
+
+def _check_bytes(obj: object, name: str, limit: int) -> bytes:
+    if type(obj) is not bytes:
+        if not isinstance(obj, _BYTES_TYPES):
+            raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(obj).__name__}")
+        obj = bytes(obj)
+    if len(obj) > limit:
+        raise ValueError(f"{name} is {len(obj)} bytes; the limit is {limit}")
+    return obj
+
+
+def _check_ttl(ttl: object, name: str) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(ttl).__name__}")
+    if not 0 < ttl < _INF:
+        raise ValueError(f"{name} must be a finite number of seconds > 0; got {ttl!r}")
+    return float(ttl)
+
+
+def _check_bound(value: object, name: str, shards: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if value < shards:
+        raise ValueError(f"{name} must be >= shards ({shards}): each shard holds {name} // shards; "
+                         f"got {value}")
+    return value
+
+
+# -- one shard -------------------------------------------------------------------
+
+class _Shard:
+    """One hash map + recency list + log + expiry heap, behind one lock.
+
+    Thread safety: every field marked ``guarded by _mu`` is read and written
+    only with ``_mu`` held; ``_log`` is also guarded by ``_file_mu`` for its
+    lifetime (the periodic syncer fsyncs it holding only ``_file_mu``).
+    Lock order: ``_mu`` before ``_file_mu``.
+    """
+
+    __slots__ = ("index", "_cache", "_fs", "_clock", "_log_path", "_tmp_path", "_max_items",
+                 "_max_bytes", "_mu", "_file_mu", "_map", "_heap", "_bytes", "_pending",
+                 "_log", "_dirty", "_dir_dirty", "_failed", "_closed", "hits", "misses",
+                 "evictions", "expirations", "checkpoints", "gets", "puts", "deletes")
+
+    def __init__(self, cache: "PersistentCache", index: int) -> None:
+        self.index = index
+        self._cache = cache
+        self._fs = cache._fs
+        self._clock = cache._clock
+        self._log_path = make_log_name(cache._path, index, cache._nshards)
+        self._tmp_path = make_temp_name(cache._path, index, cache._nshards)
+        self._max_items = cache._shard_max_items  # None: unbounded
+        self._max_bytes = cache._shard_max_bytes
+        self._mu = threading.Lock()
+        self._file_mu = threading.Lock()
+        self._map: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()  # guarded by _mu; LRU first
+        self._heap: list[tuple[float, bytes]] = []  # guarded by _mu: (expires_at, key), may be stale
+        self._bytes = 0  # guarded by _mu: sum of len(key) + len(value)
+        self._pending = bytearray()  # guarded by _mu: EXPIRE ops from get(), for the next record
+        self._log: WalWriter | None = None  # guarded by _mu and _file_mu
+        self._dirty = False  # written since the last fsync (for the periodic syncer)
+        self._dir_dirty = False  # guarded by _mu: a checkpoint rename awaits its directory fsync
+        self._failed: BaseException | None = None  # a failed fsync: writes refused until reopen
+        self._closed = False  # guarded by _mu
+        self.hits = self.misses = self.evictions = self.expirations = self.checkpoints = 0  # guarded by _mu
+        self.gets = RateCounter(QPS_WINDOW, QPS_BUCKET)
+        self.puts = RateCounter(QPS_WINDOW, QPS_BUCKET)
+        self.deletes = RateCounter(QPS_WINDOW, QPS_BUCKET)
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, key: bytes, default: object) -> object:
+        self.gets.record()
+        with self._mu:
+            if self._closed:
+                raise ClosedError(f"persistent cache {self._cache._path} is closed")
+            e = self._map.get(key)
+            if e is None:
+                self.misses += 1
+                return default
+            if e[1] != _INF and e[1] <= self._clock():
+                self._remove_locked(key)
+                encode_key_op(self._pending, _EXPIRE, key)
+                self.expirations += 1
+                self.misses += 1
+                return default
+            self._map.move_to_end(key)
+            self.hits += 1
+            return e[0]
+
+    def contains(self, key: bytes) -> bool:
+        with self._mu:
+            if self._closed:
+                raise ClosedError(f"persistent cache {self._cache._path} is closed")
+            e = self._map.get(key)
+            return e is not None and (e[1] == _INF or e[1] > self._clock())
+
+    # -- writes ----------------------------------------------------------------
+
+    def put(self, key: bytes, value: bytes, ttl: float | None) -> None:
+        self.puts.record()
+        with self._mu:
+            if self._closed or self._failed is not None:
+                self._check_writable_locked()
+            now = self._clock()
+            exp = _INF if ttl is None else now + ttl
+            m = self._map
+            log = self._log
+            if (log is None or self._dir_dirty
+                    or (log.size > CHECKPOINT_FLOOR_BYTES and log.size > self._checkpoint_threshold_locked())):
+                self._prepare_log_locked(now)
+                log = self._log
+            old = m.get(key)
+            size = len(key) + len(value)
+            items = len(m) + (old is None)
+            nbytes = self._bytes + size - (0 if old is None else len(key) + len(old[0]))
+            heap = self._heap
+            if (heap and heap[0][0] <= now) or self._over(items, nbytes):
+                popped, expired, evicted = self._plan_locked(now, key, items, nbytes)
+            else:
+                popped, expired, evicted = _NO_POPS, _NO_EXPIRED, _NO_EVICTED
+            out = bytearray(self._pending)
+            for k in expired:
+                encode_key_op(out, _EXPIRE, k)
+            encode_put(out, key, value, exp)
+            for k in evicted:
+                encode_key_op(out, _EVICT, k)
+            try:
+                self._append_locked(out, sync=self._cache._sync_always)
+            except BaseException:
+                for item in popped:
+                    heapq.heappush(heap, item)
+                raise
+            if self._pending:
+                self._pending.clear()
+            if expired:
+                for k in expired:
+                    self._remove_locked(k)
+                self.expirations += len(expired)
+            if evicted:
+                for k in evicted:
+                    self._remove_locked(k)
+                self.evictions += len(evicted)
+            if old is not None:
+                self._bytes -= len(key) + len(old[0])
+                m.move_to_end(key)
+            m[key] = (value, exp)
+            self._bytes += size
+            if exp != _INF:
+                heapq.heappush(heap, (exp, key))
+                if len(heap) > 2 * len(m) + 64:
+                    self._rebuild_heap_locked()
+
+    def _plan_locked(self, now: float, key: bytes, items: int, nbytes: int
+                     ) -> tuple[list[tuple[float, bytes]], dict[bytes, int], list[bytes]]:
+        """Choose what a put of ``key`` reclaims and evicts; change nothing but the heap.
+
+        ``items``/``nbytes`` are the shard's totals after the put if nothing
+        were removed. Returns ``(popped heap items, expired key -> size,
+        evicted keys)``: up to PROACTIVE_EXPIRE expired entries; if the put
+        still needs room, every expired entry, then live LRU entries.
+        """
+        popped: list[tuple[float, bytes]] = []
+        expired: dict[bytes, int] = {}  # key -> size, in reclaim order
+        evicted: list[bytes] = []
+        self._collect_expired_locked(now, key, PROACTIVE_EXPIRE, popped, expired)
+        if self._over(items - len(expired), nbytes - sum(expired.values())):
+            # Reclaim every expired entry before evicting a live one.
+            self._collect_expired_locked(now, key, None, popped, expired)
+            items -= len(expired)
+            nbytes -= sum(expired.values())
+            for k, (v, _) in self._map.items():  # LRU first; skips only expired entries and key
+                if not self._over(items, nbytes):
+                    break
+                if k == key or k in expired:
+                    continue
+                evicted.append(k)
+                items -= 1
+                nbytes -= len(k) + len(v)
+        return popped, expired, evicted
+
+    def delete(self, key: bytes) -> bool:
+        self.deletes.record()
+        with self._mu:
+            self._check_writable_locked()
+            if key not in self._map:
+                return False  # nothing to undo: the log's state has no key either
+            now = self._clock()
+            self._prepare_log_locked(now)  # a checkpoint here drops the entry if it has expired
+            e = self._map.get(key)
+            if e is None:
+                return False
+            live = e[1] > now
+            out = bytearray(self._pending)
+            encode_key_op(out, _DELETE if live else _EXPIRE, key)
+            self._append_locked(out, sync=self._cache._sync_always)
+            self._pending.clear()
+            self._remove_locked(key)
+            if not live:
+                self.expirations += 1
+            return live
+
+    def _over(self, items: int, nbytes: int) -> bool:
+        return ((self._max_items is not None and items > self._max_items)
+                or (self._max_bytes is not None and nbytes > self._max_bytes))
+
+    def _collect_expired_locked(self, now: float, skip: bytes, limit: int | None,
+                                popped: list[tuple[float, bytes]], expired: dict[bytes, int]) -> None:
+        """Pop heap items due by ``now``; add live expired entries (not ``skip``) to ``expired``.
+
+        Pops are recorded in ``popped`` so a failed write can push them back.
+        """
+        heap, m = self._heap, self._map
+        while heap and heap[0][0] <= now and (limit is None or len(expired) < limit):
+            item = heapq.heappop(heap)
+            popped.append(item)
+            exp, k = item
+            e = m.get(k)
+            if e is not None and e[1] == exp and k != skip and k not in expired:
+                expired[k] = len(k) + len(e[0])
+
+    def _remove_locked(self, key: bytes) -> None:
+        v, _ = self._map.pop(key)
+        self._bytes -= len(key) + len(v)
+
+    def _rebuild_heap_locked(self) -> None:
+        self._heap = [(e, k) for k, (_, e) in self._map.items() if e != _INF]
+        heapq.heapify(self._heap)
+
+    def _check_writable_locked(self) -> None:
+        if self._closed:
+            raise ClosedError(f"persistent cache {self._cache._path} is closed")
+        if self._failed is not None:
+            raise BackgroundError(f"{self._log_path}: a write or fsync of this log failed earlier "
+                                  f"({self._failed}); writes to its shard are refused until the "
+                                  f"cache is closed and reopened")
+
+    def _prepare_log_locked(self, now: float) -> None:
+        """Make the log writable (finishing an interrupted checkpoint) and compact it if due."""
+        if self._log is None:  # a checkpoint's rename succeeded but reopening the log failed
+            log = WalWriter(self._fs.open_appendable(self._log_path))
+            with self._file_mu:
+                self._log = log
+        if self._dir_dirty:
+            self._fs.fsync_dir(self._cache._path)
+            self._dir_dirty = False
+        if self._log.size > self._checkpoint_threshold_locked():
+            self._checkpoint_locked(now)
+
+    def _checkpoint_threshold_locked(self) -> float:
+        live = self._bytes + ENTRY_LOG_OVERHEAD * len(self._map)
+        return max(CHECKPOINT_FLOOR_BYTES, CHECKPOINT_RATIO * live)
+
+    def _append_locked(self, payload: bytes | bytearray, *, sync: bool) -> None:
+        """Write one record (and fsync it if ``sync``).
+
+        A failed write is truncated away, so the shard stays usable and the log
+        keeps no partial record; if even that fails, or an fsync fails (the
+        page cache state is then unknown), the shard refuses further writes.
+        Raises: DiskError.
+        """
+        log = self._log
+        assert log is not None
+        before = log.size
+        try:
+            log.add_record(payload, CACHE)
+        except BaseException as e:
+            try:
+                self._fs.truncate(self._log_path, before)
+            except BaseException:  # noqa: BLE001 - report the write's own error
+                self._failed = e
+            raise
+        self._dirty = True
+        if sync:
+            try:
+                log.sync()
+            except BaseException as e:
+                self._failed = e
+                raise
+            self._dirty = False
+
+    def sync_background(self) -> None:
+        """The periodic syncer's turn: fsync the log if written since the last fsync."""
+        if not self._dirty:
+            return
+        with self._file_mu:
+            log = self._log
+            if log is None or self._failed is not None:
+                return
+            self._dirty = False
+            try:
+                log.sync()
+            except BaseException as e:  # noqa: BLE001 - surfaced by the next write
+                self._failed = e
+
+    # -- checkpoint ------------------------------------------------------------
+
+    def _checkpoint_locked(self, now: float) -> None:
+        """Rewrite the log as the live entries, LRU first (see the module docstring).
+
+        Raises: DiskError; before the rename nothing changed, after it the new
+        log is installed and only the directory fsync (or the reopen) is pending.
+        """
+        fs = self._fs
+        f = fs.open_writable(self._tmp_path)
+        try:
+            try:
+                w = WalWriter(f)
+                w.add_record(encode_header(self.index, self._cache._nshards), CACHE)
+                buf = bytearray()
+                for k, (v, e) in self._map.items():
+                    if e > now:
+                        encode_put(buf, k, v, e)
+                        if len(buf) >= CHECKPOINT_RECORD_BYTES:
+                            w.add_record(bytes(buf), CACHE)
+                            buf.clear()
+                if buf:
+                    w.add_record(bytes(buf), CACHE)
+                f.sync()
+            finally:
+                f.close()
+            fs.rename(self._tmp_path, self._log_path)
+        except BaseException:
+            try:
+                fs.remove(self._tmp_path)
+            except DiskError:
+                pass  # removed at the next open
+            raise
+        # Installed: the log's name now holds the checkpoint.
+        self._dir_dirty = True
+        with self._file_mu:
+            old, self._log = self._log, None
+            self._dirty = False
+            try:
+                if old is not None:
+                    old.close()
+            except DiskError:
+                pass  # the file is unreachable now; its contents are in the checkpoint
+        self._pending.clear()  # its EXPIRE ops are implied: those keys are not in the checkpoint
+        for k in [k for k, (_, e) in self._map.items() if e <= now]:
+            self._remove_locked(k)
+            self.expirations += 1
+        self._rebuild_heap_locked()
+        self.checkpoints += 1
+        log = WalWriter(fs.open_appendable(self._log_path))
+        with self._file_mu:
+            self._log = log
+        fs.fsync_dir(self._cache._path)
+        self._dir_dirty = False
+
+    # -- open and close ----------------------------------------------------------
+
+    def recover(self) -> bool:
+        """Load this shard's log; return True if the log file had to be (re)created.
+
+        Raises: CorruptionError for damage before the tail or a foreign header.
+        """
+        fs, path = self._fs, self._log_path
+        if fs.exists(self._tmp_path):
+            fs.remove(self._tmp_path)  # an interrupted checkpoint; the log is authoritative
+        data = fs.read_file(path) if fs.exists(path) else b""
+        tail: list[int] = []
+
+        def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
+            if at_tail:
+                tail.append(offset)
+                return False
+            raise CorruptionError(path, offset, reason)
+
+        m = self._map
+        first = True
+        for offset, rtype, payload in iter_records(data, report, path=path):
+            if rtype != CACHE:
+                raise CorruptionError(path, offset, f"record type {rtype} in a cache log (want {CACHE})")
+            for kind, key, value, exp in iter_ops(payload, path, offset):
+                if first:
+                    if kind != _HEADER:
+                        raise CorruptionError(path, offset, "cache log does not start with a header")
+                    version, shard, shards = decode_header(key)
+                    if version != FORMAT_VERSION:
+                        raise CorruptionError(path, offset, f"unsupported cache log format version "
+                                              f"{version} (this reader knows {FORMAT_VERSION})")
+                    if (shard, shards) != (self.index, self._cache._nshards):
+                        raise CorruptionError(path, offset, f"log of shard {shard} of {shards} found "
+                                              f"where shard {self.index} of {self._cache._nshards} belongs")
+                    first = False
+                    continue
+                old = m.pop(key, None)
+                if old is not None:
+                    self._bytes -= len(key) + len(old[0])
+                if kind == _PUT:
+                    m[key] = (value, exp)
+                    self._bytes += len(key) + len(value)
+                elif kind == _HEADER:
+                    raise CorruptionError(path, offset, "header op in the middle of a cache log")
+        good = tail[0] if tail else len(data)
+        header = encode_header(self.index, self._cache._nshards)
+        if first and len(data) > len(encode_record(header, CACHE)):
+            # More than a torn header record and nothing readable: damage (or
+            # another format), never a log whose creation was cut short. Resetting
+            # it would silently drop every entry.
+            raise CorruptionError(path, good, "cache log has no intact header record")
+        self._cache._recovered_tail_bytes += len(data) - good
+        if first:  # no intact header: a new log, or one whose creation was cut short
+            f = fs.open_writable(path)
+            log = WalWriter(f)
+            log.add_record(header, CACHE)
+            log.sync()
+            self._log = log
+            return True
+        if good < len(data):
+            fs.truncate(path, good)  # drop the torn tail so new records follow intact ones
+        self._log = WalWriter(fs.open_appendable(path))
+        if good < len(data):
+            self._log.sync()
+        return False
+
+    def finish_open(self, now: float) -> None:
+        """Drop entries that expired while closed, re-apply bounds, log both, compact if due."""
+        with self._mu:
+            out = bytearray()
+            for k in [k for k, (_, e) in self._map.items() if e <= now]:
+                self._remove_locked(k)
+                encode_key_op(out, _EXPIRE, k)
+                self.expirations += 1
+            while self._map and self._over(len(self._map), self._bytes):
+                k = next(iter(self._map))
+                self._remove_locked(k)
+                encode_key_op(out, _EVICT, k)
+                self.evictions += 1
+            if out:
+                self._append_locked(bytes(out), sync=self._cache._sync_mode != "never")
+            if self._log is not None and self._log.size > self._checkpoint_threshold_locked():
+                self._checkpoint_locked(now)
+            self._rebuild_heap_locked()
+
+    def close(self) -> BaseException | None:
+        """Log pending EXPIREs, fsync (unless ``"never"``), close the log. Returns the first error."""
+        err: BaseException | None = None
+        with self._mu:
+            if self._closed:
+                return None
+            self._closed = True
+            with self._file_mu:
+                log, self._log = self._log, None
+                if log is not None:
+                    try:
+                        if self._failed is None:
+                            if self._pending:
+                                log.add_record(bytes(self._pending), CACHE)
+                            if self._cache._sync_mode != "never":
+                                log.sync()
+                    except BaseException as e:  # noqa: BLE001 - returned to close()
+                        err = e
+                    try:
+                        log.close()
+                    except BaseException as e:  # noqa: BLE001
+                        err = err or e
+            self._pending.clear()
+            self._map.clear()
+            self._heap.clear()
+            self._bytes = 0
+        return err
+
+    # -- introspection -----------------------------------------------------------
+
+    def _check(self) -> None:
+        """Assert the shard's invariants (tests call this; O(n))."""
+        with self._mu:
+            n = self._cache._nshards
+            total = 0
+            for k, (v, e) in self._map.items():
+                assert type(k) is bytes and type(v) is bytes and e == e, (k, e)
+                assert shard_of(k, n) == self.index, f"key {k!r} in shard {self.index}"
+                total += len(k) + len(v)
+            assert total == self._bytes, (total, self._bytes)
+            assert not self._over(len(self._map), self._bytes), "bounds exceeded"
+            in_heap = set(self._heap)
+            for k, (_, e) in self._map.items():
+                if e != _INF:
+                    assert (e, k) in in_heap, f"expiring key {k!r} missing from the heap"
+
+
+def _syncer_main(ref: "weakref.ref[PersistentCache]", stop: threading.Event) -> None:
+    """``sync_mode="periodic"``: fsync every shard log written since its last fsync."""
+    while not stop.wait(SYNC_INTERVAL):
+        if not _sync_tick(ref):
+            return
+
+
+def _sync_tick(ref: "weakref.ref[PersistentCache]") -> bool:
+    """One pass of the syncer; False once the cache is gone. Its locals die with it."""
+    cache = ref()
+    if cache is None:
+        return False
+    for s in cache._shard_list:
+        s.sync_background()
+    return True
+
+
+# -- the public object -----------------------------------------------------------
+
+class PersistentCache:
+    """A bounded, persistent LRU cache of ``bytes -> bytes`` with optional TTLs.
+
+    Reading: :meth:`get`, ``key in cache``, ``len(cache)``, :meth:`stats`.
+    Writing: :meth:`put`, :meth:`delete`. Lifetime: :meth:`close`, ``with``.
+
+    Entries live in ``shards`` independent shards chosen by ``xxh3_64(key)``,
+    each an LRU (a hash map plus a recency list) with its own lock and log, so
+    concurrent ``get`` calls — which move the entry to the most-recent end —
+    only contend when they hit the same shard. ``max_items`` and ``max_bytes``
+    (the sum of ``len(key) + len(value)``) are split evenly: each shard holds at
+    most ``max_items // shards`` entries and ``max_bytes // shards`` bytes, and
+    evicts its own least recently used entries to stay within them. So the cache
+    never exceeds the totals, and may evict before reaching them when keys hash
+    unevenly; and one entry may be at most ``max_bytes // shards`` bytes.
+
+    Durability: every put and delete is written (``write(2)``) to the shard's
+    log before it returns, so it survives a crash of the process; with
+    ``sync_mode="always"`` it is also fsynced first (survives a power cut),
+    with ``"periodic"`` a background thread fsyncs every 0.05 s, with
+    ``"never"`` the OS decides. Evictions and expirations are logged too, so a
+    restart never brings back an entry that was evicted, expired or deleted.
+    Recency after a restart follows the last logged write of each entry (reads
+    are not logged; a checkpoint also keeps the read order it saw).
+
+    TTL: ``ttl`` (or ``default_ttl``) seconds from ``clock()`` (wall-clock, so it
+    survives restarts). Expired entries read as absent at once and are
+    reclaimed lazily (see the module docstring).
+
+    Thread safety: every method may be called from any thread. A write holds
+    its shard's lock across its ``write(2)`` (and, with ``"always"``, its fsync,
+    so reads of that one shard wait for it; other shards do not).
+    Complexity: get, put, delete and each eviction O(1) (a TTL put adds a heap
+    push, O(log n)); checkpoints are O(live entries of one shard), amortised
+    O(1) per write because they run only when the log has doubled.
+
+    :param path: directory of the cache; created if missing.
+    :param max_bytes: bound on keys + values, or None.
+    :param max_items: bound on the number of entries, or None.
+    :param default_ttl: seconds an entry lives when ``put`` gives no ``ttl``; None: forever.
+    :param sync_mode: ``"always"``, ``"periodic"`` or ``"never"`` (as the DB's, SPEC §3).
+    :param shards: number of shards, 1..4096; fixed when the cache is created.
+    :param fs: the filesystem (tests pass a fault-injecting one).
+    :param clock: wall-clock seconds since the epoch, for TTLs.
+    :raises ValueError: naming the argument, for a bad argument or a ``shards``
+        that differs from the existing cache's; TypeError for a wrong type.
+    :raises lsm.LockError: if another open holds the cache's ``LOCK``.
+    :raises lsm.CorruptionError: naming file and offset, for a damaged log.
+
+    >>> import tempfile
+    >>> with PersistentCache(tempfile.mkdtemp(), max_items=100, shards=4) as cache:
+    ...     cache.put(b"k", b"v")
+    ...     cache.get(b"k"), b"k" in cache, len(cache), cache.delete(b"k")
+    (b'v', True, 1, True)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, max_bytes: int | None = None,
+                 max_items: int | None = None, default_ttl: float | None = None,
+                 sync_mode: str = "never", shards: int = 8, fs: FileSystem | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if isinstance(shards, bool) or not isinstance(shards, int):
+            raise TypeError(f"shards must be an int, not {type(shards).__name__}")
+        if not 1 <= shards <= MAX_SHARDS:
+            raise ValueError(f"shards must be in 1..{MAX_SHARDS}; got {shards}")
+        self._shard_max_items = None if max_items is None else _check_bound(max_items, "max_items", shards) // shards
+        self._shard_max_bytes = None if max_bytes is None else _check_bound(max_bytes, "max_bytes", shards) // shards
+        self._default_ttl = None if default_ttl is None else _check_ttl(default_ttl, "default_ttl")
+        if sync_mode not in SYNC_MODES:
+            raise ValueError(f"sync_mode must be one of {', '.join(map(repr, SYNC_MODES))}; got {sync_mode!r}")
+        if not callable(clock):
+            raise TypeError("clock must be callable")
+        self._path = os.path.abspath(os.fspath(path))
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._nshards = shards
+        self._sync_mode = sync_mode
+        self._sync_always = sync_mode == "always"
+        self._fs: FileSystem = fs if fs is not None else OsFileSystem()
+        self._clock = clock
+        self._closed = False
+        self._close_mu = threading.Lock()
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self._recovered_tail_bytes = 0
+        self._shards: list[_Shard] = []
+        t0 = time.monotonic()
+        self._fs.makedirs(self._path)
+        self._lock: FileLock = self._fs.lock(os.path.join(self._path, "LOCK"), shared=False)
+        try:
+            self._check_shard_count()
+            self._shards = [_Shard(self, i) for i in range(shards)]
+            created = False
+            for s in self._shards:
+                created = s.recover() or created
+            if created:
+                self._fs.fsync_dir(self._path)  # new logs' names must survive a power cut
+            now = clock()
+            for s in self._shards:
+                s.finish_open(now)
+        except BaseException:
+            for s in self._shards:
+                s.close()
+            self._lock.release()
+            self._closed = True
+            raise
+        self._recovery_seconds = time.monotonic() - t0
+        self._shard_list = tuple(self._shards)
+        if sync_mode == "periodic":
+            # The thread holds only a weak reference, so an unclosed cache can
+            # still be collected (and its __del__ releases the LOCK).
+            self._syncer = threading.Thread(target=_syncer_main, args=(weakref.ref(self), self._stop),
+                                            daemon=True, name=f"lsm-pcache-sync:{self._path}")
+            self._syncer.start()
+
+    def _check_shard_count(self) -> None:
+        for name in self._fs.listdir(self._path):
+            m = _NAME_RE.match(name)
+            if m and int(m.group(2)) != self._nshards:
+                raise ValueError(f"shards={self._nshards} does not match the cache at {self._path}, "
+                                 f"which has {int(m.group(2))} shards ({name}); reopen with "
+                                 f"shards={int(m.group(2))}")
+
+    def _shard(self, key: bytes) -> _Shard:
+        n = self._nshards
+        return self._shard_list[_xxh(key) % n] if n > 1 else self._shard_list[0]
+
+    # -- public API --------------------------------------------------------------
+
+    def get(self, key: bytes, default: object = None) -> bytes | None:
+        """Return the value of ``key`` and mark it most recently used, or ``default``.
+
+        An expired entry counts as a miss and is removed (logged as EXPIRE with
+        the shard's next write; no I/O here).
+        Raises: TypeError/ValueError for a bad key; ClosedError after close().
+        """
+        if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
+            key = _check_bytes(key, "key", MAX_KEY_BYTES)
+        n = self._nshards
+        shard = self._shard_list[_xxh(key) % n] if n > 1 else self._shard_list[0]
+        return shard.get(key, default)  # type: ignore[return-value]
+
+    def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> None:
+        """Store ``key = value`` as the most recently used entry, evicting LRU entries of its shard.
+
+        ``ttl``: seconds from now (``default_ttl`` if None).
+        Durability: logged before returning; fsynced first with ``sync_mode="always"``.
+        Raises: TypeError/ValueError naming the argument (nothing is logged);
+        ValueError if ``len(key) + len(value)`` exceeds the per-shard limit
+        ``max_bytes // shards``; DiskError if the log write, its fsync or a
+        checkpoint this call started fails (the put is then not applied);
+        BackgroundError after an earlier failed fsync; ClosedError after close().
+        """
+        if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
+            key = _check_bytes(key, "key", MAX_KEY_BYTES)
+        if type(value) is not bytes or len(value) > MAX_VALUE_BYTES:
+            value = _check_bytes(value, "value", MAX_VALUE_BYTES)
+        limit = self._shard_max_bytes
+        if limit is not None and len(key) + len(value) > limit:
+            raise ValueError(f"key + value is {len(key) + len(value)} bytes; the limit is "
+                             f"max_bytes // shards = {limit}")
+        ttl = self._default_ttl if ttl is None else _check_ttl(ttl, "ttl")
+        n = self._nshards
+        (self._shard_list[_xxh(key) % n] if n > 1 else self._shard_list[0]).put(key, value, ttl)
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; return True if a live (unexpired) entry was removed.
+
+        Durability and Raises: as :meth:`put`.
+        """
+        key = _check_bytes(key, "key", MAX_KEY_BYTES)
+        return self._shard(key).delete(key)
+
+    def __contains__(self, key: object) -> bool:
+        """True if ``key`` holds an unexpired entry. Changes neither recency nor stats."""
+        key = _check_bytes(key, "key", MAX_KEY_BYTES)
+        return self._shard(key).contains(key)
+
+    def __len__(self) -> int:
+        """Entries held, including expired ones not reclaimed yet (as diskcache does)."""
+        if self._closed:
+            raise ClosedError(f"persistent cache {self._path} is closed")
+        return sum(len(s._map) for s in self._shard_list)
+
+    def stats(self) -> dict[str, object]:
+        """A JSON-serialisable dict; counters are since this open.
+
+        ``hits``, ``misses``, ``evictions``, ``expirations`` (reclaimed expired
+        entries), ``checkpoints``, ``items`` and ``bytes`` (keys + values, as
+        :meth:`__len__`), ``log_bytes`` (all shard logs), ``qps`` (``get``,
+        ``put``, ``delete`` per second over the last ~10 s), ``recovery``, and
+        the configuration.
+        """
+        if self._closed:
+            raise ClosedError(f"persistent cache {self._path} is closed")
+        totals = dict.fromkeys(_COUNTERS, 0)
+        qps = {"get": 0.0, "put": 0.0, "delete": 0.0}
+        for s in self._shard_list:
+            with s._mu:
+                values = (s.hits, s.misses, s.evictions, s.expirations, s.checkpoints, len(s._map),
+                          s._bytes, s._log.size if s._log is not None else 0)
+            for name, v in zip(_COUNTERS, values):
+                totals[name] += v
+            qps["get"] += s.gets.rate()
+            qps["put"] += s.puts.rate()
+            qps["delete"] += s.deletes.rate()
+        out: dict[str, object] = dict(totals)
+        out["qps"] = {k: round(v, 3) for k, v in qps.items()}
+        out["recovery"] = {"seconds": round(self._recovery_seconds, 6),
+                           "dropped_tail_bytes": self._recovered_tail_bytes}
+        out.update(shards=self._nshards, max_items=self._max_items, max_bytes=self._max_bytes,
+                   default_ttl=self._default_ttl, sync_mode=self._sync_mode)
+        return out
+
+    def close(self) -> None:
+        """Log pending expirations, fsync the logs (unless ``sync_mode="never"``),
+        release the lock. Idempotent; any later use raises ClosedError.
+
+        Raises: DiskError if a final write or fsync failed (the lock is released anyway).
+        """
+        with self._close_mu:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        if self._syncer is not None and self._syncer is not threading.current_thread():
+            self._syncer.join()
+        err: BaseException | None = None
+        try:
+            for s in self._shards:
+                e = s.close()
+                err = err or e
+        finally:
+            self._lock.release()
+        if err is not None:
+            raise err
+
+    def __enter__(self) -> "PersistentCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Best effort: release the LOCK of a cache that was never closed.
+        try:
+            if not self._closed and hasattr(self, "_lock"):
+                self.close()
+        except Exception:  # noqa: BLE001 - interpreter teardown or a dead filesystem
+            pass
+
+    def __repr__(self) -> str:
+        return f"<PersistentCache {self._path!r} shards={self._nshards}{' closed' if self._closed else ''}>"
+
+    def _check(self) -> None:
+        """Assert every shard's invariants (for tests; O(n))."""
+        for s in self._shards:
+            s._check()

@@ -82,14 +82,17 @@ class BlockBuilder:
 
 
 class Block:
-    """A decoded data block: parallel lists of keys and tags, and the value bytes.
+    """A decoded data block: key offsets, tags and value offsets over the raw
+    payload. Immutable after construction, so one instance is shared by every
+    reader through the block cache.
 
-    Immutable after construction, so one instance is shared by every reader
-    through the block cache. ``voffs[i]:voffs[i+1]`` slices entry i's value out
-    of ``data`` (values are sliced only when asked for).
+    Keys are sliced out of ``data`` lazily: a block read for one point lookup
+    is binary-searched in place (about log2(n) slices), and the list of all
+    keys is built only when the block is used again (a cache hit) or
+    iterated. ``voffs[i]:voffs[i+1]`` is entry i's value.
     """
 
-    __slots__ = ("keys", "tags", "voffs", "data", "nbytes")
+    __slots__ = ("_keys", "koffs", "tags", "voffs", "data", "nbytes", "_uses")
 
     def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
         try:
@@ -99,30 +102,62 @@ class Block:
             tags, pos = _column("Q", payload, pos, count)
         except (struct.error, ValueError) as e:  # short header / column length mismatch
             raise CorruptionError(path, offset, f"malformed data block header: {e}") from None
-        kend = pos + sum(klens)
-        if kend + sum(vlens) != len(payload):
-            raise CorruptionError(path, offset, f"data block sizes do not add up: {count} entries "
-                                  f"need {kend + sum(vlens)} bytes, block has {len(payload)}")
-        koffs = list(accumulate(klens, initial=pos))
-        self.keys = [payload[a:b] for a, b in zip(koffs, koffs[1:])]
-        self.tags = tags
+        self.koffs = list(accumulate(klens, initial=pos))
+        kend = self.koffs[-1]
         self.voffs = list(accumulate(vlens, initial=kend))
+        if self.voffs[-1] != len(payload):
+            raise CorruptionError(path, offset, f"data block sizes do not add up: {count} entries "
+                                  f"need {self.voffs[-1]} bytes, block has {len(payload)}")
+        self._keys: list[bytes] | None = None
+        self.tags = tags
         self.data = payload
         self.nbytes = len(payload) + 64 * count  # what the block cache charges
+        self._uses = 0
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.tags)
+
+    @property
+    def keys(self) -> list[bytes]:
+        """Every key of the block, in order (built on first use)."""
+        keys = self._keys
+        if keys is None:
+            d, ko = self.data, self.koffs
+            keys = self._keys = [d[a:b] for a, b in zip(ko, ko[1:])]
+        return keys
+
+    def key(self, i: int) -> bytes:
+        return self.data[self.koffs[i]:self.koffs[i + 1]]
+
+    def last_key(self) -> bytes:
+        return self.data[self.koffs[-2]:self.koffs[-1]] if len(self.koffs) > 1 else b""
 
     def value(self, i: int) -> bytes:
         return self.data[self.voffs[i]:self.voffs[i + 1]]
 
+    def _lower_bound(self, key: bytes) -> int:
+        """First index whose key is >= ``key``."""
+        if self._keys is None:
+            self._uses += 1
+            if self._uses < 2:
+                data, ko = self.data, self.koffs
+                lo, hi = 0, len(ko) - 1
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if data[ko[mid]:ko[mid + 1]] < key:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                return lo
+        return bisect_left(self.keys, key)
+
     def find(self, key: bytes, seq: int) -> int:
         """Index of the newest entry for ``key`` with sequence <= ``seq``, or -1."""
-        keys = self.keys
-        i = bisect_left(keys, key)
-        n = len(keys)
+        i = self._lower_bound(key)
+        n = len(self.tags)
         tags = self.tags
-        while i < n and keys[i] == key:
+        data, ko = self.data, self.koffs
+        while i < n and data[ko[i]:ko[i + 1]] == key:
             if tags[i] >> 8 <= seq:
                 return i
             i += 1
@@ -154,8 +189,9 @@ class Block:
 
     def _check(self) -> None:
         """Invariant: keys ascending; sequences strictly descending within a key."""
-        for i in range(1, len(self.keys)):
-            a, b = self.keys[i - 1], self.keys[i]
+        keys = self.keys
+        for i in range(1, len(keys)):
+            a, b = keys[i - 1], keys[i]
             check(a < b or (a == b and self.tags[i - 1] >> 8 > self.tags[i] >> 8),
                   f"block entries {i - 1},{i} out of order")
 

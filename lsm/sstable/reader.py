@@ -66,7 +66,7 @@ class TableReader:
                 return b
         handle = BlockHandle(offset, self.index.sizes[i])
         b = Block(self._read(handle, self.verify), self.path, offset)
-        if b.keys and b.keys[-1] != self.index.keys[i]:
+        if len(b) and b.last_key() != self.index.keys[i]:
             raise CorruptionError(self.path, offset, "data block's last key does not match the index")
         if cache is not None:
             cache.put(key, b, b.nbytes)

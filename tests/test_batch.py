@@ -46,9 +46,10 @@ def test_put_ttl_value_carries_expiry_prefix() -> None:
     assert decode_batch(payload) == (8, [(PUT_TTL, b"k", value)])
 
 
-@given(st.integers(min_value=0, max_value=MAX_SEQUENCE), st.lists(ops, max_size=20))
+@given(st.integers(min_value=1, max_value=MAX_SEQUENCE), st.lists(ops, max_size=20))
 @FAST
 def test_round_trip(first_seq: int, oplist: list[tuple[int, bytes, bytes]]) -> None:
+    first_seq = min(first_seq, MAX_SEQUENCE - len(oplist) + 1)  # sequences stay in 1..MAX_SEQUENCE
     payload = encode_batch(first_seq, oplist)
     assert decode_batch(payload) == (first_seq, oplist)
     assert list(iter_entries(payload)) == [(first_seq + i, k, key, v)
@@ -172,16 +173,29 @@ def test_batch_decode_error_is_an_lsm_error() -> None:
     assert issubclass(BatchDecodeError, Error)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: lsm/batch.py:139 decode_batch accepts a PUT_TTL op whose "
-                   "value is shorter than the 8-byte expiry; DB.get then raises struct.error")
-def test_put_ttl_value_shorter_than_expiry_is_malformed() -> None:
-    with pytest.raises(BatchDecodeError):
-        decode_batch(_hdr(1, 1) + bytes((PUT_TTL, 1)) + b"k" + bytes((3,)) + b"abc")
+@pytest.mark.parametrize("n", range(TTL_PREFIX_BYTES))
+def test_put_ttl_value_shorter_than_expiry_is_malformed(n: int) -> None:
+    with pytest.raises(BatchDecodeError, match="PUT_TTL value of %d bytes" % n):
+        decode_batch(_hdr(1, 1) + bytes((PUT_TTL, 1)) + b"k" + bytes((n,)) + b"\xab" * n)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: lsm/batch.py:127 decode_batch does not check that "
-                   "first_seq + count - 1 <= MAX_SEQUENCE (2**56-1); such a record replays into the "
-                   "memtable and the flush at open fails with OverflowError")
+def test_put_ttl_value_of_just_the_expiry_decodes() -> None:
+    value = struct.pack("<d", 1700000000.0)
+    assert decode_batch(_hdr(1, 1) + bytes((PUT_TTL, 1)) + b"k" + bytes((8,)) + value) == (
+        1, [(PUT_TTL, b"k", value)])
+
+
 def test_sequence_past_max_sequence_is_malformed() -> None:
-    with pytest.raises(BatchDecodeError):
+    with pytest.raises(BatchDecodeError, match="outside 1.."):
         decode_batch(encode_batch(MAX_SEQUENCE, [(PUT, b"a", b"1"), (PUT, b"b", b"2")]))
+
+
+@pytest.mark.parametrize("first_seq", [0, MAX_SEQUENCE + 1, (1 << 64) - 1])
+def test_first_sequence_outside_range_is_malformed(first_seq: int) -> None:
+    with pytest.raises(BatchDecodeError, match="outside 1.."):
+        decode_batch(encode_batch(first_seq, [(PUT, b"a", b"1")]))
+
+
+def test_batch_ending_at_max_sequence_decodes() -> None:
+    ops_ = [(PUT, b"a", b"1"), (DELETE, b"b", b"")]
+    assert decode_batch(encode_batch(MAX_SEQUENCE - 1, ops_)) == (MAX_SEQUENCE - 1, ops_)

@@ -81,7 +81,8 @@ def test_varint_truncated_at_offset_past_end() -> None:
 @pytest.mark.parametrize("hexed", ["ffffffffffffffffff80", "ffffffffffffffffffff01",
                                    "8080808080808080808000"])
 def test_varint_longer_than_ten_bytes_raises(hexed: str) -> None:
-    with pytest.raises(DecodeError, match="longer than 10 bytes"):
+    # An 11-byte varint has a 10th byte >= 0x80, which the overflow check sees first.
+    with pytest.raises(DecodeError, match="overflows 64 bits|longer than 10 bytes"):
         decode_varint(bytes.fromhex(hexed), 0)
 
 
@@ -89,12 +90,28 @@ def test_decode_error_is_an_lsm_error() -> None:
     assert issubclass(DecodeError, Error)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: lsm/coding.py:77 decode_varint accepts a 10th byte > 1, "
-                   "returning a value >= 2**64 although the docstring promises at most 64 bits")
-@pytest.mark.parametrize("hexed", ["ffffffffffffffffff7f", "ffffffffffffffffff02"])
+@pytest.mark.parametrize("hexed", ["ffffffffffffffffff7f", "ffffffffffffffffff02",
+                                   "80808080808080808002"])
 def test_varint_tenth_byte_overflowing_64_bits_raises(hexed: str) -> None:
-    with pytest.raises(DecodeError):
+    """A 10th byte carries bit 63 only: anything above 1 is a value >= 2**64."""
+    with pytest.raises(DecodeError, match="overflows 64 bits"):
         decode_varint(bytes.fromhex(hexed), 0)
+
+
+@pytest.mark.parametrize("hexed, n", [("ffffffffffffffffff01", U64_MAX), ("80808080808080808001", 1 << 63),
+                                      ("ffffffffffffffffff00", (1 << 63) - 1)])
+def test_varint_tenth_byte_of_0_or_1_decodes(hexed: str, n: int) -> None:
+    assert decode_varint(bytes.fromhex(hexed), 0) == (n, 10)
+
+
+@given(st.binary(min_size=10, max_size=12))
+@FAST
+def test_varint_decode_never_exceeds_64_bits(buf: bytes) -> None:
+    try:
+        value, pos = decode_varint(buf, 0)
+    except DecodeError:
+        return
+    assert 0 <= value <= U64_MAX and 1 <= pos <= 10
 
 
 # --- fixed-width integers -------------------------------------------------------

@@ -1,6 +1,6 @@
 """Tests for lsm.manifest (doc/format.md#manifest, #current): VersionEdit
-encoding, read_manifest's tolerance of a torn last record and refusal of
-earlier damage, ManifestWriter, and CURRENT."""
+encoding, read_manifest's tolerance of a truncated last record and refusal of
+any other damage, ManifestWriter, and CURRENT."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from lsm.fs import OsFileSystem
 from lsm.manifest import (FORMAT_VERSION, TAG_COMPACT_POINTER, TAG_DELETED_FILE, TAG_FORMAT_VERSION,
                           TAG_LAST_SEQUENCE, TAG_LOG_NUMBER, TAG_NEW_FILE, TAG_NEXT_FILE, FileMeta,
                           ManifestWriter, VersionEdit, install_current, read_current, read_manifest)
-from lsm.wal import BATCH, EDIT, encode_record
+from lsm.wal import BATCH, EDIT, HEADER_BYTES, MAGIC, encode_record
 
 FAST = settings(max_examples=100, deadline=None)
 FS = OsFileSystem()
@@ -155,32 +155,50 @@ def test_writer_and_reader_round_trip(tmp_path) -> None:
     got = list(read_manifest(FS, path))
     assert [o for o, _ in got] == offsets
     assert [edit_fields(e) for _, e in got] == [edit_fields(e) for e in edits]
-    assert data[:4] == bytes.fromhex("a5b10102")  # record framing, type EDIT
+    assert data[:4] == bytes.fromhex("a5b10202")  # record framing v2, type EDIT
 
 
-@pytest.mark.parametrize("cut", ["header", "payload", "checksum"])
-def test_torn_last_record_is_dropped(tmp_path, cut: str) -> None:
+@pytest.mark.parametrize("cut", ["magic", "length", "header-check", "payload", "checksum"])
+def test_truncated_last_record_is_dropped(tmp_path, cut: str) -> None:
     path, data, offsets = write_manifest(tmp_path)
     last = offsets[-1]
-    size = {"header": last + 5, "payload": last + 10, "checksum": len(data) - 1}[cut]
+    size = {"magic": last + 1, "length": last + 5, "header-check": last + 10,
+            "payload": last + HEADER_BYTES + 2, "checksum": len(data) - 1}[cut]
     rewrite(path, data[:size])
     got = list(read_manifest(FS, path))
     assert [o for o, _ in got] == offsets[:-1]
 
 
-def test_garbage_after_last_record_is_dropped(tmp_path) -> None:
+@pytest.mark.parametrize("n", [1, HEADER_BYTES - 1])
+def test_fewer_than_a_header_of_garbage_after_last_record_is_dropped(tmp_path, n: int) -> None:
+    """Too short to hold a record: a truncated header, whatever the bytes."""
     path, data, offsets = write_manifest(tmp_path)
-    rewrite(path, data + b"\x00" * 37)
+    rewrite(path, data + b"\x00" * n)
     assert [o for o, _ in read_manifest(FS, path)] == offsets
 
 
-@pytest.mark.parametrize("record", [0, 1, 2])
-@pytest.mark.parametrize("field, at", [("magic", 0), ("version", 2), ("type", 3), ("length", 4),
-                                       ("payload", 9), ("checksum", -1)])
-def test_damage_before_last_record_raises(tmp_path, record: int, field: str, at: int) -> None:
+@pytest.mark.parametrize("garbage", [b"\x00" * HEADER_BYTES, b"\x00" * 37, b"\xa5\xb1" + b"\xff" * 30])
+def test_garbage_after_last_record_raises(tmp_path, garbage: bytes) -> None:
+    """A header that does not check out is damage, not a cut append (a v1
+    reader dropped it: it could not tell the two apart)."""
     path, data, offsets = write_manifest(tmp_path)
+    rewrite(path, data + garbage)
+    with pytest.raises(CorruptionError, match="bad record header") as ei:
+        list(read_manifest(FS, path))
+    assert (ei.value.path, ei.value.offset) == (path, len(data))
+
+
+@pytest.mark.parametrize("record", [0, 1, 2, 3])
+@pytest.mark.parametrize("field, at", [("magic", 0), ("version", 2), ("type", 3), ("length", 4),
+                                       ("length-high", 7), ("header-check", 8), ("payload", 13),
+                                       ("checksum", -1)])
+def test_damage_to_any_complete_record_raises(tmp_path, record: int, field: str, at: int) -> None:
+    """Record 3 is the last one: whole, so its append completed (and took effect)."""
+    path, data, offsets = write_manifest(tmp_path)
+    assert len(offsets) == 4
+    ends = offsets[1:] + [len(data)]
     b = bytearray(data)
-    pos = offsets[record] + at if at >= 0 else offsets[record + 1] + at
+    pos = offsets[record] + at if at >= 0 else ends[record] + at
     b[pos] ^= 0x01
     rewrite(path, bytes(b))
     with pytest.raises(CorruptionError) as ei:
@@ -195,13 +213,10 @@ def test_truncated_mid_file_keeps_only_whole_earlier_edits(tmp_path) -> None:
     assert [o for o, _ in read_manifest(FS, path)] == offsets[:1]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: lsm/manifest.py:190 read_manifest drops a *complete* "
-                   "last record whose checksum fails as if it were a torn append; its effects (deleted "
-                   "logs/tables) already happened, so acknowledged data silently vanishes")
 def test_complete_last_record_with_bad_checksum_raises(tmp_path) -> None:
     path, data, offsets = write_manifest(tmp_path)
     b = bytearray(data)
-    b[offsets[-1] + 9] ^= 0x01  # the record is whole; only its contents changed
+    b[offsets[-1] + HEADER_BYTES + 1] ^= 0x01  # the record is whole; only its contents changed
     rewrite(path, bytes(b))
     with pytest.raises(CorruptionError):
         list(read_manifest(FS, path))
@@ -234,24 +249,48 @@ def test_first_edit_must_carry_known_format_version(tmp_path, version) -> None:
     assert ei.value.offset == 0
 
 
-@pytest.mark.parametrize("content", ["empty", "torn-only-record", "garbage"])
-def test_manifest_without_a_complete_edit_raises(tmp_path, content: str) -> None:
+@pytest.mark.parametrize("content, reason", [("empty", "no complete edit"),
+                                             ("torn-only-record", "no complete edit"),
+                                             ("garbage", "bad record header")])
+def test_manifest_without_a_complete_edit_raises(tmp_path, content: str, reason: str) -> None:
     path, data, offsets = write_manifest(tmp_path)
     rewrite(path, {"empty": b"", "torn-only-record": data[:offsets[1] - 1], "garbage": b"\x07" * 64}[content])
-    with pytest.raises(CorruptionError, match="no complete edit") as ei:
+    with pytest.raises(CorruptionError, match=reason) as ei:
         list(read_manifest(FS, path))
     assert (ei.value.path, ei.value.offset) == (path, 0)
 
 
-def test_record_of_newer_framing_version_before_the_end_raises(tmp_path) -> None:
+def _framed(payload: bytes, version: int) -> bytes:
+    """An EDIT record of any framing version, with a valid header check and checksum."""
+    head = struct.pack("<HBBI", MAGIC, version, EDIT, len(payload))
+    body = head + struct.pack("<I", checksum(head)) + payload
+    return body + struct.pack("<I", checksum(body))
+
+
+@pytest.mark.parametrize("where", ["middle", "last", "torn-last"])
+def test_record_of_newer_framing_version_raises(tmp_path, where: str) -> None:
+    """Even at the end, even cut short: newer data is never dropped as a torn append."""
     path, data, offsets = write_manifest(tmp_path)
-    rec = bytearray(encode_record(VersionEdit(log_number=1).encode(), EDIT))
-    rec[2] = 2
-    rec[-4:] = struct.pack("<I", checksum(bytes(rec[:-4])))
-    rewrite(path, data + bytes(rec) + encode_record(VersionEdit(log_number=2).encode(), EDIT))
-    with pytest.raises(CorruptionError, match="unsupported record format version 2") as ei:
+    rec = _framed(VersionEdit(log_number=1).encode(), 3)
+    tail = {"middle": rec + encode_record(VersionEdit(log_number=2).encode(), EDIT), "last": rec,
+            "torn-last": rec[:-2]}[where]
+    rewrite(path, data + tail)
+    with pytest.raises(CorruptionError, match="record format version 3, this reader knows 2") as ei:
         list(read_manifest(FS, path))
-    assert ei.value.offset == len(data)
+    assert (ei.value.path, ei.value.offset) == (path, len(data))
+
+
+def test_manifest_in_version_1_framing_is_refused(tmp_path) -> None:
+    """v1 records have no header check, so they read as a bad header at offset 0."""
+    path, data, offsets = write_manifest(tmp_path)
+    v1 = b""
+    for _, e in read_manifest(FS, path):
+        body = struct.pack("<HBBI", MAGIC, 1, EDIT, len(e.encode())) + e.encode()
+        v1 += body + struct.pack("<I", checksum(body))
+    rewrite(path, v1)
+    with pytest.raises(CorruptionError, match="bad record header") as ei:
+        list(read_manifest(FS, path))
+    assert (ei.value.path, ei.value.offset) == (path, 0)
 
 
 def test_missing_manifest_is_a_disk_error(tmp_path) -> None:
@@ -264,6 +303,8 @@ def test_missing_manifest_is_a_disk_error(tmp_path) -> None:
 
 def test_install_and_read_current(tmp_path) -> None:
     d = str(tmp_path)
+    for name in ("MANIFEST-000003", "MANIFEST-1234567"):
+        (tmp_path / name).write_bytes(b"")  # read_current checks that the named manifest exists
     install_current(FS, d, 3, 4)
     assert FS.read_file(os.path.join(d, "CURRENT")) == b"MANIFEST-000003\n"
     assert read_current(FS, d) == os.path.join(d, "MANIFEST-000003")
@@ -271,20 +312,33 @@ def test_install_and_read_current(tmp_path) -> None:
     install_current(FS, d, 1234567, 5)
     assert FS.read_file(os.path.join(d, "CURRENT")) == b"MANIFEST-1234567\n"
     assert read_current(FS, d) == os.path.join(d, "MANIFEST-1234567")
-    assert sorted(os.listdir(d)) == ["CURRENT"]
+    assert sorted(os.listdir(d)) == ["CURRENT", "MANIFEST-000003", "MANIFEST-1234567"]
 
 
 @pytest.mark.parametrize("content", [b"", b"\n", b"MANIFEST-000003", b"MANIFEST-00003\n", b"MANIFEST-\n",
                                      b"manifest-000003\n", b"MANIFEST-000003 \n", b" MANIFEST-000003\n",
                                      b"MANIFEST-00000x\n", b"MANIFEST-000003\nMANIFEST-000004\n",
                                      b"MANIFEST-000003\r\n", b"\xffMANIFEST-000003\n",
-                                     "MANIFEST-00000\u0663\n".encode()])
+                                     "MANIFEST-00000\u0663\n".encode(), b"MANIFEST-000003\n\n",
+                                     b"\nMANIFEST-000003\n"])
 def test_read_current_malformed(tmp_path, content: bytes) -> None:
+    (tmp_path / "MANIFEST-000003").write_bytes(b"")
     path = tmp_path / "CURRENT"
     path.write_bytes(content)
     with pytest.raises(CorruptionError, match="CURRENT does not name a manifest") as ei:
         read_current(FS, str(tmp_path))
     assert (ei.value.path, ei.value.offset) == (str(path), 0)
+
+
+@pytest.mark.parametrize("number", [3, 1234567])
+def test_read_current_naming_a_missing_manifest_raises(tmp_path, number: int) -> None:
+    """A flipped digit names a manifest that is not there: corruption of CURRENT."""
+    (tmp_path / "MANIFEST-000004").write_bytes(b"")
+    install_current(FS, str(tmp_path), number, 5)
+    missing = f"CURRENT names MANIFEST-{number:06d}, which does not exist"
+    with pytest.raises(CorruptionError, match=missing) as ei:
+        read_current(FS, str(tmp_path))
+    assert (ei.value.path, ei.value.offset) == (str(tmp_path / "CURRENT"), 0)
 
 
 def test_read_current_missing_is_a_disk_error(tmp_path) -> None:

@@ -485,8 +485,10 @@ class DB(Background, MutableMapping):
         number = self._versions.new_file_number()
         new_log = WalWriter(fs.open_writable(make_log_name(path, number)), number)
         try:
-            if self._opts.sync_mode != "never":
-                fs.fsync_dir(path)  # the new log's name must survive a power cut
+            # The new log's name must be durable before any manifest edit can
+            # name it as log_number (recovery treats a missing one as damage).
+            # Once per memtable, so every sync mode pays it.
+            fs.fsync_dir(path)
         except BaseException:
             new_log.close()
             raise

@@ -1126,8 +1126,11 @@ class _Repairer:
 
     def _install(self, levels: list[list[FileMeta]], last_seq: int, old_manifests: list[int]) -> None:
         fs, dbpath, rep = self.fs, self.dbpath, self.report
-        number, temp = self.new_number(), self.new_number()
-        edit = VersionEdit(format_version=MANIFEST_FORMAT_VERSION, log_number=self.next_number,
+        number, temp, log = self.new_number(), self.new_number(), self.new_number()
+        # The manifest's log must exist (recovery refuses a missing one): an
+        # empty log, its name made durable with the manifest's below.
+        fs.open_writable(make_log_name(dbpath, log)).close()
+        edit = VersionEdit(format_version=MANIFEST_FORMAT_VERSION, log_number=log,
                            next_file=self.next_number, last_sequence=last_seq)
         for level, lvl in enumerate(levels):
             for m in lvl:
@@ -1143,7 +1146,7 @@ class _Repairer:
             self._save_copy(current, "CURRENT.bak")
         install_current(fs, dbpath, number, temp)
         rep.manifest = writer.path
-        rep.log_number, rep.next_file, rep.last_sequence = self.next_number, self.next_number, last_seq
+        rep.log_number, rep.next_file, rep.last_sequence = log, self.next_number, last_seq
         rep.files = [TableFile.of(level, m) for level, lvl in enumerate(levels) for m in lvl]
         for n in sorted(old_manifests):
             self.aside.append((make_manifest_name(dbpath, n), "replaced by the rebuilt manifest"))

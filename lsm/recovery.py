@@ -105,6 +105,14 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
     """
     start = time.monotonic()
     logs = sorted(n for n, t in _list(fs, dbpath) if t is FileType.LOG and n >= versions.log_number)
+    if versions.log_number and versions.log_number not in logs:
+        # The log a manifest names is created (and its name made durable)
+        # before any edit names it, and removed only after a later edit moves
+        # past it. Missing, it means the manifest lost edits or the log was
+        # deleted: replaying what is left would silently serve older values.
+        raise CorruptionError(make_log_name(dbpath, versions.log_number), 0,
+                              "the manifest's current write-ahead log is missing (a manifest cut "
+                              "short or a deleted log); run `lsm-dump repair`")
     mem = Memtable(0)
     mode = options.wal_recovery
     stop_all = False

@@ -126,7 +126,7 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
       running past the end: a truncated last record (``truncated=True``,
       ``at_tail=True``); nothing after it is examined;
     * a header that checks out, with a bad record checksum: that record's
-      extent is skipped (``at_tail`` when it ends the data);
+      extent is skipped (``at_tail`` when no intact record follows);
     * a header that does not check out: skipped up to the next intact
       record, found by scanning for the magic (``at_tail`` if there is none).
 
@@ -156,8 +156,11 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
                 pos = end + 4
                 continue
             nxt = end + 4
+            # at_tail means "no intact record follows", not "ends the data":
+            # a torn group commit can leave several damaged records at the end.
+            tail = nxt >= n or _resync(data, nxt) is None
             if not on_corruption(pos, nxt - pos, Damage(f"record checksum 0x{got:08x} != stored 0x{want:08x}"),
-                                 nxt >= n):
+                                 tail):
                 return
             pos = nxt
             continue

@@ -498,11 +498,7 @@ def test_database_in_format_1_is_refused(pristine: Pristine, tmp_path, mode: str
     assert {n: FS.read_file(os.path.join(d, n)) for n in os.listdir(d) if n != "LOCK"} == before
 
 
-@pytest.mark.parametrize("mode", [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=(
-    "BUG: lsm/wal.py iter_records reports the whole record with a bad checksum as at_tail=False "
-    "because bytes follow it, though nothing intact does; tolerate_tail raises CorruptionError "
-    "(see tests/test_wal.py::test_bad_checksum_followed_only_by_damage_is_at_tail)")))
-    if m == "tolerate_tail" else m for m in MODES])
+@pytest.mark.parametrize("mode", MODES)
 def test_wal_damaged_record_then_torn_record(tmp_path, mode: str) -> None:
     """One group commit, two records, torn by a crash: the first is whole but
     its payload is damaged, the second is cut short. Nothing intact follows
@@ -655,18 +651,8 @@ def test_manifest_flip(pristine: Pristine, tmp_path, record: str, field_name: st
     check(p, d, Raises(p.manifest, start))
 
 
-MANIFEST_CUT_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: lsm/version.py (recover) + lsm/recovery.py: a manifest cut at or inside its last edit is read as a "
-    "torn append and the edit dropped (by design: the framing cannot tell the two apart), but nothing "
-    "cross-checks the result: the log named by the surviving LOG_NUMBER was deleted once the dropped "
-    "flush edit was durable, so the flushed writes silently read as older values, and open then deletes "
-    "the flush's table (now an orphan) for good instead of refusing and pointing to `lsm-dump repair`"))
-
-
-@pytest.mark.parametrize("cut", ["empty", "mid-first", "mid-middle",
-                                 pytest.param("boundary-before-last", marks=MANIFEST_CUT_BUG),
-                                 pytest.param("mid-last", marks=MANIFEST_CUT_BUG),
-                                 pytest.param("last-byte", marks=MANIFEST_CUT_BUG)])
+@pytest.mark.parametrize("cut", ["empty", "mid-first", "mid-middle", "boundary-before-last", "mid-last",
+                                 "last-byte"])
 def test_manifest_truncate(pristine: Pristine, tmp_path, cut: str) -> None:
     p = pristine
     offs = p.manifest_offsets

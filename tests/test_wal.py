@@ -377,12 +377,6 @@ def test_bad_header_followed_only_by_damage_is_one_region_at_tail() -> None:
     assert [(o, n, t) for o, n, _, t in rep.calls] == [(len(r[0]), len(r[1]) + len(r[2]), True)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: lsm/wal.py iter_records reports a complete record with a bad checksum as at_tail=False "
-    "when only damage follows it (at_tail = 'its extent ends the data'), although OnCorruption "
-    "defines at_tail as 'no intact record follows' and the bad-header path does so; recovery's "
-    "tolerate_tail then refuses a damaged multi-record tail that it drops when the damage "
-    "starts in a header (and that v1 dropped)"))
 @pytest.mark.parametrize("after", ["payload-damage", "truncated", "zeros"])
 def test_bad_checksum_followed_only_by_damage_is_at_tail(after: str) -> None:
     r = [encode_record(b"r%d" % i) for i in range(3)]

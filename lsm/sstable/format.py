@@ -34,7 +34,7 @@ _TRAILER = struct.Struct("<BI")
 BLOCK_TRAILER_BYTES = _TRAILER.size  # 5
 _FOOTER = struct.Struct("<QIQIQIIIQ")
 FOOTER_BYTES = _FOOTER.size  # 52
-MAX_BLOCK_BYTES = (256 << 20) + (1 << 20)  # one maximal value + key + column overhead
+MAX_BLOCK_BYTES = (256 << 20) + (1 << 20)  # default bound on a zstd frame's claimed size
 _ZSTD_LEVEL = 3  # zstd's default: ~3x on typical values at a few hundred MB/s
 
 
@@ -88,10 +88,12 @@ def encode_block_record(payload: bytes, compression: int) -> bytes:
     return payload + _TRAILER.pack(compression, checksum(payload + bytes((compression,))))
 
 
-def unwrap_block(raw: bytes, handle: BlockHandle, path: str, verify: bool) -> bytes:
+def unwrap_block(raw: bytes, handle: BlockHandle, path: str, verify: bool,
+                 limit: int = MAX_BLOCK_BYTES) -> bytes:
     """Check a block record read from disk and return its uncompressed payload.
 
-    ``raw`` is ``size + 5`` bytes read at ``handle.offset``.
+    ``raw`` is ``size + 5`` bytes read at ``handle.offset``; ``limit`` bounds
+    the decoded size (readers pass the table's ``data_bytes``).
     Raises: CorruptionError naming the block offset on a short read, checksum
     mismatch, unknown compression or an undecodable zstd frame.
     """
@@ -112,9 +114,13 @@ def unwrap_block(raw: bytes, handle: BlockHandle, path: str, verify: bool) -> by
             # The frame header states the decoded size; with checksums off it is
             # unverified, so bound it before zstd allocates that much.
             want = zstandard.frame_content_size(frame)
-            if not 0 <= want <= MAX_BLOCK_BYTES:
+            # Checked before zstd allocates ``want`` bytes: with checksums off a
+            # flipped size field could ask for exabytes. ``limit`` is the
+            # table's total uncompressed data (its ``data_bytes`` property),
+            # which no valid block exceeds however large its values are.
+            if not 0 <= want <= limit:
                 raise CorruptionError(path, handle.offset, f"zstd block claims {want} decoded bytes "
-                                      f"(limit {MAX_BLOCK_BYTES})")
+                                      f"(limit {limit})")
             return _decompressor().decompress(frame, max_output_size=want)
         except (zstandard.ZstdError, MemoryError) as e:
             raise CorruptionError(path, handle.offset, f"bad zstd block: {e}") from None

@@ -45,6 +45,7 @@ class TableReader:
         self.props = decode_props(self._read(footer.props, True), self.path, footer.props.offset)
         self.index = IndexBlock(self._read(footer.index, True), self.path, footer.index.offset)
         self.filter = BloomFilter(self._read(footer.filter, True))
+        self.data_limit = max(int(self.props["data_bytes"]), 1)  # no data block decodes to more
         self.smallest: bytes = self.props["smallest"]  # type: ignore[assignment]
         self.largest: bytes = self.props["largest"]  # type: ignore[assignment]
         if len(self.index) != self.props["data_blocks"]:
@@ -65,7 +66,8 @@ class TableReader:
             if b is not None:
                 return b
         handle = BlockHandle(offset, self.index.sizes[i])
-        b = Block(self._read(handle, self.verify), self.path, offset)
+        raw = self.file.read_at(offset, handle.size + BLOCK_TRAILER_BYTES)
+        b = Block(unwrap_block(raw, handle, self.path, self.verify, self.data_limit), self.path, offset)
         if len(b) and b.last_key() != self.index.keys[i]:
             raise CorruptionError(self.path, offset, "data block's last key does not match the index")
         if cache is not None:

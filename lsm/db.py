@@ -594,20 +594,7 @@ class DB(Background, MutableMapping):
         newest first, then the one candidate file of each deeper level."""
         c = self._counters
         get_reader = self._tables.get
-        for f in version.levels[0]:
-            if f.smallest <= key <= f.largest:
-                reader = get_reader(f.number)
-                c["bloom_checked"] += 1
-                if not reader.filter.may_contain(key):
-                    c["bloom_useful"] += 1
-                    continue
-                r = reader.get(key, seq)
-                if r is not None:
-                    return r
-        for level in version.deep_levels:
-            f = version.file_for(level, key)
-            if f is None:
-                continue
+        for f in version.candidates(key):
             reader = get_reader(f.number)
             c["bloom_checked"] += 1
             if not reader.filter.may_contain(key):

@@ -52,13 +52,17 @@ class Version:
     def numbers(self) -> set[int]:
         return {f.number for lvl in self.levels for f in lvl}
 
-    def file_for(self, level: int, key: bytes) -> FileMeta | None:
-        """The one file of ``level`` >= 1 whose range may hold ``key``."""
-        lvl = self.levels[level]
-        i = bisect_left(self._largest[level], key)
-        if i < len(lvl) and lvl[i].smallest <= key:
-            return lvl[i]
-        return None
+    def candidates(self, key: bytes) -> list[FileMeta]:
+        """The files a point read of ``key`` must consult, in the order it must
+        consult them: L0 files whose range holds the key (newest first), then
+        the one candidate of each deeper non-empty level."""
+        out = [f for f in self.levels[0] if f.smallest <= key <= f.largest]
+        for level in self.deep_levels:
+            lvl = self.levels[level]
+            i = bisect_left(self._largest[level], key)
+            if i < len(lvl) and lvl[i].smallest <= key:
+                out.append(lvl[i])
+        return out
 
     def overlapping(self, level: int, lo: bytes | None, hi: bytes | None) -> list[FileMeta]:
         """Files of ``level`` whose [smallest, largest] meets [lo, hi] (None = unbounded)."""

@@ -90,6 +90,7 @@ import xxhash
 from .coding import F64, DecodeError, decode_varint, encode_varint, get_length_prefixed
 from .errors import BackgroundError, ClosedError, CorruptionError, DiskError
 from .fs import FileLock, FileSystem, OsFileSystem
+from .keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
 from .metrics import RateCounter
 from .options import SYNC_MODES
 from .wal import CACHE, WalWriter, encode_record, iter_records
@@ -112,8 +113,6 @@ class Op(IntEnum):
 _HEADER, _PUT, _DELETE, _EVICT, _EXPIRE = (int(k) for k in Op)
 _KEY_OPS = frozenset((_DELETE, _EVICT, _EXPIRE))
 
-MAX_KEY_BYTES = 65535  # SPEC §2, the same limits as lsm.keys (not importable from here: STYLE B2)
-MAX_VALUE_BYTES = 256 << 20
 MAX_SHARDS = 4096  # shard numbers are part of file names; more shards only cost memory
 CHECKPOINT_FLOOR_BYTES = 1 << 20  # per shard: don't rewrite small logs for nothing
 CHECKPOINT_RATIO = 2.0  # rewrite when the log is this many times the live data
@@ -128,7 +127,6 @@ _COUNTERS = ("hits", "misses", "evictions", "expirations", "checkpoints", "items
 _NO_POPS: list[tuple[float, bytes]] = []  # shared empty plans for the common put: never mutated
 _NO_EXPIRED: dict[bytes, int] = {}
 _NO_EVICTED: list[bytes] = []
-_BYTES_TYPES = (bytes, bytearray, memoryview)
 _NAME_RE = re.compile(r"^cache-(\d{3,})-of-(\d{3,})\.(log|tmp)$")
 _xxh = xxhash.xxh3_64_intdigest
 
@@ -209,16 +207,6 @@ def decode_header(op: bytes) -> tuple[int, int, int]:
     shard, pos = decode_varint(op, pos)
     shards, pos = decode_varint(op, pos)
     return version, shard, shards
-
-
-def _check_bytes(obj: object, name: str, limit: int) -> bytes:
-    if type(obj) is not bytes:
-        if not isinstance(obj, _BYTES_TYPES):
-            raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(obj).__name__}")
-        obj = bytes(obj)
-    if len(obj) > limit:
-        raise ValueError(f"{name} is {len(obj)} bytes; the limit is {limit}")
-    return obj
 
 
 def _check_ttl(ttl: object, name: str) -> float:
@@ -850,7 +838,7 @@ class PersistentCache:
         Raises: TypeError/ValueError for a bad key; ClosedError after close().
         """
         if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
-            key = _check_bytes(key, "key", MAX_KEY_BYTES)
+            key = check_key(key)
         n = self._nshards
         shard = self._shard_list[_xxh(key) % n] if n > 1 else self._shard_list[0]
         return shard.get(key, default)  # type: ignore[return-value]
@@ -867,9 +855,9 @@ class PersistentCache:
         BackgroundError after an earlier failed fsync; ClosedError after close().
         """
         if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
-            key = _check_bytes(key, "key", MAX_KEY_BYTES)
+            key = check_key(key)
         if type(value) is not bytes or len(value) > MAX_VALUE_BYTES:
-            value = _check_bytes(value, "value", MAX_VALUE_BYTES)
+            value = check_value(value)
         limit = self._shard_max_bytes
         if limit is not None and len(key) + len(value) > limit:
             raise ValueError(f"key + value is {len(key) + len(value)} bytes; the limit is "
@@ -883,12 +871,12 @@ class PersistentCache:
 
         Durability and Raises: as :meth:`put`.
         """
-        key = _check_bytes(key, "key", MAX_KEY_BYTES)
+        key = check_key(key)
         return self._shard(key).delete(key)
 
     def __contains__(self, key: object) -> bool:
         """True if ``key`` holds an unexpired entry. Changes neither recency nor stats."""
-        key = _check_bytes(key, "key", MAX_KEY_BYTES)
+        key = check_key(key)
         return self._shard(key).contains(key)
 
     def __len__(self) -> int:

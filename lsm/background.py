@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterator
 
 from .commit import Writer
 from .compaction import (Compaction, JobSpec, drop_obsolete, level_scores, max_bytes_for_level,
@@ -331,7 +330,3 @@ class Background:
             "snapshots": len(self._views),
             "background_error": str(self._bg_error) if self._bg_error else None,
         }
-
-
-def _entries_for_merge(reader) -> Iterator[tuple]:
-    return reader.iter_forward(b"", None)

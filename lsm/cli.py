@@ -27,7 +27,7 @@ import os
 import sys
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
-from . import dump
+from . import dump, repair
 from .db import DB
 from .errors import Error, LockError
 
@@ -416,7 +416,7 @@ def _cmd_verify(args: argparse.Namespace, out: _Out) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace, out: _Out) -> int:
-    rep = dump.repair(args.db)
+    rep = repair.repair(args.db)
     if out.json:
         out.doc(rep)
         return EXIT_OK

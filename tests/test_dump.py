@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import lsm
 from lsm import dump
+from lsm import repair as repair_mod
 from lsm.filenames import FileType, parse_name
 from lsm.fs import OsFileSystem
 from lsm.manifest import FileMeta
@@ -378,12 +379,12 @@ def test_read_commands_take_the_shared_lock(db_path: tuple[Path, Model]) -> None
         with pytest.raises(lsm.LockError):
             dump.open_read_only(str(path))
         with pytest.raises(lsm.LockError):
-            dump.repair(str(path))
+            repair_mod.repair(str(path))
     with lsm.DB(path, lsm.Options(read_only=True)):
         dump.describe_manifest(str(path))  # readers share
         assert not severities(path)["error"]
         with pytest.raises(lsm.LockError):
-            dump.repair(str(path))  # repair needs the database to itself
+            repair_mod.repair(str(path))  # repair needs the database to itself
 
 
 # -- repair ------------------------------------------------------------------------------
@@ -399,7 +400,7 @@ def test_repair_after_deleting_current_and_manifest(db_path: tuple[Path, Model])
     path, model = db_path
     before = dump.describe_manifest(str(path))
     remove_manifest(path)
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert rep.logs_converted and rep.wal_entries_recovered == 21
     assert rep.last_sequence == before.last_sequence + 21
     assert not severities(path)["error"]
@@ -418,12 +419,12 @@ def test_repair_keeps_the_old_manifest_and_current_aside(db_path: tuple[Path, Mo
     old_current = (path / "CURRENT").read_bytes()
     old_manifest = Path(dump.describe_manifest(str(path)).manifest)
     manifest_bytes = old_manifest.read_bytes()
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert (path / "lost" / "CURRENT.bak").read_bytes() == old_current
     assert (path / "lost" / old_manifest.name).read_bytes() == manifest_bytes
     assert Path(rep.manifest).exists() and rep.manifest != str(old_manifest)
     assert contents(path) == model
-    dump.repair(str(path))  # again: idempotent, names in lost/ do not clash
+    repair_mod.repair(str(path))  # again: idempotent, names in lost/ do not clash
     assert (path / "lost" / "CURRENT.bak.1").exists()
     assert contents(path) == model
 
@@ -435,7 +436,7 @@ def test_repair_places_disjoint_tables_in_one_level(tmp_path: Path) -> None:
                 db.put(b"%d-%03d" % (part, i), b"v")
             db.flush()
     remove_manifest(tmp_path)
-    rep = dump.repair(str(tmp_path))
+    rep = repair_mod.repair(str(tmp_path))
     assert {f.level for f in rep.files} == {1} and len(rep.files) == 4
     assert len(contents(tmp_path)) == 200
 
@@ -443,7 +444,7 @@ def test_repair_places_disjoint_tables_in_one_level(tmp_path: Path) -> None:
 def test_repair_layers_overlapping_tables_newest_first(db_path: tuple[Path, Model]) -> None:
     path, model = db_path
     remove_manifest(path)
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert len(rep.files) > NUM_LEVELS  # more overlapping layers than levels: newest share L0
     assert_read_order([f for f in rep.files])
     assert point_reads(path, list(model)) == model
@@ -477,7 +478,7 @@ def test_repair_of_a_leveled_database(tmp_path: Path) -> None:
         db.wait_for_compactions()
     assert len({f.level for f in dump.describe_manifest(str(tmp_path)).files}) >= 2
     remove_manifest(tmp_path)
-    rep = dump.repair(str(tmp_path))
+    rep = repair_mod.repair(str(tmp_path))
     assert len(rep.tables_merged) < rep.tables_checked // 2  # keys, not metadata, decide
     assert contents(tmp_path) == model and point_reads(tmp_path, list(model)) == model
 
@@ -501,7 +502,7 @@ def test_repair_merges_only_tables_whose_shared_keys_disagree(tmp_path: Path) ->
     }
     for number, entries in tables.items():
         write_table(tmp_path, number, entries)
-    rep = dump.repair(str(tmp_path))
+    rep = repair_mod.repair(str(tmp_path))
     assert rep.tables_merged[:2] == [1, 4]  # first round
     # second round: the output of 1+4 now holds m@5 with max_seq 400, so it is read
     # before 3 (m@60): a new conflict, merged too. 2 shares no key with anything.
@@ -518,7 +519,7 @@ def test_repair_salvages_a_table_with_a_damaged_block(db_path: tuple[Path, Model
     bad = blocks[1]
     in_bad_block = {e.key for e in dump.iter_sst(str(table)) if blocks[0].last_key < e.key <= bad.last_key}
     flip(table, bad.offset + 7)
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert rep.tables_salvaged == [int(table.name[:6])]
     assert (path / "lost" / table.name).exists() and not table.exists()
     assert any("damaged blocks" in p for p in rep.problems)
@@ -533,7 +534,7 @@ def test_repair_sets_aside_an_unreadable_table(db_path: tuple[Path, Model]) -> N
     path, model = db_path
     table = files_of(path, FileType.TABLE)[0]
     flip(table, table.stat().st_size - 1)  # footer magic
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert any("unreadable" in p for p in rep.problems)
     assert (path / "lost" / table.name).exists()
     assert not severities(path)["error"]
@@ -558,7 +559,7 @@ def test_repair_merges_a_compaction_output_with_its_leftover_inputs(tmp_path: Pa
     model = build_db(path)
     inputs = compact_leaving_inputs(path)
     remove_manifest(path)  # nothing says which tables are obsolete
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert set(rep.tables_merged) >= {int(n[:6]) for n in inputs}
     assert contents(path) == model
     assert point_reads(path, list(model)) == model
@@ -568,7 +569,7 @@ def test_repair_sets_aside_tables_the_manifest_deleted(tmp_path: Path) -> None:
     path = tmp_path / "db"
     model = build_db(path)
     inputs = compact_leaving_inputs(path)
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert rep.tables_obsolete == sorted(int(n[:6]) for n in inputs) and not rep.tables_merged
     assert all((path / "lost" / n).exists() for n in inputs)
     assert contents(path) == model
@@ -584,21 +585,21 @@ def test_repair_skips_logs_already_in_tables(tmp_path: Path) -> None:
     old_log = path / "000001.log"
     shutil.copy(files_of(donor, FileType.LOG)[-1], old_log)
     remove_manifest(path)
-    rep = dump.repair(str(path))
+    rep = repair_mod.repair(str(path))
     assert 1 not in rep.logs_converted and rep.logs_converted
     assert any(src == str(old_log) and "obsolete" in why for src, _, why in rep.moved)
     assert contents(path) == model
 
 
 def test_repair_of_an_empty_directory(tmp_path: Path) -> None:
-    rep = dump.repair(str(tmp_path))
+    rep = repair_mod.repair(str(tmp_path))
     assert rep.files == []
     assert contents(tmp_path) == {}
 
 
 def test_repair_needs_a_directory(tmp_path: Path) -> None:
     with pytest.raises(lsm.Error, match="no such database"):
-        dump.repair(str(tmp_path / "missing"))
+        repair_mod.repair(str(tmp_path / "missing"))
 
 
 @pytest.mark.parametrize("manifest", ["intact", "deleted"])
@@ -617,12 +618,12 @@ def test_repair_is_crash_safe(tmp_path: Path, op: str, manifest: str) -> None:
         fs = FaultFS()
         fs.fail(op, nth=nth)
         try:
-            dump.repair(str(path), fs=fs)
+            repair_mod.repair(str(path), fs=fs)
         except lsm.DiskError:
             fs.power_cut()
             if manifest == "intact" or (path / "CURRENT").exists():
                 assert contents(path) == model, f"{op} #{nth}"
-            dump.repair(str(path))
+            repair_mod.repair(str(path))
             assert contents(path) == model, f"{op} #{nth}, repaired again"
             shutil.rmtree(path)
             continue
@@ -655,7 +656,7 @@ def histories(draw: st.DrawFn) -> list[FileMeta]:
 @settings(max_examples=150, deadline=None)
 @given(histories())
 def test_place_tables_gives_a_valid_version(metas: list[FileMeta]) -> None:
-    levels = dump.place_tables(metas)
+    levels = repair_mod.place_tables(metas)
     assert len(levels) == NUM_LEVELS
     assert sorted(f.number for lvl in levels for f in lvl) == [m.number for m in metas]
     for level, lvl in enumerate(levels):
@@ -684,7 +685,7 @@ def metas_conflict(a: FileMeta, b: FileMeta) -> bool:
 @settings(max_examples=200, deadline=None)
 @given(arbitrary_tables())
 def test_conflict_groups_are_the_connected_conflicts(metas: list[FileMeta]) -> None:
-    groups = dump._conflict_groups(metas)
+    groups = repair_mod._conflict_groups(metas)
     where = {m.number: i for i, g in enumerate(groups) for m in g}
     assert len(where) == sum(len(g) for g in groups) and all(len(g) > 1 for g in groups)
     for i, a in enumerate(metas):
@@ -701,7 +702,7 @@ def test_conflict_groups_are_the_connected_conflicts(metas: list[FileMeta]) -> N
                     todo.append(b)
         assert reached == {m.number for m in g}
     rest = [m for m in metas if m.number not in where]  # what is left can be placed
-    levels = dump.place_tables(rest)
+    levels = repair_mod.place_tables(rest)
     assert_read_order([dump.TableFile.of(lv, f) for lv in range(NUM_LEVELS) for f in levels[lv]])
 
 
@@ -710,7 +711,7 @@ def test_conflicting_tables_are_grouped() -> None:
     b = FileMeta(2, 1, 1, b"k", b"z", 5, 20)  # overlaps a in keys and in sequences
     c = FileMeta(3, 1, 1, b"x", b"z", 30, 40)  # overlaps b's keys, newer: no conflict
     d = FileMeta(4, 1, 1, b"0", b"1", 1, 50)  # no key overlap
-    assert [sorted(m.number for m in g) for g in dump._conflict_groups([a, b, c, d])] == [[1, 2]]
+    assert [sorted(m.number for m in g) for g in repair_mod._conflict_groups([a, b, c, d])] == [[1, 2]]
 
 
 # -- engine behaviour that repair relies on (found while writing lsm-dump; fixed) ------------
@@ -723,7 +724,7 @@ def test_engine_open_without_current_keeps_tables(db_path: tuple[Path, Model]) -
     remove_manifest(path)
     with pytest.raises(lsm.Error, match="repair"):
         lsm.open(path, sync_mode="never")
-    dump.repair(str(path))
+    repair_mod.repair(str(path))
     assert contents(path) == model
 
 
@@ -739,5 +740,5 @@ def test_engine_manifest_bit_flip_in_last_edit_is_not_silent(db_path: tuple[Path
 
 
 def contents_after_repair(path: Path) -> Model:
-    dump.repair(str(path))
+    repair_mod.repair(str(path))
     return contents(path)

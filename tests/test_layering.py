@@ -37,7 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     "typed": {"db", "serde", "errors", "snapshot"},
     "pcache": {"errors", "fs", "coding", "batch", "wal", "metrics", "options", "keys", "filenames"},
     "dump": L0 | L1 | L2 | {"db", "recovery"},
-    "cli": {"dump", "db", "errors", "options"},
+    "repair": L0 | L1 | L2 | {"dump"},
+    "cli": {"dump", "repair", "db", "errors", "options"},
     "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot"},
 }
 

@@ -96,14 +96,51 @@ def package_versions() -> dict[str, str | None]:
     return {name: dist_version(name) for name in REPORTED_DISTRIBUTIONS}
 
 
-def io_counters() -> dict[str, int] | None:
-    """This process's ``/proc/self/io`` counters, or ``None`` where unavailable."""
+def _proc_io(pid: str) -> dict[str, int] | None:
     try:
-        with open("/proc/self/io", encoding="ascii") as fh:
+        with open(f"/proc/{pid}/io", encoding="ascii") as fh:
             pairs = (line.split(":", 1) for line in fh if ":" in line)
             return {key.strip(): int(value) for key, value in pairs}
     except (OSError, ValueError):
         return None
+
+
+def _descendants(pid: str) -> list[str]:
+    out: list[str] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
+                kids = fh.read().split()
+        except OSError:
+            continue
+        for kid in kids:
+            out.append(kid)
+            out.extend(_descendants(kid))
+    return out
+
+
+def io_counters() -> dict[str, int] | None:
+    """I/O counters of this process plus its live descendants (``/proc/PID/io``),
+    or ``None`` where unavailable.
+
+    Descendants matter: lsm runs large compaction merges in a worker process,
+    whose writes are part of lsm's write amplification. The worker lives as
+    long as its database is open, so a phase measured before ``close()``
+    sees all of them.
+    """
+    total = _proc_io("self")
+    if total is None:
+        return None
+    for pid in _descendants(str(os.getpid())):
+        child = _proc_io(pid)
+        if child is not None:
+            for key, value in child.items():
+                total[key] = total.get(key, 0) + value
+    return total
 
 
 def io_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:

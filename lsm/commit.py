@@ -34,7 +34,7 @@ class Writer:
     (``force_switch``: switch the memtable so it can be flushed).
     """
 
-    __slots__ = ("ops", "nbytes", "sync", "done", "seq", "error", "cas", "force_switch")
+    __slots__ = ("ops", "nbytes", "sync", "done", "seq", "error", "cas", "force_switch", "cv")
 
     def __init__(self, ops: list[tuple[int, bytes, bytes]], nbytes: int, sync: bool) -> None:
         self.ops = ops
@@ -45,6 +45,7 @@ class Writer:
         self.error: BaseException | None = None
         self.cas: tuple[bytes, int] | None = None  # (key, expected_version)
         self.force_switch = False
+        self.cv: threading.Condition | None = None  # created only if this writer has to wait
 
 
 class CommitQueue:
@@ -52,7 +53,6 @@ class CommitQueue:
 
     def __init__(self, mu) -> None:
         self._mu = mu
-        self._cv = threading.Condition(mu)  # type: ignore[arg-type]
         self._queue: deque[Writer] = deque()  # guarded by _mu
 
     def submit(self, w: Writer, run_group: Callable[[list[Writer]], None]) -> Writer:
@@ -60,8 +60,13 @@ class CommitQueue:
         with self._mu:
             q = self._queue
             q.append(w)
-            while not w.done and q[0] is not w:
-                self._cv.wait()
+            if q[0] is not w:
+                # Each waiter sleeps on its own condition (over the shared
+                # mutex), so a finished group wakes exactly its members and
+                # the next leader, not every queued thread (LevelDB's scheme).
+                w.cv = threading.Condition(self._mu)  # type: ignore[arg-type]
+                while not w.done and q[0] is not w:
+                    w.cv.wait()
             if not w.done:
                 group = [w]
                 nbytes = w.nbytes
@@ -82,7 +87,10 @@ class CommitQueue:
                     for x in group:
                         q.popleft()
                         x.done = True
-                    self._cv.notify_all()
+                        if x.cv is not None:
+                            x.cv.notify()
+                    if q and q[0].cv is not None:
+                        q[0].cv.notify()  # the next leader
         if w.error is not None:
             raise w.error
         return w

@@ -42,24 +42,22 @@ _BYTES_TYPES = (bytes, bytearray, memoryview)
 
 def check_key(key: object, name: str = "key") -> bytes:
     """Return ``key`` as immutable bytes, or raise TypeError/ValueError naming ``name``."""
-    if type(key) is bytes:
-        if len(key) > MAX_KEY_BYTES:
-            raise ValueError(f"{name} is {len(key)} bytes; the limit is {MAX_KEY_BYTES}")
-        return key
-    if isinstance(key, _BYTES_TYPES):
-        return check_key(bytes(key), name)
-    raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(key).__name__}")
+    return _check_bytes(key, name, MAX_KEY_BYTES)
 
 
 def check_value(value: object, name: str = "value") -> bytes:
     """Return ``value`` as immutable bytes, or raise TypeError/ValueError naming ``name``."""
-    if type(value) is bytes:
-        if len(value) > MAX_VALUE_BYTES:
-            raise ValueError(f"{name} is {len(value)} bytes; the limit is {MAX_VALUE_BYTES}")
-        return value
-    if isinstance(value, _BYTES_TYPES):
-        return check_value(bytes(value), name)
-    raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(value).__name__}")
+    return _check_bytes(value, name, MAX_VALUE_BYTES)
+
+
+def _check_bytes(obj: object, name: str, limit: int) -> bytes:
+    if type(obj) is not bytes:
+        if not isinstance(obj, _BYTES_TYPES):
+            raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(obj).__name__}")
+        obj = bytes(obj)  # a copy: the caller may mutate a bytearray later
+    if len(obj) > limit:
+        raise ValueError(f"{name} is {len(obj)} bytes; the limit is {limit}")
+    return obj  # type: ignore[return-value]
 
 
 class SequenceOverflow(Error):

@@ -21,6 +21,7 @@ from .keys import check_key
 from .manifest import VersionEdit
 from .recovery import obsolete_files
 from .snapshot import SuperVersion
+from .worker import WorkerUnavailable
 from .version import NUM_LEVELS
 
 __all__ = ["Background", "WORKER_MIN_BYTES"]
@@ -232,7 +233,20 @@ class Background:
         use_worker = self._worker is not None and input_bytes >= WORKER_MIN_BYTES
         self._mu.release()
         try:
-            metas, dropped = self._worker.run(spec) if use_worker else run_job(self._fs, spec)
+            try:
+                metas, dropped = self._worker.run(spec) if use_worker else run_job(self._fs, spec)
+            except WorkerUnavailable as e:
+                # The merge itself is fine in-process (only slower): rerun it
+                # here, into the same reserved numbers (outputs a dead worker
+                # left are overwritten or, past the last used, removed as
+                # orphans once the reservation ends). After three failures stop
+                # trying the worker for this DB.
+                self._worker_failures += 1
+                self._worker_note = str(e)
+                if self._worker_failures >= 3:
+                    self._worker = None
+                use_worker = False
+                metas, dropped = run_job(self._fs, spec)
         except BaseException:
             with self._mu:
                 self._pending_outputs -= numbers
@@ -311,6 +325,7 @@ class Background:
                     "bytes_written": c["wal_bytes_written"]},
             "recovery": self._recovery.as_dict(),
             "compaction": {"count": c["compactions"], "in_worker": c["compactions_in_worker"],
+                           "worker_failures": self._worker_failures, "worker_note": self._worker_note,
                            "flushes": c["flushes"],
                            "trivial_moves": c["trivial_moves"],
                            "bytes_read": c["compaction_bytes_read"],

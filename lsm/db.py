@@ -145,6 +145,8 @@ class DB(Background, MutableMapping):
         # filesystem (fault injection in tests) keeps compaction in-process.
         use_worker = self._opts.compaction_process and type(self._fs) is OsFileSystem and not self._opts.read_only
         self._worker = CompactionWorker() if use_worker else None
+        self._worker_failures = 0  # written only by the compaction thread (stats reads it racily)
+        self._worker_note: str | None = None
         self._open()
         if self._metrics is not None:
             self._instrument()
@@ -231,6 +233,7 @@ class DB(Background, MutableMapping):
             t.join()
         if self._worker is not None:
             self._worker.close()
+        self._worker = None
         try:
             if self._log is not None:
                 with self._log_sync_mu:

@@ -42,7 +42,12 @@ from .fs import OsFileSystem
 from .manifest import FileMeta
 from .options import Options
 
-__all__ = ["CompactionWorker"]
+__all__ = ["CompactionWorker", "WorkerUnavailable"]
+
+
+class WorkerUnavailable(Error):
+    """The worker could not be started or died before answering. The job did
+    not complete; the caller may run it in-process instead."""
 
 
 def encode_request(spec: JobSpec) -> bytes:
@@ -124,10 +129,14 @@ class CompactionWorker:
 
     def run(self, spec: JobSpec) -> tuple[list[FileMeta], int]:
         """Run one job in the worker; raise what it raised (CorruptionError,
-        DiskError, Error), or Error if the worker died."""
+        DiskError, Error), or WorkerUnavailable if it cannot start or died."""
         with self._mu:
             if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
+                try:
+                    self._proc = self._start()
+                except OSError as e:
+                    self._proc = None
+                    raise WorkerUnavailable(f"cannot start the compaction worker: {e}") from e
             proc = self._proc
             try:
                 proc.stdin.write(encode_request(spec))
@@ -142,7 +151,7 @@ class CompactionWorker:
                 self._proc = None
                 proc.kill()
                 proc.wait()
-                raise Error(f"compaction worker died (exit {proc.returncode}): {err}")
+                raise WorkerUnavailable(f"compaction worker died (exit {proc.returncode}): {err}")
         resp = json.loads(line)
         if resp["ok"]:
             metas = [FileMeta(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx)

@@ -239,3 +239,26 @@ def _fill_keys(n, seed):
         keys.append(b"key%05d" % rng.randrange(n // 2))
         rng.randrange(10, 60)
     return keys
+
+
+def test_unusable_worker_falls_back_to_in_process(tmp_path, monkeypatch):
+    """A worker that cannot start (or dies mid-job) must not stop compaction:
+    the job reruns in-process and the DB keeps accepting writes."""
+    import lsm.background as bg
+    from lsm.worker import CompactionWorker
+    monkeypatch.setattr(bg, "WORKER_MIN_BYTES", 0)
+
+    def broken_start(self):
+        raise OSError(2, "No such file or directory", "/no/such/python")
+
+    monkeypatch.setattr(CompactionWorker, "_start", broken_start)
+    db = lsm.open(tmp_path / "db", sync_mode="never", **TINY)
+    model = _fill(db, 2000, random.Random(5))
+    db.compact_range()
+    db.put(b"after", b"ok")  # not in the background-error state
+    s = db.stats()
+    assert s["compaction"]["count"] > 0 and s["compaction"]["in_worker"] == 0
+    assert s["background_error"] is None
+    model[b"after"] = b"ok"
+    assert dict(db.scan()) == model
+    db.close()

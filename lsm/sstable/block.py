@@ -92,7 +92,7 @@ class Block:
     iterated. ``voffs[i]:voffs[i+1]`` is entry i's value.
     """
 
-    __slots__ = ("_keys", "koffs", "tags", "voffs", "data", "nbytes", "_uses")
+    __slots__ = ("_keys", "koffs", "tags", "vlens", "_voffs", "data", "nbytes", "_uses")
 
     def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
         try:
@@ -103,11 +103,12 @@ class Block:
         except (struct.error, ValueError) as e:  # short header / column length mismatch
             raise CorruptionError(path, offset, f"malformed data block header: {e}") from None
         self.koffs = list(accumulate(klens, initial=pos))
-        kend = self.koffs[-1]
-        self.voffs = list(accumulate(vlens, initial=kend))
-        if self.voffs[-1] != len(payload):
+        need = self.koffs[-1] + sum(vlens)
+        if need != len(payload):
             raise CorruptionError(path, offset, f"data block sizes do not add up: {count} entries "
-                                  f"need {self.voffs[-1]} bytes, block has {len(payload)}")
+                                  f"need {need} bytes, block has {len(payload)}")
+        self.vlens = vlens
+        self._voffs: list[int] | None = None  # built on first iteration (a point read needs one)
         self._keys: list[bytes] | None = None
         self.tags = tags
         self.data = payload
@@ -116,6 +117,14 @@ class Block:
 
     def __len__(self) -> int:
         return len(self.tags)
+
+    @property
+    def voffs(self) -> list[int]:
+        """Start offset of every value, plus the end (built on first use)."""
+        voffs = self._voffs
+        if voffs is None:
+            voffs = self._voffs = list(accumulate(self.vlens, initial=self.koffs[-1]))
+        return voffs
 
     @property
     def keys(self) -> list[bytes]:
@@ -133,7 +142,11 @@ class Block:
         return self.data[self.koffs[-2]:self.koffs[-1]] if len(self.koffs) > 1 else b""
 
     def value(self, i: int) -> bytes:
-        return self.data[self.voffs[i]:self.voffs[i + 1]]
+        voffs = self._voffs
+        if voffs is None:  # one lookup in a fresh block: sum the lengths before it
+            start = self.koffs[-1] + sum(self.vlens[:i])
+            return self.data[start:start + self.vlens[i]]
+        return self.data[voffs[i]:voffs[i + 1]]
 
     def _lower_bound(self, key: bytes) -> int:
         """First index whose key is >= ``key``."""

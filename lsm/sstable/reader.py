@@ -66,7 +66,7 @@ class TableReader:
             if b is not None:
                 return b
         handle = BlockHandle(offset, self.index.sizes[i])
-        raw = self.file.read_at(offset, handle.size + BLOCK_TRAILER_BYTES)
+        raw = self.file.read_at(offset, handle[1] + BLOCK_TRAILER_BYTES)
         b = Block(unwrap_block(raw, handle, self.path, self.verify, self.data_limit), self.path, offset)
         if len(b) and b.last_key() != self.index.keys[i]:
             raise CorruptionError(self.path, offset, "data block's last key does not match the index")

@@ -36,7 +36,7 @@ from .filenames import make_log_name, make_table_name
 from .fs import FileSystem, OsFileSystem
 from .invariants import assert_held, make_lock
 from .iterators import merge, prefix_successor, visible
-from .keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, check_key, check_value
+from .keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, MAX_VALUE_BYTES, PUT, PUT_TTL, check_key, check_value
 from .manifest import FileMeta, VersionEdit
 from .metrics import Metrics
 from .memtable import Memtable
@@ -275,9 +275,10 @@ class DB(Background, MutableMapping):
         Raises: TypeError/ValueError for bad arguments (nothing written),
         ReadOnlyError, BackgroundError, ClosedError, DiskError.
         """
-        if type(key) is not bytes or len(key) > 65535:
+        # fast path: plain bytes under the limits skip the validator's frame
+        if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
             key = check_key(key)
-        if type(value) is not bytes or len(value) > 1 << 20:
+        if type(value) is not bytes or len(value) > MAX_VALUE_BYTES:
             value = check_value(value)
         if ttl is None:
             op = (PUT, key, value)

@@ -33,12 +33,21 @@ class Background:
     """Mixin of :class:`lsm.db.DB` holding everything the background thread does."""
 
     def flush(self) -> None:
-        """Write the memtable to an L0 table; return once it is durable on disk."""
+        """Write the memtable to an L0 table; return once it is durable on disk.
+
+        Waits for the memtable this call switched and every older one (flushes
+        go oldest first), not for memtables that later writes fill, so it
+        returns under a continuous write load too.
+        """
         w = Writer([], 0, False)
         w.force_switch = True
         self._submit(w)
         with self._mu:
-            while self._sv.imms and self._bg_error is None and not self._stop:
+            # newest memtable holding writes made before this call: the one we
+            # switched, or, if the memtable was empty, the newest pending one
+            target = w.switched if w.switched is not None else (self._sv.imms[0] if self._sv.imms else None)
+            while target is not None and any(m is target for m in self._sv.imms) \
+                    and self._bg_error is None and not self._stop:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
@@ -55,10 +64,12 @@ class Background:
         if stop is not None:
             stop = check_key(stop, "stop")
         self.flush()
+        request = (start, stop)
         with self._mu:
-            self._manual.append((start, stop))
+            self._manual.append(request)
             self._bg_cv.notify_all()
-            while (start, stop) in self._manual and self._bg_error is None and not self._stop:
+            # by identity: an equal request from another thread is not ours
+            while any(r is request for r in self._manual) and self._bg_error is None and not self._stop:
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
 

@@ -34,7 +34,7 @@ class Writer:
     (``force_switch``: switch the memtable so it can be flushed).
     """
 
-    __slots__ = ("ops", "nbytes", "sync", "done", "seq", "error", "cas", "force_switch", "cv")
+    __slots__ = ("ops", "nbytes", "sync", "done", "seq", "error", "cas", "force_switch", "switched", "cv")
 
     def __init__(self, ops: list[tuple[int, bytes, bytes]], nbytes: int, sync: bool) -> None:
         self.ops = ops
@@ -45,6 +45,7 @@ class Writer:
         self.error: BaseException | None = None
         self.cas: tuple[bytes, int] | None = None  # (key, expected_version)
         self.force_switch = False
+        self.switched = None  # force_switch: the memtable it made immutable (None if it was empty)
         self.cv: threading.Condition | None = None  # created only if this writer has to wait
 
 

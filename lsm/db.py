@@ -369,6 +369,8 @@ class DB(Background, MutableMapping):
                 and not self._opts.disable_auto_compactions):
             self._make_room_locked(force=lead.force_switch)
             if lead.force_switch:
+                if self._sv.mem is not sv.mem:
+                    lead.switched = sv.mem
                 return
         vs = self._versions
         if lead.cas is not None and not self._cas_matches(*lead.cas):

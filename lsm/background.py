@@ -133,15 +133,20 @@ class Background:
             time.sleep(interval)
             if not self._unsynced:
                 continue
+            failed = None
             with self._log_sync_mu:
                 log = self._log
                 self._unsynced = False
                 try:
                     log.sync()
                 except BaseException as e:  # noqa: BLE001
-                    with self._mu:
-                        self._set_bg_error_locked(e, "periodic WAL fsync failed")
-                    return
+                    failed = self._log_sync_error = e
+            if failed is not None:
+                # _mu only after _log_sync_mu is released: the documented order
+                # is _mu -> _log_sync_mu (a memtable switch takes both).
+                with self._mu:
+                    self._set_bg_error_locked(failed, "periodic WAL fsync failed")
+                return
 
     def _snapshot_seqs_locked(self) -> list[int]:
         with self._views_mu:

@@ -131,6 +131,7 @@ class DB(Background, MutableMapping):
         self._log: WalWriter | None = None  # owned by the commit leader
         self._log_sync_mu = threading.Lock()  # serialises log sync/close with the periodic syncer
         self._unsynced = False
+        self._log_sync_error: BaseException | None = None  # guarded by _log_sync_mu: a failed log fsync
         self._threads: list[threading.Thread] = []
         self._stop = False
         self._recovery = RecoveryStats()
@@ -404,7 +405,13 @@ class DB(Background, MutableMapping):
             try:
                 log.file.write(records)
                 if sync:
-                    log.sync()
+                    # Under _log_sync_mu: if the periodic syncer's fsync failed
+                    # first, ours could return 0 with the data lost (the kernel
+                    # reports a writeback error once): check its verdict too.
+                    with self._log_sync_mu:
+                        log.sync()
+                        if self._log_sync_error is not None:
+                            raise self._log_sync_error
                 else:
                     self._unsynced = True
             except BaseException as e:
@@ -615,11 +622,14 @@ class DB(Background, MutableMapping):
 
     def _new_view(self) -> View:
         self._check_open()
-        # Sequence first, then the super version: every write at or below the
-        # sequence is already in a memtable or table that this sv holds.
-        seq = self._versions.last_sequence
-        view = View(seq, self._sv)
+        # Sequence, super version and registration as one step under
+        # _views_mu, which flush and compaction also hold while they read the
+        # open views' sequences: a view they do not see was created after that
+        # read, so its sequence covers every entry of their inputs and nothing
+        # it needs can be dropped. (Reading the sequence first still matters:
+        # every write at or below it is in a memtable or table of this sv.)
         with self._views_mu:
+            view = View(self._versions.last_sequence, self._sv)
             self._views.add(view)
         return view
 

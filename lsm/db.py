@@ -495,21 +495,34 @@ class DB(Background, MutableMapping):
         nothing); the old log stays until its table is in the manifest.
         """
         fs, path = self._fs, self._path
+        old = self._log
+        # Old log first: once a newer log exists, damage at this one's end is
+        # no longer a torn tail for recovery. (In "never" mode it stays
+        # unsynced; recovery accepts a damaged end when no later log holds a
+        # record, which is all a power cut can leave here.)
+        if self._opts.sync_mode != "never" and self._unsynced:
+            with self._log_sync_mu:
+                try:
+                    old.sync()
+                except BaseException as e:
+                    self._set_bg_error_locked(e, "fsync of the write-ahead log failed")
+                    raise
+                self._unsynced = False
         number = self._versions.new_file_number()
         new_log = WalWriter(fs.open_writable(make_log_name(path, number)), number)
         try:
             # The new log's name must be durable before any manifest edit can
             # name it as log_number (recovery treats a missing one as damage).
-            # Once per memtable, so every sync mode pays it.
+            # Once per memtable, so every sync mode pays it. A failure is a
+            # background error: a retried directory fsync may report success
+            # for entries the failed one lost.
             fs.fsync_dir(path)
-        except BaseException:
+        except BaseException as e:
             new_log.close()
+            self._set_bg_error_locked(e, "fsync of the database directory failed")
             raise
-        old = self._log
         with self._log_sync_mu:
             try:
-                if self._opts.sync_mode != "never" and self._unsynced:
-                    old.sync()
                 old.close()
             except BaseException as e:
                 self._set_bg_error_locked(e, "closing the write-ahead log failed")

@@ -29,7 +29,7 @@ from .fs import FileLock, FileSystem
 from .memtable import Memtable
 from .options import Options
 from .version import VersionSet
-from .wal import BATCH, OVERHEAD, iter_records
+from .wal import BATCH, OVERHEAD, has_intact_record, iter_records
 
 __all__ = ["RecoveryStats", "lock_and_load", "obsolete_files", "replay_logs"]
 
@@ -116,20 +116,25 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
     mem = Memtable(0)
     mode = options.wal_recovery
     stop_all = False
+    contents = {n: fs.read_file(make_log_name(dbpath, n)) for n in logs}
+    # A log can end in a torn write only if nothing was written after it: no
+    # later log holds an intact record (a power cut can leave an empty newer
+    # log whose creation was made durable before the old log's tail was).
+    last_with_records = max((n for n in logs if has_intact_record(contents[n])), default=-1)
     for number in logs:
         versions.mark_file_number_used(number)
         if stop_all:
             continue
         path = make_log_name(dbpath, number)
-        data = fs.read_file(path)
+        data = contents[number]
         stats.logs += 1
         halted = [False]
-        newest = number == logs[-1]
+        newest = number >= last_with_records
 
         def report(offset: int, nbytes: int, reason: str, at_tail: bool, path: str = path,
                    halted: list = halted, newest: bool = newest) -> bool:
-            # Only the newest log can end in a torn write: an older log was
-            # complete (and closed) before the next one was started.
+            # Only the last log with records can end in a torn write: an
+            # older log was complete before anything was written to the next.
             tail = at_tail and newest
             if mode == "absolute" or (mode == "tolerate_tail" and not tail):
                 raise CorruptionError(path, offset, reason)

@@ -34,7 +34,7 @@ from .errors import CorruptionError
 from .fs import WritableFile
 
 __all__ = ["BATCH", "CACHE", "EDIT", "FORMAT_VERSION", "MAGIC", "OVERHEAD", "Damage", "WalWriter",
-           "encode_record", "iter_records", "strict_reporter"]
+           "encode_record", "has_intact_record", "iter_records", "strict_reporter"]
 
 MAGIC = 0xB1A5
 FORMAT_VERSION = 2  # 2: header check added. Readers refuse any other version.
@@ -174,6 +174,11 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
                 or nxt is None:
             return
         pos = nxt
+
+
+def has_intact_record(data: bytes) -> bool:
+    """True when ``data`` holds at least one intact record anywhere."""
+    return _intact_at(data, 0) or _resync(data, 0) is not None
 
 
 def strict_reporter(path: str) -> OnCorruption:

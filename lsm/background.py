@@ -173,21 +173,21 @@ class Background:
                 numbers.append(n)
                 return n
 
-        self._mu.release()
         try:
-            entries = drop_obsolete(imm.iter_entries(), snaps, lambda k: False, 0.0)
-            metas = write_tables(self._fs, self._path, entries, self._opts, new_number)
-            if metas:
-                self._fs.fsync_dir(self._path)
-        finally:
-            self._mu.acquire()
-        try:
+            self._mu.release()
+            try:
+                entries = drop_obsolete(imm.iter_entries(), snaps, lambda k: False, 0.0)
+                metas = write_tables(self._fs, self._path, entries, self._opts, new_number)
+                if metas:
+                    self._fs.fsync_dir(self._path)
+            finally:
+                self._mu.acquire()
             edit = VersionEdit(log_number=next_log)
             for m in metas:
                 edit.add_file(0, m)
             vs.log_and_apply(edit)
         finally:
-            self._pending_outputs.difference_update(numbers)
+            self._pending_outputs.difference_update(numbers)  # on failure too
         cur = self._sv
         self._sv = SuperVersion(cur.mem, tuple(m for m in cur.imms if m is not imm), vs.current)
         c = self._counters

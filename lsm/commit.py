@@ -15,6 +15,7 @@ active memtable have a single writer.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 from typing import Callable
@@ -72,7 +73,7 @@ class CommitQueue:
                 group = [w]
                 nbytes = w.nbytes
                 if len(q) > 1 and not w.force_switch and w.cas is None:
-                    for other in list(q)[1:]:
+                    for other in itertools.islice(q, 1, None):
                         if other.force_switch or other.cas is not None:
                             break
                         if nbytes + other.nbytes > MAX_GROUP_BYTES:

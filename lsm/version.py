@@ -224,13 +224,17 @@ class VersionSet:
         if self._manifest is None or self._manifest.size > MANIFEST_ROLL_BYTES:
             # the snapshot edit of a new manifest already includes this edit's effect
             prev_current, prev_log = self.current, self.log_number
+            prev_pointers = dict(self.compact_pointers)
             self.current = version
             if edit.log_number is not None:
                 self.log_number = edit.log_number
+            for level, key in edit.compact_pointers:  # part of the snapshot too
+                self.compact_pointers[level] = key
             try:
                 self.write_new_manifest()
             except BaseException:
                 self.current, self.log_number = prev_current, prev_log
+                self.compact_pointers = prev_pointers
                 raise
         else:
             self._manifest.append(edit)

@@ -56,7 +56,8 @@ class RateCounter:
     window that just ended, whose length is between ``window - bucket`` and
     ``window``; during the first window it is the average since construction.
 
-    Thread safety: all methods may be called from any thread.
+    Thread safety: all methods may be called from any thread, except
+    :meth:`record_locked`, which needs the counter's lock held.
     Complexity: :meth:`record` O(1); :meth:`rate` O(window / bucket).
     Memory: fixed by ``window / bucket``; independent of traffic.
 
@@ -64,6 +65,11 @@ class RateCounter:
     :param bucket: seconds per bucket; > 0 and <= ``window``.
     :param clock: monotonic seconds; a fake one may be injected in tests. If it
         goes backwards, events are counted in the newest bucket seen.
+    :param lock: the lock guarding the counter; its own by default. An owner
+        that already holds a lock around each event (a cache shard) passes
+        that lock and calls :meth:`record_locked` under it, saving a second
+        acquire per event; it must then not call :meth:`rate` or
+        :meth:`total` while holding it (the lock is not re-entrant).
     :raises ValueError: naming the argument, if a bound above is broken.
 
     >>> now = [100.0]
@@ -81,7 +87,8 @@ class RateCounter:
         "_bucket", "_clock", "_counts", "_cur", "_edge", "_head", "_mu", "_origin", "_slots", "_stamps", "_total",
     )
 
-    def __init__(self, window: float = 60.0, bucket: float = 1.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window: float = 60.0, bucket: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
+                 lock: threading.Lock | None = None) -> None:
         if not window > 0 or math.isinf(window):
             raise ValueError(f"window must be a finite number of seconds > 0, got {window!r}")
         if not bucket > 0:
@@ -92,7 +99,7 @@ class RateCounter:
         self._clock = clock
         # 1e-9 absorbs float noise such as 1.1 / 0.1 == 11.000000000000002.
         self._slots = max(1, math.ceil(window / bucket - 1e-9))
-        self._mu = threading.Lock()
+        self._mu = threading.Lock() if lock is None else lock
         self._origin = clock()
         start = int(self._origin // self._bucket)
         self._head = start  # guarded by _mu: newest bucket index recorded
@@ -125,6 +132,23 @@ class RateCounter:
             self._total += n
         finally:
             mu.release()
+
+    def record_locked(self) -> None:
+        """Count one event; the caller holds the counter's lock (see ``lock``).
+
+        >>> import threading
+        >>> mu = threading.Lock()
+        >>> c = RateCounter(10.0, 1.0, lock=mu)
+        >>> with mu:
+        ...     c.record_locked()
+        >>> c.total()
+        1
+        """
+        t = self._clock()
+        if t >= self._edge:
+            self._advance_locked(t)
+        self._counts[self._cur] += 1
+        self._total += 1
 
     def _advance_locked(self, t: float) -> None:
         """Make the bucket of clock time ``t`` (>= ``_edge``) current, with a count of 0."""

@@ -141,6 +141,35 @@ def test_steady_traffic_reads_as_its_rate() -> None:
     assert counter.total() == 1600
 
 
+def test_record_locked_under_a_shared_lock_counts_like_record() -> None:
+    # A cache shard passes its own lock and records under it (one acquire per event).
+    clock = FakeClock(0.0)
+    mu = threading.Lock()
+    shared = RateCounter(window=3.0, bucket=1.0, clock=clock, lock=mu)
+    own = RateCounter(window=3.0, bucket=1.0, clock=clock)
+    for i in range(40):  # 10 per second for 4 s: rolls the ring over
+        clock.t = i * 0.1
+        with mu:
+            shared.record_locked()
+        own.record()
+    assert shared.total() == own.total() == 40
+    assert shared.rate() == pytest.approx(own.rate())
+    assert not mu.locked()
+
+
+def test_record_locked_from_many_threads_loses_nothing() -> None:
+    mu = threading.Lock()
+    counter = RateCounter(window=10.0, bucket=0.001, lock=mu)  # tiny buckets: many advances
+
+    def work() -> None:
+        for _ in range(2000):
+            with mu:
+                counter.record_locked()
+
+    run_threads(8, work)
+    assert counter.total() == 16000
+
+
 def test_idle_gap_longer_than_the_window_clears() -> None:
     clock = FakeClock(0.0)
     counter = RateCounter(window=10.0, bucket=1.0, clock=clock)

@@ -455,6 +455,8 @@ def _iter_log(data: bytes, path: str) -> Iterator[tuple[int, int, bytes] | Damag
     pending: list[Damage] = []
 
     def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
+        if at_tail and getattr(reason, "zero_fill", False):
+            return True  # a preallocated log's unwritten space: neither data nor damage
         pending.append(Damage(path, offset, nbytes, str(reason),
                               at_tail and _is_torn(data, offset, reason)))
         return True  # skip it and keep reading: a dump shows everything that survives

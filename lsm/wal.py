@@ -53,14 +53,23 @@ _MAX_PAYLOAD = (1 << 32) - 1
 class Damage(str):
     """The reason string given to ``on_corruption``, plus ``truncated``: True
     when the region is a record cut short by the end of the data (a torn
-    last write), False for damaged bytes."""
+    last write), False for damaged bytes; and ``zero_fill``: True when the
+    region runs to the end of the data and every byte of it is zero (space a
+    preallocating writer extended the file by, or bytes whose length reached
+    the disk before their data: never a record)."""
 
     truncated: bool
+    zero_fill: bool
 
-    def __new__(cls, reason: str, truncated: bool = False) -> "Damage":
+    def __new__(cls, reason: str, truncated: bool = False, zero_fill: bool = False) -> "Damage":
         self = super().__new__(cls, reason)
         self.truncated = truncated
+        self.zero_fill = zero_fill
         return self
+
+
+def _zeros_to_end(data: bytes, pos: int) -> bool:
+    return data.count(0, pos) == len(data) - pos
 
 
 OnCorruption = Callable[[int, int, str, bool], bool]
@@ -130,6 +139,9 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
     * a header that does not check out: skipped up to the next intact
       record, found by scanning for the magic (``at_tail`` if there is none).
 
+    A region reported with ``at_tail`` that holds only zero bytes has
+    ``zero_fill=True`` (a preallocated log's unwritten end, doc/format.md).
+
     Raises: CorruptionError (naming ``path``) for a record of a format version
     this reader does not know: newer data is never skipped silently.
     """
@@ -166,11 +178,13 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
             continue
         if n - pos < HEADER_BYTES:  # no record fits: a header cut short
             on_corruption(pos, n - pos, Damage(f"truncated record header ({n - pos} of {HEADER_BYTES} bytes)",
-                                               truncated=True), True)
+                                               truncated=True, zero_fill=_zeros_to_end(data, pos)), True)
             return
         nxt = _resync(data, pos + 1)
         stop = n if nxt is None else nxt
-        if not on_corruption(pos, stop - pos, Damage("bad record header (magic or header check)"), nxt is None) \
+        damage = Damage("bad record header (magic or header check)",
+                        zero_fill=nxt is None and _zeros_to_end(data, pos))
+        if not on_corruption(pos, stop - pos, damage, nxt is None) \
                 or nxt is None:
             return
         pos = nxt
@@ -222,6 +236,11 @@ class WalWriter:
 
     def sync(self) -> None:
         self.file.sync()
+
+    def trim(self) -> bool:
+        """Give back preallocated space past the last record (True if there
+        was some); durable after the next ``sync``."""
+        return self.file.trim()
 
     def close(self) -> None:
         self.file.close()

@@ -72,7 +72,12 @@ class _File:
         self._inner.sync()
         with self._fs._mu:
             self._fs._synced[self.path] = self._inner.size
+            # a preallocated file's length (zeros past its data) is durable too
+            self._fs._allocated[self.path] = getattr(self._inner, "allocated", 0)
         self._fs._count_after("sync", self.path)
+
+    def trim(self) -> bool:
+        return self._inner.trim()
 
     def close(self) -> None:
         self._inner.close()
@@ -94,6 +99,7 @@ class FaultFS:
         self.counts: dict[str, int] = {op: 0 for op in OPS}
         self.dead = False
         self._synced: dict[str, int] = {}  # path -> durable size
+        self._allocated: dict[str, int] = {}  # path -> durable length of a preallocated file
         self._new: set[str] = set()  # created since their directory's last fsync
         self._renames: list[tuple[str, str, bytes | None, int]] = []  # src, dst, old dst bytes, src synced
         self._removed: list[tuple[str, bytes]] = []
@@ -162,14 +168,15 @@ class FaultFS:
 
     # -- FileSystem ------------------------------------------------------------
 
-    def open_writable(self, path: str):
+    def open_writable(self, path: str, *, preallocate: int = 0):
         self._raise_if("open", path)
         existed = self.base.exists(path)
-        f = _File(self, self.base.open_writable(path), path)
+        f = _File(self, self.base.open_writable(path, preallocate=preallocate), path)
         with self._mu:
             if not existed:
                 self._new.add(path)
             self._synced[path] = 0
+            self._allocated.pop(path, None)
         return f
 
     def open_appendable(self, path: str):
@@ -283,6 +290,10 @@ class FaultFS:
             for path, size in self._synced.items():
                 if os.path.exists(path) and os.path.getsize(path) > size:
                     os.truncate(path, size)
+                # a preallocated file keeps its durable length: zeros past its data
+                length = self._allocated.get(path, 0)
+                if length > size and os.path.exists(path):
+                    os.truncate(path, length)
             for lk in self._locks:
                 try:
                     lk.release()

@@ -258,6 +258,21 @@ def test_cache_workload_uses_persistent_cache(tmp_path: Path, monkeypatch: pytes
     assert seen["sync_mode"] == "never" and seen["max_bytes"] == int(TINY * 116 * 0.25)
 
 
+def test_cache_mixes_warm_and_cold(tmp_path: Path) -> None:
+    # cache: warm-up first, zipfian over the key space -> read-mostly;
+    # cache-cold: empty cache, flatter scrambled zipfian -> about half the requests put.
+    cfg = tiny_config(tmp_path, engines=("sqlite3",), workloads=("cache", "cache-cold"))
+    warm = cachebench.run_cache(cfg, KeySpace(16), ValueGen(100), "cache")
+    cold = cachebench.run_cache(cfg, KeySpace(16), ValueGen(100), "cache-cold")
+    assert [r["workload"] for r in warm] == ["cache"] and [r["workload"] for r in cold] == ["cache-cold"]
+    w, c = warm[0]["extra"], cold[0]["extra"]
+    assert w["warm"] and not c["warm"]
+    assert w["hit_ratio"] > c["hit_ratio"]
+    for rec in warm + cold:
+        ex = rec["extra"]
+        assert ex["hits"] + ex["puts"] == rec["ops"] and rec["verify"]["wrong"] == 0
+
+
 def test_bytes_lru_evicts_by_bytes() -> None:
     c = cachebench.BytesLRU(30)
     for i in range(10):

@@ -187,6 +187,9 @@ class _NoSyncFile:
     def sync(self) -> None:
         pass
 
+    def trim(self) -> bool:
+        return self._f.trim()
+
     def close(self) -> None:
         self._f.close()
 
@@ -196,8 +199,8 @@ class NoSyncFS(OsFileSystem):
     CURRENT, and their fsyncs are a third of each case's time while playing no
     part in detecting or recovering from damage (no power cut is simulated)."""
 
-    def open_writable(self, path: str):
-        return _NoSyncFile(super().open_writable(path))
+    def open_writable(self, path: str, *, preallocate: int = 0):
+        return _NoSyncFile(super().open_writable(path, preallocate=preallocate))
 
     def open_appendable(self, path: str):
         return _NoSyncFile(super().open_appendable(path))

@@ -244,6 +244,18 @@ def test_iter_wal_torn_tail(db_path: tuple[Path, Model]) -> None:
     assert sum(isinstance(o, dump.WalOp) for o in out) == 20
 
 
+def test_iter_wal_zero_tail_is_not_damage(db_path: tuple[Path, Model]) -> None:
+    """A preallocated log's unwritten space (zeros to the end) is neither an
+    operation nor a damaged region, for the dump and for verify."""
+    path, _ = db_path
+    log = files_of(path, FileType.LOG)[-1]
+    with open(log, "ab") as f:
+        f.write(bytes(4096))
+    out = list(dump.iter_wal(str(log)))
+    assert all(isinstance(o, dump.WalOp) for o in out) and len(out) == 21
+    assert severities(path)["warning"] == [] and severities(path)["error"] == []
+
+
 # -- get / scan / stats through a read-only open -------------------------------------------
 
 

@@ -193,3 +193,51 @@ def test_missing_table_is_reported_at_open(tmp_path):
     os.remove(path / table)
     with pytest.raises(lsm.CorruptionError, match=table):
         lsm.open(path)
+
+
+@pytest.mark.parametrize("mode", ["tolerate_tail", "absolute", "point_in_time", "skip_corrupt"])
+def test_zero_tail_of_the_newest_log_is_not_damage(template, tmp_path, mode):
+    """What a preallocated log leaves after a crash: its records, then zeros."""
+    path, writes, log, ends = _copy(template, tmp_path)
+    with open(log, "ab") as f:
+        f.write(bytes(1 << 20))
+    with lsm.open(path, wal_recovery=mode) as db:
+        assert dict(db.scan()) == _expected(writes, N)
+        r = db.stats()["recovery"]
+        assert r["problems"] == [] and r["bytes_dropped"] == 0 and r["records_replayed"] == N
+
+
+def test_zero_tail_of_an_older_log_is_damage(template, tmp_path):
+    """A log is trimmed (durably) before the next one gets a record, so zeros at
+    the end of a log with records after it are damage, as any other."""
+    path, writes, log, ends = _copy(template, tmp_path)
+    data = open(log, "rb").read()
+    later = str(path / ("%06d.log" % (int(os.path.basename(log)[:6]) + 1000)))
+    with open(later, "wb") as f:
+        f.write(data)
+    with open(log, "ab") as f:
+        f.write(bytes(100))
+    with pytest.raises(lsm.CorruptionError) as ei:
+        _state(path)
+    assert log in str(ei.value) and f"offset {ends[-1]}" in str(ei.value)
+
+
+def test_a_synced_log_is_preallocated_and_trimmed(tmp_path):
+    from lsm.db import WAL_PREALLOCATE_BYTES
+    path = tmp_path / "db"
+    db = lsm.open(path, sync_mode="always")
+    db.put(b"k", b"v")
+    log = [str(path / f) for f in os.listdir(path) if f.endswith(".log")]
+    assert len(log) == 1 and os.path.getsize(log[0]) == WAL_PREALLOCATE_BYTES
+    copy = tmp_path / "crashed"
+    shutil.copytree(path, copy)  # the image a process crash leaves
+    wal_bytes = db.stats()["wal"]["bytes"]
+    db.close()
+    assert os.path.getsize(log[0]) == wal_bytes  # close trims
+    with lsm.open(copy, wal_recovery="absolute") as db2:
+        assert db2.get(b"k") == b"v" and db2.stats()["recovery"]["problems"] == []
+    for mode in ("never", "periodic"):
+        with lsm.open(tmp_path / mode, sync_mode=mode) as db3:
+            db3.put(b"k", b"v")
+            logs = [f for f in os.listdir(tmp_path / mode) if f.endswith(".log")]
+            assert os.path.getsize(tmp_path / mode / logs[0]) < 100  # not preallocated

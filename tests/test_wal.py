@@ -4,6 +4,7 @@ writer, and iter_records on intact logs and on every kind of damage
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -473,3 +474,57 @@ def test_wal_writer_appends_records(tmp_path) -> None:
                     + encode_record(b"four", EDIT))
     assert [(t, p) for _, t, p in iter_records(data, strict_reporter(path))] == [
         (BATCH, b"one"), (BATCH, b"two"), (BATCH, b"three"), (EDIT, b"four")]
+
+
+# --- preallocated logs: a zero-filled tail --------------------------------------------------
+
+@pytest.mark.parametrize("zeros", [1, 11, 12, 100, 5000])
+def test_zero_tail_is_reported_as_zero_fill(zeros: int) -> None:
+    data, _ = make_log(b"a", b"b")
+    recs, rep = read_all(data + bytes(zeros))
+    assert [p for _, _, p in recs] == [b"a", b"b"]
+    assert [(o, n, t, r.zero_fill, r.truncated) for o, n, r, t in rep.calls] == [
+        (len(data), zeros, True, True, zeros < HEADER_BYTES)]
+
+
+@pytest.mark.parametrize("tail", [b"\x00" * 40 + b"\x01", b"\x01" + b"\x00" * 40, b"\x01" * 5, b"\xa5\xb1" + bytes(20)])
+def test_a_tail_with_any_nonzero_byte_is_not_zero_fill(tail: bytes) -> None:
+    data, _ = make_log(b"a")
+    _, rep = read_all(data + tail)
+    assert len(rep.calls) == 1 and rep.calls[0][3] is True and rep.calls[0][2].zero_fill is False
+
+
+def test_zeros_followed_by_a_record_are_not_zero_fill() -> None:
+    data = encode_record(b"a") + bytes(64) + encode_record(b"b")
+    recs, rep = read_all(data)
+    assert [p for _, _, p in recs] == [b"a", b"b"]
+    assert [(t, r.zero_fill) for _, _, r, t in rep.calls] == [(False, False)]
+
+
+def test_preallocated_file_runs_ahead_of_its_data(tmp_path) -> None:
+    path = str(tmp_path / "000003.log")
+    fs = OsFileSystem()
+    w = WalWriter(fs.open_writable(path, preallocate=4096), 3)
+    recs = [encode_record(b"x" * 1000) for _ in range(5)]
+    for r in recs[:3]:
+        w.add_record(b"x" * 1000)
+    w.sync()
+    assert w.size == 3 * len(recs[0]) and os.path.getsize(path) == 4096  # length extended, zeros after the data
+    got, rep = read_all(fs.read_file(path))
+    assert len(got) == 3 and [r.zero_fill for _, _, r, _ in rep.calls] == [True]
+    w.add_records([b"x" * 1000, b"x" * 1000])  # crosses the step: extended again, by whole steps
+    assert os.path.getsize(path) == 8192 and w.size == 5 * len(recs[0])
+    assert w.trim() is True and os.path.getsize(path) == w.size
+    assert w.trim() is False
+    w.add_record(b"y")  # writing after a trim extends again
+    assert os.path.getsize(path) == 8192
+    w.close()  # close trims
+    assert fs.read_file(path) == b"".join(recs) + encode_record(b"y")
+
+
+def test_plain_writable_file_trim_is_a_no_op(tmp_path) -> None:
+    f = OsFileSystem().open_writable(str(tmp_path / "f"))
+    f.write(b"abc")
+    assert f.trim() is False
+    f.close()
+    assert (tmp_path / "f").read_bytes() == b"abc"

@@ -74,8 +74,8 @@ class CrashFS(OsFileSystem):
             if self.hits >= self.nth:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    def open_writable(self, path: str):
-        return _CrashFile(self, super().open_writable(path), path)
+    def open_writable(self, path: str, *, preallocate: int = 0):
+        return _CrashFile(self, super().open_writable(path, preallocate=preallocate), path)
 
     def rename(self, src: str, dst: str) -> None:
         tmp = src.endswith(".dbtmp")
@@ -115,6 +115,9 @@ class _CrashFile:
             self._fs.hit("sst-after-sync")
         elif self._kind == "manifest":
             self._fs.hit("manifest-after-sync")
+
+    def trim(self) -> bool:
+        return self._inner.trim()
 
     def close(self) -> None:
         self._inner.close()

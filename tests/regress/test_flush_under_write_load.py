@@ -12,8 +12,8 @@ from lsm.fs import OsFileSystem
 class SlowTableSync(OsFileSystem):
     """Table fsyncs take 50 ms, so writers always have memtables waiting."""
 
-    def open_writable(self, path):
-        f = super().open_writable(path)
+    def open_writable(self, path, *, preallocate=0):
+        f = super().open_writable(path, preallocate=preallocate)
         return _SlowSync(f) if path.endswith(".sst") else f
 
 
@@ -32,6 +32,9 @@ class _SlowSync:
     def sync(self):
         time.sleep(0.05)
         self._inner.sync()
+
+    def trim(self):
+        return self._inner.trim()
 
     def close(self):
         self._inner.close()

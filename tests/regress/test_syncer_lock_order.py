@@ -33,6 +33,9 @@ class _SlowFailingLog:
             raise DiskError(errno.EIO, "Input/output error", self.path)
         self._i.sync()
 
+    def trim(self):
+        return self._i.trim()
+
     def close(self):
         self._i.close()
 
@@ -42,8 +45,8 @@ class _FS(OsFileSystem):
         self.arm = threading.Event()
         self.in_sync = threading.Event()
 
-    def open_writable(self, path):
-        f = super().open_writable(path)
+    def open_writable(self, path, *, preallocate=0):
+        f = super().open_writable(path, preallocate=preallocate)
         return _SlowFailingLog(f, self.arm, self.in_sync) if path.endswith(".log") else f
 
 

@@ -17,7 +17,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from bench.runner import CACHE_WORKLOAD
+from bench.runner import CACHE_WORKLOADS
 
 Report = dict[str, Any]
 
@@ -193,7 +193,7 @@ def _level_lines(ax: Any, ts: list[float], shape: list[dict[str, Any]]) -> None:
 
 def _summary_plot(plt: Any, report: Report, out: Path) -> Path | None:
     recs = [r for r in report["results"]
-            if r.get("ops_per_sec") and r["workload"] != CACHE_WORKLOAD]
+            if r.get("ops_per_sec") and r["workload"] not in CACHE_WORKLOADS]
     if not recs:
         return None
     workloads: list[str] = []

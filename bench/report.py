@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from bench.runner import CACHE_WORKLOAD
+from bench.runner import CACHE_WORKLOADS
 
 Report = dict[str, Any]
 BASELINE = "lsm"
@@ -41,7 +41,7 @@ def engine_order(report: Report, *, cache: bool = False) -> list[str]:
     """Engine (or cache contender) names in column order."""
     seen: list[str] = []
     for rec in report["results"]:
-        if (rec["workload"] == CACHE_WORKLOAD) == cache and rec["engine"] not in seen:
+        if (rec["workload"] in CACHE_WORKLOADS) == cache and rec["engine"] not in seen:
             seen.append(rec["engine"])
     return seen
 
@@ -65,7 +65,7 @@ def ratios(report: Report) -> dict[str, dict[str, dict[str, float | None]]]:
         base = table.get((wl, BASELINE))
         if base is None or not _ok(base):
             continue
-        for eng in engine_order(report, cache=wl == CACHE_WORKLOAD):
+        for eng in engine_order(report, cache=wl in CACHE_WORKLOADS):
             peer = table.get((wl, eng))
             if eng == BASELINE or peer is None or not _ok(peer):
                 continue
@@ -155,7 +155,7 @@ def render_markdown(report: Report) -> str:
     """The human-readable report (see module doc)."""
     table = lookup(report)
     engines = engine_order(report)
-    workloads = [w for w in workload_order(report) if w != CACHE_WORKLOAD]
+    workloads = [w for w in workload_order(report) if w not in CACHE_WORKLOADS]
     out = ["# lsm-bench results", ""]
     out += _machine_lines(report)
 
@@ -250,22 +250,30 @@ def _cache_section(report: Report, table: dict[tuple[str, str], dict[str, Any]])
     contenders = engine_order(report, cache=True)
     if not contenders:
         return []
-    out = ["", "## Cache (read-through, zipfian requests, same byte budget)", ""]
+    out = ["", "## Cache (read-through, zipfian requests, same byte budget)", "",
+           "Every request is a get, and a miss is filled with a put. `cache`: warm cache, "
+           "zipfian keys (read-mostly). `cache-cold`: empty cache, YCSB's flatter scrambled "
+           "zipfian keys (write-heavy).", ""]
     rows = []
-    for name in contenders:
-        rec = table.get((CACHE_WORKLOAD, name)) or {}
-        if not _ok(rec):
-            rows.append([name, _cell(rec or None, "-"), "", "", rec.get("note", "")])
-            continue
-        lat, extra = rec.get("latency", {}), rec.get("extra", {})
-        hit = extra.get("hit_ratio")
-        rows.append([
-            name, _cell(rec, fmt_rate(rec.get("ops_per_sec"))),
-            f"{fmt_us(lat.get('p50_us'))} / {fmt_us(lat.get('p99_us'))}",
-            "-" if hit is None else f"{hit:.1%}", extra.get("implementation", ""),
-        ])
-    out += _table(["cache", "ops/s", "p50 / p99 us", "hit ratio", "implementation"], rows,
-                  right_to=4)
+    for wl in [w for w in workload_order(report) if w in CACHE_WORKLOADS]:
+        for name in contenders:
+            rec = table.get((wl, name)) or {}
+            if not _ok(rec):
+                rows.append([wl, name, _cell(rec or None, "-"), "", "", "", rec.get("note", "")])
+                continue
+            lat, extra = rec.get("latency", {}), rec.get("extra", {})
+            hit = extra.get("hit_ratio")
+            puts = extra.get("puts")
+            ops = rec.get("ops")
+            rows.append([
+                wl, name, _cell(rec, fmt_rate(rec.get("ops_per_sec"))),
+                f"{fmt_us(lat.get('p50_us'))} / {fmt_us(lat.get('p99_us'))}",
+                "-" if hit is None else f"{hit:.1%}",
+                "-" if puts is None or not ops else f"{puts / ops:.1%}",
+                extra.get("implementation", ""),
+            ])
+    out += _table(["workload", "cache", "ops/s", "p50 / p99 us", "hit ratio", "puts / request",
+                   "implementation"], rows, right_from=2, right_to=6)
     return out
 
 

@@ -40,8 +40,8 @@ ENGINES: dict[str, type[Engine]] = {
 ALWAYS_ENGINES = ("lsm", "sqlite3")  # in every default run, even before lsm.open exists
 
 WORKLOADS: dict[str, WorkloadSpec] = {spec.name: spec for spec in DB_BENCH + YCSB}
-CACHE_WORKLOAD = "cache"
-ALL_WORKLOADS: tuple[str, ...] = tuple(WORKLOADS) + (CACHE_WORKLOAD,)
+CACHE_WORKLOADS: tuple[str, ...] = tuple(cachebench.MIXES)
+ALL_WORKLOADS: tuple[str, ...] = tuple(WORKLOADS) + CACHE_WORKLOADS
 WORKLOAD_GROUPS = {"ycsb": tuple(spec.name for spec in YCSB), "all": ALL_WORKLOADS}
 COMPACTION_WORKLOADS = frozenset(
     {"fillseq", "fillrandom", "overwrite", "fillbatch", "deleterandom", "readwhilewriting"}
@@ -87,7 +87,7 @@ def engine_versions(names: tuple[str, ...]) -> dict[str, str | None]:
 
 def workload_doc(name: str) -> str:
     """What ``name`` measures (the workload function's docstring)."""
-    if name == CACHE_WORKLOAD:
+    if name in CACHE_WORKLOADS:
         return (cachebench.__doc__ or "").strip()
     return WORKLOADS[name].doc
 
@@ -130,8 +130,8 @@ def run(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
     started = time.monotonic()
     results: list[Result] = []
     for wname in cfg.workloads:
-        if wname == CACHE_WORKLOAD:
-            batch = run_cache(cfg, keys, values)
+        if wname in CACHE_WORKLOADS:
+            batch = run_cache(cfg, keys, values, wname)
         else:
             batch = []
             for ename in cfg.engines:

@@ -235,9 +235,15 @@ class Background:
             return
         snaps = self._snapshot_seqs_locked()
         version = vs.current
+        inputs = c.all_inputs()
         deeper = [(f.smallest, f.largest) for lv in range(c.output_level + 1, NUM_LEVELS)
                   for f in version.levels[lv]]
-        inputs = c.all_inputs()
+        if c.is_intra_l0():
+            # L0 tables left out are newer and share no key with the inputs
+            # (see intra_l0_instead); listed anyway, so that a tombstone is
+            # never dropped over a table that might hold its key
+            taken = {f.number for _, f in inputs}
+            deeper += [(f.smallest, f.largest) for f in version.levels[0] if f.number not in taken]
         input_bytes = c.input_bytes()
         reserved = output_reservation(input_bytes, c.grandparents, self._opts)
         first = vs.next_file
@@ -245,7 +251,7 @@ class Background:
         numbers = set(range(first, first + reserved))
         self._pending_outputs |= numbers
         spec = JobSpec(self._path, self._opts, [f.number for _, f in inputs], snaps, deeper,
-                       self._now(), c.grandparents, first, reserved)
+                       self._now(), c.grandparents, first, reserved, split=not c.is_intra_l0())
         use_worker = self._worker is not None and input_bytes >= WORKER_MIN_BYTES
         self._mu.release()
         try:
@@ -281,6 +287,7 @@ class Background:
         k = self._counters
         k["compactions"] += 1
         k["compactions_in_worker"] += 1 if use_worker else 0
+        k["intra_l0_compactions"] += 1 if c.is_intra_l0() else 0
         k["compaction_bytes_read"] += input_bytes
         k["compaction_bytes_written"] += sum(m.size for m in metas)
         k["entries_dropped"] += dropped
@@ -344,6 +351,7 @@ class Background:
                            "worker_failures": self._worker_failures, "worker_note": self._worker_note,
                            "flushes": c["flushes"],
                            "trivial_moves": c["trivial_moves"],
+                           "intra_l0": c["intra_l0_compactions"],
                            "bytes_read": c["compaction_bytes_read"],
                            "bytes_written": c["compaction_bytes_written"],
                            "flush_bytes_written": c["flush_bytes_written"],

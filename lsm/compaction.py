@@ -21,10 +21,18 @@ from .options import Options
 from .sstable import TableReader, TableWriter
 from .version import NUM_LEVELS, Version
 
-__all__ = ["Compaction", "JobSpec", "drop_obsolete", "pick_compaction", "run_job", "run_job_in_worker",
-           "write_tables"]
+__all__ = ["INTRA_L0_RATIO", "Compaction", "JobSpec", "drop_obsolete", "intra_l0_instead", "pick_compaction",
+           "run_job", "run_job_in_worker", "write_tables"]
 
 _F64 = struct.Struct("<d")
+
+INTRA_L0_RATIO = 1.5
+"""An L0->L1 compaction that would rewrite more than this many bytes (and
+entries) of L1 per byte (and entry) it moves down from L0 merges its L0
+inputs into one L0 table instead (an *intra-L0* compaction), so that L0
+batches grow until pushing them into L1 is worth it. The price: up to
+1/this of the L1 overlap can wait in L0 (newer versions shadowing L1's, so
+more space under overwrites). See :func:`pick_compaction`."""
 
 
 def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: list[int],
@@ -144,9 +152,14 @@ class Compaction:
     def input_bytes(self) -> int:
         return sum(f.size for _, f in self.all_inputs())
 
+    def is_intra_l0(self) -> bool:
+        """L0 tables merged into one L0 table (see :data:`INTRA_L0_RATIO`)."""
+        return self.level == 0 and self.output_level == 0
+
     def is_trivial_move(self) -> bool:
         """One input file, nothing to merge with, little grandparent overlap: just relink it."""
         return (len(self.inputs[0]) == 1 and not self.inputs[1] and not self.manual
+                and self.output_level != self.level
                 and sum(f.size for f in self.grandparents) <= 10 * self.inputs[0][0].size)
 
 
@@ -197,14 +210,22 @@ def pick_compaction(version: Version, options: Options, pointers: dict[int, byte
 
     For L1+ the input is the first file after that level's compaction pointer
     (wrapping around), so successive compactions sweep the whole key space.
+
+    For L0 the input is the oldest file expanded to its overlapping cluster.
+    When pushing that cluster into L1 would rewrite more than
+    :data:`INTRA_L0_RATIO` times its size of L1 (random writes into a large
+    L1), the cluster is merged into one L0 table instead: the file count that
+    triggered the compaction drops just the same, at the cost of rewriting the
+    L0 bytes rather than the much larger L1 overlap, and the next L0->L1
+    compaction moves a bigger batch per byte of L1 rewritten.
     """
     score, level = level_scores(version, options)[0]
     if score < 1:
         return None
     files = version.levels[level]
     if level == 0:
-        # the oldest L0 file, expanded to its overlapping cluster
-        return setup_compaction(version, options, 0, [files[-1]], f"L0 files {len(files)}")
+        c = setup_compaction(version, options, 0, [files[-1]], f"L0 files {len(files)}")
+        return intra_l0_instead(c) or c
     ptr = pointers.get(level)
     pick = files[0]
     if ptr is not None:
@@ -213,6 +234,31 @@ def pick_compaction(version: Version, options: Options, pointers: dict[int, byte
                 pick = f
                 break
     return setup_compaction(version, options, level, [pick], f"L{level} score {score:.2f}")
+
+
+def intra_l0_instead(c: Compaction) -> Compaction | None:
+    """The intra-L0 compaction that should run instead of the L0->L1
+    compaction ``c``, or None (see :func:`pick_compaction`).
+
+    Its inputs are ``c``'s L0 inputs: an overlapping cluster that the picker
+    starts from the oldest L0 file, so every L0 file it leaves out is newer
+    and shares no key with it, and the output's place in L0 (by ``max_seq``)
+    keeps every key's versions newest first.
+
+    The ratio must hold in bytes (what the L0->L1 merge would rewrite) and in
+    entries, so that L0 tables of small tombstones over large values still go
+    down and reclaim the space.
+    """
+    l0, l1 = c.inputs
+    if len(l0) < 2 or c.manual:
+        return None
+    l0_bytes = sum(f.size for f in l0)
+    l1_bytes = sum(f.size for f in l1)
+    if l1_bytes <= INTRA_L0_RATIO * l0_bytes \
+            or sum(f.entries for f in l1) <= INTRA_L0_RATIO * sum(f.entries for f in l0):
+        return None
+    return Compaction(0, 0, (list(l0), []), [],
+                      f"{c.reason}, intra-L0 (L1 overlap {l1_bytes} > {INTRA_L0_RATIO} x {l0_bytes} bytes)")
 
 
 def grandparent_splitter(grandparents: list[FileMeta], limit: int) -> Callable[[bytes], bool]:
@@ -247,11 +293,11 @@ class JobSpec:
     file numbers the caller reserved (and protects from deletion) for outputs."""
 
     __slots__ = ("dbpath", "options", "inputs", "snapshots", "deeper", "now", "grandparents",
-                 "first_number", "reserved")
+                 "first_number", "reserved", "split")
 
     def __init__(self, dbpath: str, options: Options, inputs: list[int], snapshots: list[int],
                  deeper: list[tuple[bytes, bytes]], now: float, grandparents: list[FileMeta],
-                 first_number: int, reserved: int) -> None:
+                 first_number: int, reserved: int, split: bool = True) -> None:
         self.dbpath = dbpath
         self.options = options
         self.inputs = inputs
@@ -261,6 +307,9 @@ class JobSpec:
         self.grandparents = [(g.largest, g.size) for g in grandparents]
         self.first_number = first_number
         self.reserved = reserved
+        # False: one output table (an intra-L0 compaction: L0 tables are not
+        # split by key range, each holds one contiguous span of sequences)
+        self.split = split
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -309,9 +358,12 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
         merged = ((k, -ns, kind, v) for k, ns, kind, v in merge([r.iter_forward(b"", None) for r in readers]))
         entries = drop_obsolete(merged, spec.snapshots, is_bottommost, spec.now, counters)
         grand = [_Grand(largest, size) for largest, size in spec.grandparents]
-        metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number,
-                             split_bytes=spec.options.target_file_bytes,
-                             split_before=grandparent_splitter(grand, 10 * spec.options.target_file_bytes))
+        if spec.split:
+            metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number,
+                                 split_bytes=spec.options.target_file_bytes,
+                                 split_before=grandparent_splitter(grand, 10 * spec.options.target_file_bytes))
+        else:
+            metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number)
         if metas:
             fs.fsync_dir(spec.dbpath)
         return metas, counters.get("dropped", 0)

@@ -144,7 +144,7 @@ class DB(Background, MutableMapping):
             "compactions": 0, "flushes": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0,
             "flush_bytes_written": 0, "wal_bytes_written": 0, "user_bytes_written": 0,
             "stall_seconds": 0.0, "slowdown_writes": 0, "bloom_checked": 0, "bloom_useful": 0,
-            "trivial_moves": 0, "entries_dropped": 0, "compactions_in_worker": 0,
+            "trivial_moves": 0, "intra_l0_compactions": 0, "entries_dropped": 0, "compactions_in_worker": 0,
         }
         self._metrics = Metrics() if self._opts.metrics else None
         # The worker process reads and writes real files only: a custom

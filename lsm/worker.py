@@ -6,7 +6,7 @@ Protocol (one JSON object per line, over the child's stdin/stdout):
 
     request  := {"dbpath", "options": {field: value}, "inputs": [n], "snapshots": [seq],
                  "deeper": [[lo_hex, hi_hex]], "now", "grandparents": [[largest_hex, size]],
-                 "first_number", "reserved"}
+                 "first_number", "reserved", "split"}
     response := {"ok": true, "metas": [[number, size, entries, smallest_hex, largest_hex,
                                          min_seq, max_seq]], "dropped": n}
               | {"ok": false, "type": "CorruptionError" | "DiskError" | "Error",
@@ -57,7 +57,7 @@ def encode_request(spec: JobSpec) -> bytes:
         "inputs": spec.inputs, "snapshots": spec.snapshots,
         "deeper": [[lo.hex(), hi.hex()] for lo, hi in spec.deeper], "now": spec.now,
         "grandparents": [[lg.hex(), size] for lg, size in spec.grandparents],
-        "first_number": spec.first_number, "reserved": spec.reserved,
+        "first_number": spec.first_number, "reserved": spec.reserved, "split": spec.split,
     }) + "\n").encode()
 
 
@@ -65,7 +65,7 @@ def decode_request(line: bytes) -> JobSpec:
     d = json.loads(line)
     spec = JobSpec(d["dbpath"], Options(**d["options"]), d["inputs"], d["snapshots"],
                    [(bytes.fromhex(lo), bytes.fromhex(hi)) for lo, hi in d["deeper"]], d["now"], [],
-                   d["first_number"], d["reserved"])
+                   d["first_number"], d["reserved"], d.get("split", True))
     spec.grandparents = [(bytes.fromhex(lg), size) for lg, size in d["grandparents"]]
     return spec
 

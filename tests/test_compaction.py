@@ -13,7 +13,7 @@ import pytest
 
 import lsm
 from lsm import Options
-from lsm.compaction import (drop_obsolete, expand_l0, grandparent_splitter, level_scores,
+from lsm.compaction import (INTRA_L0_RATIO, drop_obsolete, expand_l0, grandparent_splitter, level_scores,
                             pick_compaction, write_tables)
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, PUT, PUT_TTL
@@ -83,6 +83,65 @@ def test_level_scores_and_l0_pick():
     c = pick_compaction(v, opts, {})
     assert c.level == 0 and [f.number for f in c.inputs[0]] == [1]  # the oldest; nothing overlaps it
     assert expand_l0(v, [v.levels[0][1]]) != [v.levels[0][1]]  # 2 overlaps 3: both go
+
+
+def test_l0_cluster_merges_within_l0_when_l1_overlap_is_large():
+    opts = Options(l0_compaction_trigger=2, level_base_bytes=1 << 20, level_multiplier=10)
+    l0 = [meta(3, b"a", b"y", size=100, max_seq=30), meta(2, b"b", b"z", size=100, max_seq=20)]
+    big = int(INTRA_L0_RATIO * 200) + 1  # L0 holds 200 bytes in 2 entries
+
+    def l1_file(n, lo, hi, size, entries):
+        return FileMeta(n, size, entries, lo, hi, 1, 1)
+
+    c = pick_compaction(version([l0, [l1_file(4, b"a", b"m", big // 2, 2), l1_file(5, b"n", b"z", big - big // 2, 2)]]),
+                        opts, {})
+    assert (c.level, c.output_level) == (0, 0) and c.is_intra_l0() and not c.is_trivial_move()
+    assert sorted(f.number for f in c.inputs[0]) == [2, 3] and c.inputs[1] == []
+    # L1 overlap within the ratio: the cluster goes down to L1 as before
+    c = pick_compaction(version([l0, [l1_file(4, b"a", b"z", int(INTRA_L0_RATIO * 200), 4)]]), opts, {})
+    assert (c.level, c.output_level) == (0, 1) and [f.number for f in c.inputs[1]] == [4]
+    # many more L1 bytes but not many more entries (L0 of tombstones over big
+    # values): down to L1, where the tombstones reclaim the space
+    c = pick_compaction(version([l0, [l1_file(4, b"a", b"z", 100 * big, 3)]]), opts, {})
+    assert (c.level, c.output_level) == (0, 1)
+    # nothing in L1 under the cluster (sequential loads): trivial moves stay possible
+    seq = [meta(7, b"c", b"d", max_seq=70), meta(6, b"a", b"b", max_seq=60)]
+    c = pick_compaction(version([seq, [meta(8, b"x", b"z", size=10_000)]]), opts, {})
+    assert c.output_level == 1 and c.is_trivial_move()
+    # a cluster of one file is never merged within L0
+    c = pick_compaction(version([[meta(7, b"n", b"o", max_seq=70), meta(6, b"a", b"b", max_seq=60)],
+                                 [meta(8, b"a", b"z", size=10_000)]]), opts, {})
+    assert c.output_level == 1 and [f.number for f in c.inputs[0]] == [6]
+
+
+def test_intra_l0_compactions_keep_every_key_and_tombstone(tmp_path, monkeypatch):
+    """Random writes with deletes into a large L1: intra-L0 merges happen (in
+    the worker too), never lose a key or resurrect a deleted one, and a
+    reopened DB reads the same."""
+    import lsm.background as bg
+    monkeypatch.setattr(bg, "WORKER_MIN_BYTES", 0)
+    rng = random.Random(7)
+    opts = dict(TINY, level_base_bytes=1 << 20, l0_compaction_trigger=3)
+    db = lsm.open(tmp_path / "db", sync_mode="never", **opts)
+    model = _fill(db, 4000, rng)
+    snap = db.snapshot()
+    frozen = dict(snap.scan())
+    model.update(_fill(db, 4000, rng, deletes=False))  # _fill's deletes are in its own model only
+    for k in list(model)[::7]:
+        db.delete(k)
+        del model[k]
+    db.flush()
+    db.wait_for_compactions()
+    s = db.stats()
+    assert s["compaction"]["intra_l0"] > 0 and s["compaction"]["in_worker"] > 0
+    db._versions.current._check(db._fs, db.path)
+    assert dict(db.scan()) == model
+    assert all(db.get(k) == v for k, v in model.items())
+    assert dict(snap.scan()) == frozen
+    snap.close()
+    db.close()
+    with lsm.open(tmp_path / "db", **opts) as db:
+        assert dict(db.scan()) == model
 
 
 def test_compaction_pointer_rotates_through_the_level():

@@ -10,6 +10,7 @@ overrides any of it.
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +31,21 @@ from bench.engines import (
 )
 
 LMDB_MAP_BYTES = 1 << 34  # address space only: the file grows as pages are used
+QUIESCE_TIMEOUT = 600.0  # seconds a peer's quiesce waits for its background compactions
+_EMPTY_RANGE = (b"\xff" * 64, b"\xff" * 65)  # above every key the workloads write
+
+
+def _leveldb_due(stats: str) -> bool:
+    """Whether ``leveldb.stats`` shows a level over its compaction trigger:
+    4 files in L0, or level n >= 1 over 10 MiB * 10**(n-1) (LevelDB's defaults)."""
+    for line in stats.splitlines():
+        parts = line.split()
+        if len(parts) < 3 or not parts[0].isdigit():
+            continue
+        level, files, size_mb = int(parts[0]), int(parts[1]), float(parts[2])
+        if (level == 0 and files >= 4) or (level > 0 and size_mb > 10 * 10 ** (level - 1)):
+            return True
+    return False
 
 
 def _module(name: str) -> ModuleType:
@@ -61,8 +77,9 @@ class PlyvelEngine(Engine):
     Sync: ``put(..., sync=True)`` / ``write_batch(sync=True)`` per write when
     ``sync=True``; plain writes otherwise (LevelDB hands each WAL record to the
     OS). Batching: ``db.write_batch()``. Scans: ``db.iterator(start=, stop=)``.
-    ``quiesce``: nothing - LevelDB has no public memtable flush (only a full
-    ``compact_range``), so up to 8 MiB of recent writes stay in its memtable.
+    ``quiesce``: ``compact_range`` over an empty key range (which writes the
+    memtable to L0: LevelDB has no public flush), then wait until no level is
+    over its compaction trigger and ``leveldb.stats`` has stopped changing.
     """
 
     name = "plyvel"
@@ -116,6 +133,23 @@ class PlyvelEngine(Engine):
     def scan_prefix(self, prefix: bytes) -> Iterator[Pair]:
         return closing_scan(self.db.iterator(prefix=prefix), None)
 
+    def quiesce(self) -> None:
+        # CompactRange always writes the memtable to L0 first (LevelDB has no
+        # public flush); over an empty key range it compacts nothing else.
+        self.db.compact_range(start=_EMPTY_RANGE[0], stop=_EMPTY_RANGE[1])
+        # LevelDB reports no pending-compaction state: wait until no level is
+        # over its trigger (L0 files, level bytes) and the stats stop changing.
+        deadline = time.monotonic() + QUIESCE_TIMEOUT
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            raw = self.db.get_property(b"leveldb.stats") or b""
+            now = time.monotonic()
+            if raw != last:
+                last, since = raw, now
+            elif not _leveldb_due(raw.decode()) and now - since >= 1.0:
+                return
+            time.sleep(0.1)
+
     def stats(self) -> dict[str, object] | None:
         raw = self.db.get_property(b"leveldb.stats")
         return {"leveldb.stats": raw.decode() if raw else None}
@@ -130,7 +164,7 @@ class RocksdictEngine(Engine):
     Sync: one ``WriteOptions`` with ``sync`` set, passed to every write.
     Batching: ``rocksdict.WriteBatch`` + ``db.write``. Scans:
     ``db.items(from_key=start)`` cut at ``stop``. ``quiesce``: ``db.flush()``
-    (memtable to L0; RocksDB compacts in its own threads).
+    (memtable to L0), then wait until no compaction is pending or running.
     ``--opt rocksdict:name=value`` calls ``Options.set_name(value)``.
     """
 
@@ -198,6 +232,12 @@ class RocksdictEngine(Engine):
 
     def quiesce(self) -> None:
         self.db.flush()
+        deadline = time.monotonic() + QUIESCE_TIMEOUT
+        while time.monotonic() < deadline and (
+                self.db.property_int_value("rocksdb.compaction-pending")
+                or self.db.property_int_value("rocksdb.num-running-compactions")
+                or self.db.property_int_value("rocksdb.num-running-flushes")):
+            time.sleep(0.05)
 
     def stats(self) -> dict[str, object] | None:
         return {"rocksdb.levelstats": self.db.property_value("rocksdb.levelstats")}

@@ -14,24 +14,8 @@ key is ``xxh3_64(key) % NNN`` (stable across processes, unlike ``hash()``); the
 count is part of every file name and of every log's header, so reopening with
 another ``shards`` value raises ``ValueError`` instead of mis-routing keys.
 
-Log grammar (doc/format.md#persistent-cache). Each log is a plain sequence of
-lsm.wal records of type ``CACHE`` (magic, version, type, length, payload,
-xxh32); each payload is one or more operations::
-
-    payload  := op+
-    op       := HEADER:u8(0) version:varint shard:varint shards:varint   (first op of a file only)
-              | PUT:u8(1)    key_len:varint key expires_at:f64le value_len:varint value
-              | DELETE:u8(2) key_len:varint key
-              | EVICT:u8(3)  key_len:varint key
-              | EXPIRE:u8(4) key_len:varint key
-
-``expires_at`` is wall-clock seconds since the epoch, ``+inf`` for "never".
-One user call is one record: a put together with the evictions and
-expirations it causes is all-or-nothing. Replay applies the operations in
-order to an ordered map (a PUT moves its key to the most-recent end), so the
-recency after a restart is the order of the last logged write; reads are not
-logged. A checkpoint writes the live entries in recency order, so reads before
-the last checkpoint do survive in the order.
+The log grammar (the operations inside each record) is in
+:mod:`lsm.cachelog` and doc/format.md#persistent-cache.
 
 Recovery (per shard): a leftover ``.tmp`` is deleted (a checkpoint that never
 got renamed; the log is still authoritative); records are replayed; a torn or
@@ -82,12 +66,13 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from enum import IntEnum
-from typing import Callable, Iterator
+from typing import Callable
 
 import xxhash
 
-from .coding import F64, DecodeError, decode_varint, encode_varint, get_length_prefixed
+from .cachelog import (FORMAT_VERSION, OP_DELETE, OP_EVICT, OP_EXPIRE, OP_HEADER, OP_PUT, Op, decode_header,
+                       encode_header, encode_key_op, encode_put, iter_ops, make_log_name, make_temp_name,
+                       shard_of)
 from .errors import BackgroundError, ClosedError, CorruptionError, DiskError
 from .fs import FileLock, FileSystem, OsFileSystem
 from .keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
@@ -96,22 +81,6 @@ from .options import SYNC_MODES
 from .wal import CACHE, WalWriter, encode_record, iter_records
 
 __all__ = ["FORMAT_VERSION", "Op", "PersistentCache"]
-
-FORMAT_VERSION = 1  # of the op encoding (in every log's HEADER); bump on any incompatible change
-
-
-class Op(IntEnum):
-    """Operation kind in a cache log. Persistent: never renumber or reuse a value."""
-
-    HEADER = 0
-    PUT = 1
-    DELETE = 2
-    EVICT = 3
-    EXPIRE = 4
-
-
-_HEADER, _PUT, _DELETE, _EVICT, _EXPIRE = (int(k) for k in Op)
-_KEY_OPS = frozenset((_DELETE, _EVICT, _EXPIRE))
 
 MAX_SHARDS = 4096  # shard numbers are part of file names; more shards only cost memory
 CHECKPOINT_FLOOR_BYTES = 1 << 20  # per shard: don't rewrite small logs for nothing
@@ -129,93 +98,6 @@ _NO_EXPIRED: dict[bytes, int] = {}
 _NO_EVICTED: list[bytes] = []
 _NAME_RE = re.compile(r"^cache-(\d{3,})-of-(\d{3,})\.(log|tmp)$")
 _xxh = xxhash.xxh3_64_intdigest
-
-
-def make_log_name(dirpath: str, shard: int, shards: int) -> str:
-    return os.path.join(dirpath, f"cache-{shard:03d}-of-{shards:03d}.log")
-
-
-def make_temp_name(dirpath: str, shard: int, shards: int) -> str:
-    return os.path.join(dirpath, f"cache-{shard:03d}-of-{shards:03d}.tmp")
-
-
-def shard_of(key: bytes, shards: int) -> int:
-    """Index of the shard holding ``key``; stable across processes and versions."""
-    return _xxh(key) % shards if shards > 1 else 0
-
-
-# -- operation encoding --------------------------------------------------------
-
-def encode_header(shard: int, shards: int) -> bytes:
-    return bytes((_HEADER,)) + encode_varint(FORMAT_VERSION) + encode_varint(shard) + encode_varint(shards)
-
-
-def encode_put(out: bytearray, key: bytes, value: bytes, expires_at: float) -> None:
-    n = len(key)
-    out += _PUT_HEADS[n] if n < 0x80 else bytes((_PUT,)) + encode_varint(n)
-    out += key
-    out += _F64_INF if expires_at == _INF else F64.pack(expires_at)
-    n = len(value)
-    out += _VARINTS[n] if n < 0x80 else encode_varint(n)
-    out += value
-
-
-def encode_key_op(out: bytearray, kind: int, key: bytes) -> None:
-    n = len(key)
-    out += _KEY_OP_HEADS[kind][n] if n < 0x80 else bytes((kind,)) + encode_varint(n)
-    out += key
-
-
-# Precomputed op heads for keys and values under 128 bytes (one-byte varints):
-# the put path spends most of its time in small Python operations.
-_VARINTS = [bytes((n,)) for n in range(0x80)]
-_PUT_HEADS = [bytes((_PUT, n)) for n in range(0x80)]
-_KEY_OP_HEADS = {kind: [bytes((kind, n)) for n in range(0x80)] for kind in _KEY_OPS}
-_F64_INF = F64.pack(_INF)
-
-
-def iter_ops(payload: bytes, path: str, offset: int) -> Iterator[tuple[int, bytes, bytes, float]]:
-    """Yield ``(kind, key, value, expires_at)`` for each op of one record payload.
-
-    For HEADER, ``key`` is empty, ``value`` is ``b""`` and ``expires_at`` is
-    unused; the header fields come from :func:`decode_header`.
-    Raises: CorruptionError at the record's ``offset`` on any malformed op.
-    """
-    pos = 0
-    n = len(payload)
-    try:
-        while pos < n:
-            kind = payload[pos]
-            pos += 1
-            if kind == _PUT:
-                key, pos = get_length_prefixed(payload, pos)
-                if pos + 8 > n:
-                    raise DecodeError("PUT ends inside expires_at")
-                exp = F64.unpack_from(payload, pos)[0]
-                if exp != exp:
-                    raise DecodeError("PUT has a NaN expires_at")
-                value, pos = get_length_prefixed(payload, pos + 8)
-                yield kind, key, value, exp
-            elif kind in _KEY_OPS:
-                key, pos = get_length_prefixed(payload, pos)
-                yield kind, key, b"", _INF
-            elif kind == _HEADER:
-                start = pos - 1
-                for _ in range(3):
-                    _, pos = decode_varint(payload, pos)
-                yield kind, payload[start:pos], b"", _INF
-            else:
-                raise DecodeError(f"unknown cache op kind {kind}")
-    except DecodeError as e:
-        raise CorruptionError(path, offset, f"bad cache record: {e}") from None
-
-
-def decode_header(op: bytes) -> tuple[int, int, int]:
-    """``(version, shard, shards)`` of a HEADER op as yielded by :func:`iter_ops`."""
-    version, pos = decode_varint(op, 1)
-    shard, pos = decode_varint(op, pos)
-    shards, pos = decode_varint(op, pos)
-    return version, shard, shards
 
 
 def _check_ttl(ttl: object, name: str) -> float:
@@ -291,7 +173,7 @@ class _Shard:
     def _expire_locked(self, key: bytes) -> None:
         """Reclaim the expired entry ``key`` found by a get; logged with the next record."""
         self._remove_locked(key)
-        encode_key_op(self._pending, _EXPIRE, key)
+        encode_key_op(self._pending, OP_EXPIRE, key)
         self.expirations += 1
         self.misses += 1
 
@@ -335,10 +217,10 @@ class _Shard:
                 evicted, freed = self._plan_evictions_locked(key, items, nbytes)
             out = bytearray(self._pending)
             for k in expired:
-                encode_key_op(out, _EXPIRE, k)
+                encode_key_op(out, OP_EXPIRE, k)
             encode_put(out, key, value, _INF if ttl is None else now + ttl)
             for k in evicted:
-                encode_key_op(out, _EVICT, k)
+                encode_key_op(out, OP_EVICT, k)
             try:
                 self._append_locked(out, sync=self._cache._sync_always)
             except BaseException:
@@ -434,7 +316,7 @@ class _Shard:
                 return False
             live = e[1] > now
             out = bytearray(self._pending)
-            encode_key_op(out, _DELETE if live else _EXPIRE, key)
+            encode_key_op(out, OP_DELETE if live else OP_EXPIRE, key)
             self._append_locked(out, sync=self._cache._sync_always)
             self._pending.clear()
             self._remove_locked(key)
@@ -617,7 +499,7 @@ class _Shard:
                 raise CorruptionError(path, offset, f"record type {rtype} in a cache log (want {CACHE})")
             for kind, key, value, exp in iter_ops(payload, path, offset):
                 if first:
-                    if kind != _HEADER:
+                    if kind != OP_HEADER:
                         raise CorruptionError(path, offset, "cache log does not start with a header")
                     version, shard, shards = decode_header(key)
                     if version != FORMAT_VERSION:
@@ -631,10 +513,10 @@ class _Shard:
                 old = m.pop(key, None)
                 if old is not None:
                     self._bytes -= len(key) + len(old[0])
-                if kind == _PUT:
+                if kind == OP_PUT:
                     m[key] = (value, exp)
                     self._bytes += len(key) + len(value)
-                elif kind == _HEADER:
+                elif kind == OP_HEADER:
                     raise CorruptionError(path, offset, "header op in the middle of a cache log")
         good = tail[0] if tail else len(data)
         header = encode_header(self.index, self._cache._nshards)
@@ -664,12 +546,12 @@ class _Shard:
             out = bytearray()
             for k in [k for k, (_, e) in self._map.items() if e <= now]:
                 self._remove_locked(k)
-                encode_key_op(out, _EXPIRE, k)
+                encode_key_op(out, OP_EXPIRE, k)
                 self.expirations += 1
             while self._map and self._over(len(self._map), self._bytes):
                 k = next(iter(self._map))
                 self._remove_locked(k)
-                encode_key_op(out, _EVICT, k)
+                encode_key_op(out, OP_EVICT, k)
                 self.evictions += 1
             if out:
                 self._append_locked(bytes(out), sync=self._cache._sync_mode != "never")

@@ -50,7 +50,7 @@ from .sstable.block import Block
 from .sstable.format import COMPRESSION_NONE, COMPRESSION_ZSTD, FOOTER_BYTES, decode_footer
 from .version import NUM_LEVELS, Version, apply_edit
 from .wal import (BATCH, EDIT, FORMAT_VERSION as RECORD_FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD,
-                  iter_records)
+                  has_intact_record, iter_records)
 
 __all__ = [
     "BlockInfo", "BloomInfo", "Damage", "EditInfo", "Finding", "ManifestInfo", "RepairReport",
@@ -446,8 +446,12 @@ def _is_torn(data: bytes, offset: int, reason: str) -> bool:
     return magic == MAGIC and version == RECORD_FORMAT_VERSION and offset + length + OVERHEAD > n
 
 
-def _iter_log(data: bytes, path: str) -> Iterator[tuple[int, int, bytes] | Damage]:
+def _iter_log(data: bytes, path: str, zero_tail_ok: bool = False) -> Iterator[tuple[int, int, bytes] | Damage]:
     """Intact records ``(offset, type, payload)`` and damaged regions, in file order.
+
+    ``zero_tail_ok``: zeros to the end of the data are a preallocated log's
+    unwritten space, neither data nor damage (true for the newest write-ahead
+    log with records, as in recovery; never for a manifest).
 
     Raises: CorruptionError naming ``path`` for records the framing reader
     refuses outright (a newer format version).
@@ -455,8 +459,8 @@ def _iter_log(data: bytes, path: str) -> Iterator[tuple[int, int, bytes] | Damag
     pending: list[Damage] = []
 
     def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
-        if at_tail and getattr(reason, "zero_fill", False):
-            return True  # a preallocated log's unwritten space: neither data nor damage
+        if zero_tail_ok and at_tail and getattr(reason, "zero_fill", False):
+            return True
         pending.append(Damage(path, offset, nbytes, str(reason),
                               at_tail and _is_torn(data, offset, reason)))
         return True  # skip it and keep reading: a dump shows everything that survives
@@ -473,10 +477,11 @@ def _iter_log(data: bytes, path: str) -> Iterator[tuple[int, int, bytes] | Damag
     yield from pending
 
 
-def _iter_log_ops(data: bytes, path: str) -> Iterator[tuple[int, int, int, bytes, bytes, int, int] | Damage]:
+def _iter_log_ops(data: bytes, path: str, zero_tail_ok: bool
+                  ) -> Iterator[tuple[int, int, int, bytes, bytes, int, int] | Damage]:
     """``(offset, seq, kind, key, stored_value, index, batch_size)`` per operation
     of each intact write-batch record, and a :class:`Damage` per damaged region."""
-    for rec in _iter_log(data, path):
+    for rec in _iter_log(data, path, zero_tail_ok):
         if isinstance(rec, Damage):
             yield rec
             continue
@@ -495,10 +500,12 @@ def _iter_log_ops(data: bytes, path: str) -> Iterator[tuple[int, int, int, bytes
             yield offset, first_seq + i, kind, key, stored, i, len(ops)
 
 
-def iter_wal(path: str, *, fs: FileSystem | None = None) -> Iterator[WalOp | Damage]:
+def iter_wal(path: str, *, fs: FileSystem | None = None, zero_tail_ok: bool = True) -> Iterator[WalOp | Damage]:
     """Yield each operation of the write-ahead log at ``path``, and a
     :class:`Damage` for each damaged region (or undecodable batch), continuing
-    past it with the next intact record.
+    past it with the next intact record. Zeros to the end of the file (a
+    preallocated log's unwritten space) are skipped unless ``zero_tail_ok``
+    is false (they are damage in any log but the newest with records).
 
     Raises: DiskError when the file cannot be read (at the call: the file is
     read whole before the first record is yielded).
@@ -512,11 +519,11 @@ def iter_wal(path: str, *, fs: FileSystem | None = None) -> Iterator[WalOp | Dam
     [(1, 'PUT', b'k')]
     """
     fs = fs if fs is not None else OsFileSystem()
-    return _wal_records(fs.read_file(path), path)
+    return _wal_records(fs.read_file(path), path, zero_tail_ok)
 
 
-def _wal_records(data: bytes, path: str) -> Iterator[WalOp | Damage]:
-    for rec in _iter_log_ops(data, path):
+def _wal_records(data: bytes, path: str, zero_tail_ok: bool) -> Iterator[WalOp | Damage]:
+    for rec in _iter_log_ops(data, path, zero_tail_ok):
         if isinstance(rec, Damage):
             yield rec
             continue
@@ -729,9 +736,12 @@ def _verify_locked(fs: FileSystem, dbpath: str) -> Iterator[Finding]:
     for number in sorted(tables_on_disk - version.numbers()):
         yield Finding("warning", make_table_name(dbpath, number), None,
                       "orphan table: not in the manifest (removed at the next writable open)")
-    for number in sorted(on_disk.get(FileType.LOG, [])):
-        if number >= log_number:
-            yield from _verify_log(fs, make_log_name(dbpath, number))
+    logs = {n: fs.read_file(make_log_name(dbpath, n)) for n in sorted(on_disk.get(FileType.LOG, []))
+            if n >= log_number}
+    # As recovery: only the newest log with records may end in zeros.
+    last_with_records = max((n for n, data in logs.items() if has_intact_record(data)), default=-1)
+    for number, data in logs.items():
+        yield from _verify_log(make_log_name(dbpath, number), data, number >= last_with_records)
 
 
 def _verify_table(fs: FileSystem, path: str, meta: FileMeta, level: int) -> Iterator[Finding]:
@@ -750,11 +760,11 @@ def _verify_table(fs: FileSystem, path: str, meta: FileMeta, level: int) -> Iter
         yield Finding("ok", path, None, f"L{level}, {scan.blocks} blocks, {scan.entries} entries")
 
 
-def _verify_log(fs: FileSystem, path: str) -> Iterator[Finding]:
+def _verify_log(path: str, data: bytes, newest: bool) -> Iterator[Finding]:
     records = ops = 0
     last_seq = -1
     clean = True
-    for rec in iter_wal(path, fs=fs):
+    for rec in _wal_records(data, path, zero_tail_ok=newest):
         if isinstance(rec, Damage):
             finding = _damage_finding(rec, "log")
             clean = clean and finding.severity != "error"

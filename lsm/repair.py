@@ -286,7 +286,7 @@ class _Repairer:
         for number in numbers:
             path = make_log_name(self.dbpath, number)
             ops = []
-            for rec in _iter_log_ops(self.fs.read_file(path), path):
+            for rec in _iter_log_ops(self.fs.read_file(path), path, zero_tail_ok=True):  # zeros hold nothing to salvage
                 if isinstance(rec, Damage):
                     self.report.problems.append(f"{path} at offset {rec.offset}: {rec.reason} "
                                                 f"({rec.nbytes} bytes skipped)")

@@ -256,6 +256,32 @@ def test_iter_wal_zero_tail_is_not_damage(db_path: tuple[Path, Model]) -> None:
     assert severities(path)["warning"] == [] and severities(path)["error"] == []
 
 
+def test_verify_zero_tail_of_an_older_log_is_an_error(db_path: tuple[Path, Model]) -> None:
+    """As in recovery: zeros are the end of the newest log with records only; a
+    log is trimmed before a newer one gets a record, so zeros at the end of an
+    older one are damage (and a default open refuses the database)."""
+    path, _ = db_path
+    log = files_of(path, FileType.LOG)[-1]
+    data = log.read_bytes()
+    newer = path / ("%06d.log" % (int(log.name[:6]) + 1000))
+    newer.write_bytes(data)  # same records again, in a later log
+    with open(log, "ab") as f:
+        f.write(bytes(4096))
+    errors = severities(path)["error"]
+    assert [(e.path, e.offset) for e in errors] == [(str(log), len(data))]
+    with pytest.raises(lsm.CorruptionError):
+        lsm.open(path).close()
+
+
+def test_manifest_zero_tail_is_reported(db_path: tuple[Path, Model]) -> None:
+    """Manifests are never preallocated: zeros at the end are damage the dump shows."""
+    path, _ = db_path
+    manifest = [p for p in files_of(path, FileType.MANIFEST)][-1]
+    with open(manifest, "ab") as f:
+        f.write(bytes(64))
+    assert severities(path)["error"] != []
+
+
 # -- get / scan / stats through a read-only open -------------------------------------------
 
 

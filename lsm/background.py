@@ -21,7 +21,7 @@ from .keys import check_key
 from .manifest import VersionEdit
 from .recovery import obsolete_files
 from .snapshot import SuperVersion
-from .worker import WorkerUnavailable
+from .worker import WorkerAborted, WorkerUnavailable
 from .version import NUM_LEVELS
 
 __all__ = ["Background", "WORKER_MIN_BYTES"]
@@ -119,6 +119,10 @@ class Background:
                     job()
                     del job  # drop the job's references before looking for obsolete files
                     self._delete_obsolete_locked()
+                except WorkerAborted:
+                    # close() killed the worker: the job is abandoned, not failed
+                    # (inputs intact, outputs orphans removed by close or the next open)
+                    assert self._stop
                 except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
                     self._set_bg_error_locked(e, "background flush/compaction failed")
                 finally:

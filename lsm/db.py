@@ -229,6 +229,12 @@ class DB(Background, MutableMapping):
                 return
             self._closed = True
             self._stop = True
+            if self._worker is not None:
+                # Abandon a merge in the worker rather than wait for it (it may
+                # be long, or hung): LevelDB too stops compactions at shutdown.
+                # Its outputs are orphans; the inputs stay live. In-process
+                # merges are small (WORKER_MIN_BYTES) and run to the end.
+                self._worker.abort()
             while not self._queue.idle_locked() or self._bg_active:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.05)

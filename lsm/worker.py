@@ -42,12 +42,18 @@ from .fs import OsFileSystem
 from .manifest import FileMeta
 from .options import Options
 
-__all__ = ["CompactionWorker", "WorkerUnavailable"]
+__all__ = ["CompactionWorker", "WorkerAborted", "WorkerUnavailable"]
 
 
 class WorkerUnavailable(Error):
     """The worker could not be started or died before answering. The job did
     not complete; the caller may run it in-process instead."""
+
+
+class WorkerAborted(Error):
+    """:meth:`CompactionWorker.abort` was called (the DB is closing): the job
+    in flight, or the one asked for, was abandoned. Not a failure: its inputs
+    are intact and any outputs it wrote are orphans."""
 
 
 def encode_request(spec: JobSpec) -> bytes:
@@ -115,8 +121,11 @@ class CompactionWorker:
     """
 
     def __init__(self) -> None:
+        # Written under _mu; abort() reads it without _mu (run() holds _mu for
+        # a whole job, which is exactly when abort() must not wait).
         self._proc: subprocess.Popen | None = None
         self._mu = threading.Lock()
+        self._aborted = False  # set once by abort(); never cleared
 
     def _start(self) -> subprocess.Popen:
         pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,6 +140,8 @@ class CompactionWorker:
         """Run one job in the worker; raise what it raised (CorruptionError,
         DiskError, Error), or WorkerUnavailable if it cannot start or died."""
         with self._mu:
+            if self._aborted:
+                raise WorkerAborted("the compaction worker was stopped (the database is closing)")
             if self._proc is None or self._proc.poll() is not None:
                 try:
                     self._proc = self._start()
@@ -151,6 +162,8 @@ class CompactionWorker:
                 self._proc = None
                 proc.kill()
                 proc.wait()
+                if self._aborted:
+                    raise WorkerAborted("the compaction job was abandoned: the database is closing")
                 raise WorkerUnavailable(f"compaction worker died (exit {proc.returncode}): {err}")
         resp = json.loads(line)
         if resp["ok"]:
@@ -162,6 +175,18 @@ class CompactionWorker:
         if resp["type"] == "DiskError":
             raise DiskError(resp["errno"], resp["message"], resp["path"])
         raise Error(f"compaction worker: {resp['message']}")
+
+    def abort(self) -> None:
+        """Kill the worker now, whatever it is doing, and refuse later jobs:
+        :meth:`run` raises WorkerAborted. For the DB's close(), which must not
+        wait on a long merge or a hung worker. Any thread; never blocks."""
+        self._aborted = True
+        proc = self._proc
+        if proc is not None:
+            try:
+                proc.kill()
+            except OSError:
+                pass  # already reaped
 
     def close(self) -> None:
         with self._mu:

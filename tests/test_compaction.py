@@ -321,3 +321,43 @@ def test_unusable_worker_falls_back_to_in_process(tmp_path, monkeypatch):
     model[b"after"] = b"ok"
     assert dict(db.scan()) == model
     db.close()
+
+
+def test_close_abandons_a_hung_worker_job(tmp_path, monkeypatch):
+    """close() must not wait for a compaction worker that never answers: it
+    kills the worker, the job is abandoned (its inputs stay live, any outputs
+    are orphans) and a reopen reads everything, with no background error."""
+    import subprocess
+    import sys
+    import time
+
+    import lsm.background as bg
+    from lsm.worker import CompactionWorker
+    monkeypatch.setattr(bg, "WORKER_MIN_BYTES", 0)
+    started = []
+
+    def hung_start(self):
+        p = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(600)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(p)
+        return p
+
+    monkeypatch.setattr(CompactionWorker, "_start", hung_start)
+    db = lsm.open(tmp_path / "db", sync_mode="always", disable_auto_compactions=True, **TINY)
+    model = _fill(db, 1500, random.Random(8))
+    db.flush()
+    with db._mu:
+        db._manual.append((None, None))  # what compact_range queues, without waiting for it
+        db._bg_cv.notify_all()
+    deadline = time.monotonic() + 30
+    while not (started and db._bg_active) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started and db._bg_active, "the job never reached the worker"
+    t0 = time.monotonic()
+    db.close()
+    assert time.monotonic() - t0 < 10
+    assert started[0].poll() is not None  # killed, not left behind
+    with lsm.open(tmp_path / "db", **TINY) as db2:
+        assert dict(db2.scan()) == model
+        assert db2.stats()["background_error"] is None
+        db2._versions.current._check(db2._fs, db2.path)

@@ -27,6 +27,11 @@ from .version import NUM_LEVELS
 __all__ = ["Background", "WORKER_MIN_BYTES"]
 
 WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the worker costs more
+# A worker job gets WORKER_TIMEOUT_FLOOR seconds plus one per WORKER_TIMEOUT_RATE
+# bytes of input before it counts as hung (killed, rerun in-process). Merges
+# run at 5-20 MiB/s here: the bound is tens of times slack, for loaded machines.
+WORKER_TIMEOUT_FLOOR = 120.0
+WORKER_TIMEOUT_RATE = 256 << 10
 
 
 class Background:
@@ -260,7 +265,8 @@ class Background:
         self._mu.release()
         try:
             try:
-                metas, dropped = self._worker.run(spec) if use_worker else run_job(self._fs, spec)
+                metas, dropped = (self._worker.run(spec, WORKER_TIMEOUT_FLOOR + input_bytes / WORKER_TIMEOUT_RATE)
+                                  if use_worker else run_job(self._fs, spec))
             except WorkerUnavailable as e:
                 # The merge itself is fine in-process (only slower): rerun it
                 # here, into the same reserved numbers (outputs a dead worker

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -136,9 +137,11 @@ class CompactionWorker:
         return subprocess.Popen([sys.executable, "-c", "from lsm.worker import main; main()", str(os.getpid())],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    def run(self, spec: JobSpec) -> tuple[list[FileMeta], int]:
+    def run(self, spec: JobSpec, timeout: float | None = None) -> tuple[list[FileMeta], int]:
         """Run one job in the worker; raise what it raised (CorruptionError,
-        DiskError, Error), or WorkerUnavailable if it cannot start or died."""
+        DiskError, Error), or WorkerUnavailable if it cannot start, died, or
+        has not begun to answer within ``timeout`` seconds (it is then killed:
+        a hung worker must not stop compaction for good)."""
         with self._mu:
             if self._aborted:
                 raise WorkerAborted("the compaction worker was stopped (the database is closing)")
@@ -152,19 +155,24 @@ class CompactionWorker:
             try:
                 proc.stdin.write(encode_request(spec))
                 proc.stdin.flush()
-                line = proc.stdout.readline()
+                err: object = None
+                # The answer is one line written at once: once any of it is
+                # readable the worker is done, so only the wait is bounded.
+                if timeout is not None and not select.select([proc.stdout], [], [], timeout)[0]:
+                    line = b""
+                    err = f"no answer within {timeout:.0f} s"
+                else:
+                    line = proc.stdout.readline()
             except OSError as e:
                 line = b""
                 err = e
-            else:
-                err = None
             if not line:
                 self._proc = None
                 proc.kill()
                 proc.wait()
                 if self._aborted:
                     raise WorkerAborted("the compaction job was abandoned: the database is closing")
-                raise WorkerUnavailable(f"compaction worker died (exit {proc.returncode}): {err}")
+                raise WorkerUnavailable(f"compaction worker failed (exit {proc.returncode}): {err}")
         resp = json.loads(line)
         if resp["ok"]:
             metas = [FileMeta(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx)

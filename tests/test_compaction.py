@@ -361,3 +361,33 @@ def test_close_abandons_a_hung_worker_job(tmp_path, monkeypatch):
         assert dict(db2.scan()) == model
         assert db2.stats()["background_error"] is None
         db2._versions.current._check(db2._fs, db2.path)
+
+
+def test_hung_worker_times_out_and_the_job_reruns_in_process(tmp_path, monkeypatch):
+    """A worker that never answers must not stop compaction: after the job's
+    timeout it is killed and the merge reruns in-process."""
+    import subprocess
+    import sys
+
+    import lsm.background as bg
+    from lsm.worker import CompactionWorker
+    monkeypatch.setattr(bg, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(bg, "WORKER_TIMEOUT_FLOOR", 0.5)
+    started = []
+
+    def hung_start(self):
+        p = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(600)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(p)
+        return p
+
+    monkeypatch.setattr(CompactionWorker, "_start", hung_start)
+    db = lsm.open(tmp_path / "db", sync_mode="never", **TINY)
+    model = _fill(db, 1500, random.Random(9))
+    db.compact_range()
+    s = db.stats()["compaction"]
+    assert s["worker_failures"] >= 1 and "no answer within" in s["worker_note"]
+    assert s["count"] > s["in_worker"] and db.stats()["background_error"] is None
+    assert all(p.poll() is not None for p in started)  # every hung worker was killed
+    assert dict(db.scan()) == model
+    db.close()

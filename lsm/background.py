@@ -304,19 +304,34 @@ class Background:
 
     def _delete_obsolete_locked(self) -> None:
         """Remove files no live version, reader or recovery needs. Failures are
-        ignored: a leftover file is removed at a later pass or at open."""
+        ignored: a leftover file is removed at a later pass or at open.
+
+        Requires _mu; releases it while removing and re-takes it (an unlink
+        can take milliseconds, and every writer needs _mu to enqueue; LevelDB
+        unlocks here too). That is safe because the list is final once made
+        under _mu: file numbers are never reused, outputs being written are in
+        _pending_outputs, and no reader can start to use a table that no live
+        Version lists (readers only ever take the current super version).
+        """
         assert_held(self._mu)
         self._obsolete_due = False
         vs = self._versions
         live = vs.live_files()
-        for path in obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
-                                   self._log.number if self._log else -1):
-            try:
-                self._fs.remove(path)
-            except DiskError:
-                continue
-            if path.endswith(".sst"):
-                self._tables.evict(int(os.path.basename(path)[:-4]))
+        doomed = list(obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
+                                     self._log.number if self._log else -1))
+        if not doomed:
+            return
+        self._mu.release()
+        try:
+            for path in doomed:
+                try:
+                    self._fs.remove(path)
+                except DiskError:
+                    continue
+                if path.endswith(".sst"):
+                    self._tables.evict(int(os.path.basename(path)[:-4]))
+        finally:
+            self._mu.acquire()
 
     # -- stats -----------------------------------------------------------------
 

@@ -391,3 +391,34 @@ def test_hung_worker_times_out_and_the_job_reruns_in_process(tmp_path, monkeypat
     assert all(p.poll() is not None for p in started)  # every hung worker was killed
     assert dict(db.scan()) == model
     db.close()
+
+
+def test_obsolete_files_are_removed_without_the_db_mutex(tmp_path):
+    """Writers need the DB mutex to enqueue; unlinking compacted tables (which
+    can take milliseconds) must not hold it."""
+    from lsm.fs import OsFileSystem
+
+    held = []
+
+    class Watching(OsFileSystem):
+        db = None
+
+        def remove(self, path):
+            if self.db is not None:
+                held.append((path, self.db._mu._is_owned()))  # by this (the removing) thread
+            super().remove(path)
+
+    from lsm.invariants import DebugLock
+    fs = Watching()
+    db = lsm.DB(tmp_path / "db", Options(sync_mode="never", **TINY), fs=fs)
+    if not isinstance(db._mu, DebugLock):
+        db.close()
+        pytest.skip("needs LSM_INVARIANTS=1 (a mutex that knows its owner)")
+    fs.db = db
+    model = _fill(db, 1500, random.Random(10))
+    db.compact_range()
+    db.wait_for_compactions()
+    assert any(p.endswith(".sst") for p, _ in held), "no table was removed"
+    assert not [p for p, owned in held if owned]
+    assert dict(db.scan()) == model
+    db.close()

@@ -386,8 +386,20 @@ class DB(Background, MutableMapping):
                     lead.switched = sv.mem
                 return
         vs = self._versions
-        if lead.cas is not None and not self._cas_matches(*lead.cas):
-            return  # lead.seq stays 0: mismatch
+        if lead.cas is not None:
+            # The check may read tables: not under _mu (installs and every
+            # writer's enqueue need it). Still atomic with the write below: the
+            # leader is the only writer until it returns, so no write and no
+            # memtable switch can come between; an install meanwhile only
+            # replaces the super version, and the one read here stays valid.
+            sv = self._sv
+            self._mu.release()
+            try:
+                matches = self._cas_matches(sv, *lead.cas)
+            finally:
+                self._mu.acquire()
+            if not matches:
+                return  # lead.seq stays 0: mismatch
         first = vs.last_sequence + 1
         if len(group) == 1:
             ops = lead.ops
@@ -453,10 +465,11 @@ class DB(Background, MutableMapping):
             raise BackgroundError(f"database {self._path} refuses writes after a background error: "
                                   f"{self._bg_error}") from self._bg_error
 
-    def _cas_matches(self, key: bytes, expected: int) -> bool:
-        """Requires: called by the leader with the mutex held, so every earlier
-        write is in the memtable and no later one can start."""
-        e = self._get_entry(self._sv, key, MAX_SEQUENCE)
+    def _cas_matches(self, sv: SuperVersion, key: bytes, expected: int) -> bool:
+        """Requires: called by the leader (mutex held or not), with ``sv`` the
+        super version as of its turn: every earlier write is in it and no
+        later one can start until the leader is done."""
+        e = self._get_entry(sv, key, MAX_SEQUENCE)
         return (e.version if e is not None else 0) == expected
 
     def _make_room_locked(self, force: bool) -> None:

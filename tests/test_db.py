@@ -311,6 +311,50 @@ def test_compare_and_swap(db):
     assert db.compare_and_swap(b"k", 0, b"back") == v3 + 1
 
 
+def test_compare_and_swap_reads_tables_without_the_db_mutex(tmp_path):
+    """A CAS whose key lives in a table reads it at the leader's turn, but not
+    under the DB mutex (installs and every writer's enqueue need it)."""
+    from lsm.fs import OsFileSystem
+    from lsm.invariants import DebugLock
+
+    reads = []
+
+    class Watching(OsFileSystem):
+        db = None
+
+        def open_readable(self, path):
+            f = super().open_readable(path)
+            if self.db is None or not path.endswith(".sst"):
+                return f
+            db, inner = self.db, f
+
+            class _F:
+                size, path = inner.size, inner.path
+
+                def read_at(self, offset, n):
+                    reads.append(db._mu._is_owned())
+                    return inner.read_at(offset, n)
+
+                def close(self):
+                    inner.close()
+            return _F()
+
+    fs = Watching()
+    db = lsm.DB(tmp_path / "db", Options(sync_mode="never"), fs=fs)
+    if not isinstance(db._mu, DebugLock):
+        db.close()
+        pytest.skip("needs LSM_INVARIANTS=1 (a mutex that knows its owner)")
+    v1 = db.put(b"k", b"v1")
+    db.flush()
+    db.close()
+    db = lsm.DB(tmp_path / "db", Options(sync_mode="never"), fs=fs)  # cold table cache
+    fs.db = db
+    assert db.compare_and_swap(b"k", v1, b"v2") is not None
+    assert reads and not any(reads)
+    assert db.get(b"k") == b"v2"
+    db.close()
+
+
 def test_compare_and_swap_threads_count_exactly(tmp_path):
     db = lsm.open(tmp_path / "db", sync_mode="never", memtable_bytes=4 << 10)
     successes = [0] * 4

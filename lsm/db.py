@@ -583,11 +583,18 @@ class DB(Background, MutableMapping):
             raise ClosedError(f"database {self._path} is closed")
         if type(key) is not bytes:
             key = check_key(key)
+        # Read at the last published sequence, taken before the super version
+        # (every write at or below it is then in sv): a leader inserts its
+        # group into the memtable before publishing it, and a reader must not
+        # see half of a batch. Only the active memtable can hold newer entries.
+        seq = self._versions.last_sequence
         sv = self._sv
         r = sv.mem._dget(key)
         if r is not None:
             r = r[-1]
-        else:
+            if r[0] > seq:
+                r = sv.mem.get_at(key, seq)
+        if r is None:
             for imm in sv.imms:
                 r = imm.get(key)
                 if r is not None:
@@ -612,7 +619,8 @@ class DB(Background, MutableMapping):
     def get_entry(self, key: bytes) -> Entry | None:
         """The value of ``key`` with its version and expiry, or None."""
         self._check_open()
-        return self._get_entry(self._sv, check_key(key), MAX_SEQUENCE)
+        seq = self._versions.last_sequence  # published writes only, as get()
+        return self._get_entry(self._sv, check_key(key), seq)
 
     def _get_entry(self, sv: SuperVersion, key: bytes, seq: int) -> Entry | None:
         r = None

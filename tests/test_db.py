@@ -355,6 +355,44 @@ def test_compare_and_swap_reads_tables_without_the_db_mutex(tmp_path):
     db.close()
 
 
+def test_reads_never_see_part_of_a_batch(tmp_path, monkeypatch):
+    """A batch becomes visible to get/get_entry all at once, when its sequence
+    is published (LevelDB reads at the last published sequence too), never
+    op by op while the leader inserts it into the memtable."""
+    from lsm.memtable import Memtable
+
+    db = lsm.open(tmp_path / "db", sync_mode="never")
+    db.put(b"a", b"old")
+    db.put(b"b", b"old")
+    inserted_a, gate = threading.Event(), threading.Event()
+    orig_add = Memtable.add
+
+    def add(self, seq, kind, key, value):
+        orig_add(self, seq, kind, key, value)
+        if key == b"a" and value == b"new":
+            inserted_a.set()
+            gate.wait(10)
+
+    monkeypatch.setattr(Memtable, "add", add)
+
+    def writer():
+        with db.write_batch() as b:
+            b.put(b"a", b"new").put(b"b", b"new")
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert inserted_a.wait(10)
+        assert db.get(b"a") == b"old" and db.get(b"b") == b"old"
+        assert db.get_entry(b"a").value == b"old"
+    finally:
+        gate.set()
+        t.join()
+    assert db.get(b"a") == b"new" and db.get(b"b") == b"new"
+    assert db.get_entry(b"a").value == b"new"
+    db.close()
+
+
 def test_compare_and_swap_threads_count_exactly(tmp_path):
     db = lsm.open(tmp_path / "db", sync_mode="never", memtable_bytes=4 << 10)
     successes = [0] * 4

@@ -1,28 +1,7 @@
-"""lsm-bench: db_bench / YCSB workloads run side by side on ``lsm`` and peer stores.
+"""Source-tree shim: ``python -m bench`` runs :mod:`lsm_bench` (the harness).
 
-Run it as ``python -m bench`` (or the ``lsm-bench`` console script); ``--help``
-lists every option and ``bench/RESULTS.md`` records how published figures were
-made. The package is laid out by job:
-
-==================  ==========================================================
-``config``          :class:`~bench.config.BenchConfig`, ``--opt`` parsing
-``data``            keys, values and key orders (db_bench conventions)
-``engines``         the :class:`~bench.engines.Engine` adapter API, lsm, sqlite3
-``peers``           adapters for plyvel, rocksdict, lmdb and diskcache
-``measure``         timed loops: latency samples, throughput timeline, LSM shape
-``progress``        tqdm progress bar or a plain stderr line
-``context``         fresh engines per workload, untimed load/check, result records
-``workloads``       the db_bench workloads
-``ycsb``            YCSB A-F and the zipfian / latest key generators
-``cachebench``      the ``cache`` workload (PersistentCache vs peers)
-``runner``          runs workloads x engines in fresh temporary directories
-``machine``         machine info, package versions, I/O counters, disk usage
-``report``          Markdown + JSON, lsm-to-peer ratios
-``plots``           PNG plots (optional: needs matplotlib)
-==================  ==========================================================
-
-Nothing here is collected by pytest; the harness is tested from
-``tests/test_bench.py``.
+The harness ships as ``lsm_bench`` so that installing lsm-tree adds no
+top-level package named ``bench``; this directory keeps the command short in
+a checkout and holds the published results (``RESULTS.md``, ``results/``).
+It is not installed.
 """
-
-__all__: list[str] = []

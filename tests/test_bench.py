@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from bench import cachebench, plots, progress
-from bench.__main__ import build_parser, config_from_args, main
-from bench.config import BenchConfig, parse_opt, parse_opts, parse_value
-from bench.context import verify_failures
-from bench.data import KeySpace, ValueGen, cycle_permutation
-from bench.engines import LsmEngine, SqliteEngine
-from bench.measure import Phase, sample_every, shape_point, summarize_latency
-from bench.report import ratios, render_markdown, write_report
-from bench.runner import ALL_WORKLOADS, ENGINES, WORKLOADS, expand_workloads, run, run_one
-from bench.ycsb import INSERT, READ, SCAN, Operations, ScrambledZipfian
+from lsm_bench import cachebench, plots, progress
+from lsm_bench.__main__ import build_parser, config_from_args, main
+from lsm_bench.config import BenchConfig, parse_opt, parse_opts, parse_value
+from lsm_bench.context import verify_failures
+from lsm_bench.data import KeySpace, ValueGen, cycle_permutation
+from lsm_bench.engines import LsmEngine, SqliteEngine
+from lsm_bench.measure import Phase, sample_every, shape_point, summarize_latency
+from lsm_bench.report import ratios, render_markdown, write_report
+from lsm_bench.runner import ALL_WORKLOADS, ENGINES, WORKLOADS, expand_workloads, run, run_one
+from lsm_bench.ycsb import INSERT, READ, SCAN, Operations, ScrambledZipfian
 
 REPO = Path(__file__).resolve().parent.parent
 LSM_READY = LsmEngine.unavailable_reason() is None
@@ -36,9 +36,9 @@ CORE_ENGINES = ["sqlite3", pytest.param("lsm", marks=needs_lsm)]
 TINY = 200
 SYNC_OPS = 48
 BENCH_MODULES = [
-    "bench", "bench.config", "bench.data", "bench.engines", "bench.peers", "bench.measure",
-    "bench.progress", "bench.context", "bench.workloads", "bench.ycsb", "bench.cachebench",
-    "bench.runner", "bench.machine", "bench.report", "bench.plots", "bench.__main__",
+    "lsm_bench", "lsm_bench.config", "lsm_bench.data", "lsm_bench.engines", "lsm_bench.peers", "lsm_bench.measure",
+    "lsm_bench.progress", "lsm_bench.context", "lsm_bench.workloads", "lsm_bench.ycsb", "lsm_bench.cachebench",
+    "lsm_bench.runner", "lsm_bench.machine", "lsm_bench.report", "lsm_bench.plots", "lsm_bench.__main__",
 ]
 
 
@@ -216,7 +216,7 @@ def test_quick_mode_without_optional_packages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(plots, "matplotlib_available", lambda: False)
-    monkeypatch.setattr("bench.__main__.matplotlib_available", lambda: False)
+    monkeypatch.setattr("lsm_bench.__main__.matplotlib_available", lambda: False)
     monkeypatch.setattr(progress, "tqdm_available", lambda: False)
     code, out = _quick(tmp_path, "sqlite3", "--workloads", "fillseq,readrandom,cache")
     assert code == 0
@@ -426,16 +426,25 @@ def test_docstring_examples(module: str) -> None:
 
 def test_bench_is_never_collected_by_pytest() -> None:
     bench_dir = REPO / "bench"
-    stray = [p.name for p in bench_dir.rglob("*.py")
+    stray = [p.name for d in (bench_dir, REPO / "lsm_bench") for p in d.rglob("*.py")
              if p.name.startswith("test_") or p.name.endswith("_test.py")]
     assert stray == []
     assert (bench_dir / "RESULTS.md").exists()
     assert "python -m bench" in (bench_dir / "RESULTS.md").read_text()
 
 
-def test_python_m_bench_entry_point() -> None:
+@pytest.mark.parametrize("module", ["bench", "lsm_bench"])
+def test_python_m_bench_entry_point(module: str) -> None:
     import subprocess
 
-    out = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0 and "--quick" in out.stdout and "--opt" in out.stdout
+
+
+def test_the_wheel_installs_no_top_level_bench_package() -> None:
+    """``bench`` is a common name: the installed harness is ``lsm_bench``, and
+    ``bench/`` (results and the ``python -m bench`` shim) stays in the checkout."""
+    text = (REPO / "pyproject.toml").read_text()
+    assert '"lsm_bench"' in text and '"bench"' not in text
+    assert 'lsm-bench = "lsm_bench.__main__:main"' in text

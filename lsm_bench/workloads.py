@@ -1,6 +1,6 @@
 """The db_bench workloads (names and semantics of LevelDB ``benchmarks/db_bench.cc``).
 
-Each function gets a :class:`~bench.context.Context` for one engine and returns
+Each function gets a :class:`~lsm_bench.context.Context` for one engine and returns
 result records. Every workload starts from a fresh database; anything it needs
 first (a loaded database) is written untimed, in random order with batches of
 ``batch_size``, followed by ``quiesce()`` (memtable flushed, compactions done).
@@ -21,9 +21,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from bench.context import Context, Result
-from bench.data import KeySpace, chunks, cycle_permutation, permutation
-from bench.engines import ITERATE, SEEK, Pair
+from lsm_bench.context import Context, Result
+from lsm_bench.data import KeySpace, chunks, cycle_permutation, permutation
+from lsm_bench.engines import ITERATE, SEEK, Pair
 
 Workload = Callable[[Context], list[Result]]
 

@@ -15,16 +15,16 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import cachebench
-from bench.cachebench import run_cache
-from bench.config import BenchConfig
-from bench.context import Context, Result, base_result
-from bench.data import KeySpace, ValueGen
-from bench.engines import Engine, LsmEngine, SqliteEngine
-from bench.machine import machine_info, package_versions
-from bench.peers import DiskcacheEngine, LmdbEngine, PlyvelEngine, RocksdictEngine
-from bench.workloads import DB_BENCH, WorkloadSpec
-from bench.ycsb import YCSB
+from lsm_bench import cachebench
+from lsm_bench.cachebench import run_cache
+from lsm_bench.config import BenchConfig
+from lsm_bench.context import Context, Result, base_result
+from lsm_bench.data import KeySpace, ValueGen
+from lsm_bench.engines import Engine, LsmEngine, SqliteEngine
+from lsm_bench.machine import machine_info, package_versions
+from lsm_bench.peers import DiskcacheEngine, LmdbEngine, PlyvelEngine, RocksdictEngine
+from lsm_bench.workloads import DB_BENCH, WorkloadSpec
+from lsm_bench.ycsb import YCSB
 
 ENGINES: dict[str, type[Engine]] = {
     cls.name: cls

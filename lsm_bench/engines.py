@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
 
-from bench.config import OptionValue
+from lsm_bench.config import OptionValue
 
 Pair = tuple[bytes, bytes]
 BatchOp = tuple[bytes, bytes | None]  # (key, value); value None deletes
@@ -289,7 +289,7 @@ class SqliteEngine(Engine):
         self._lock = threading.Lock()
         self._pending = 0  # guarded by _lock: puts in the open transaction
         self.conn = sqlite3.connect(
-            str(path / "bench.sqlite"), isolation_level=None, check_same_thread=False
+            str(path / "lsm_bench.sqlite"), isolation_level=None, check_same_thread=False
         )
         for name, value in self.pragmas.items():
             self.conn.execute(f"PRAGMA {name}={value}")

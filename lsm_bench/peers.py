@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.config import OptionValue
-from bench.engines import (
+from lsm_bench.config import OptionValue
+from lsm_bench.engines import (
     ITERATE,
     LSM_BLOCK_CACHE_BYTES,
     LSM_BLOOM_BITS,

@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench.progress import make_progress
+from lsm_bench.progress import make_progress
 
 MAX_LATENCY_SAMPLES = 100_000  # exact samples kept per phase
 TIMELINE_POINTS = 100  # checkpoints per single-threaded phase
@@ -130,7 +130,7 @@ class Phase:
 
     :param desc: progress label.
     :param total: operations the phase will count.
-    :param progress: ``"auto"``, ``"on"`` or ``"off"`` (see ``bench.progress``).
+    :param progress: ``"auto"``, ``"on"`` or ``"off"`` (see ``lsm_bench.progress``).
     :param shape: optional probe returning an LSM shape point (time excluded).
     """
 

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Sized
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchConfig
-from bench.data import KeySpace, ValueGen, chunks, permutation
-from bench.engines import Engine
-from bench.machine import dir_bytes, io_counters, io_delta
-from bench.measure import Phase, shape_point
-from bench.progress import Progress, make_progress
+from lsm_bench.config import BenchConfig
+from lsm_bench.data import KeySpace, ValueGen, chunks, permutation
+from lsm_bench.engines import Engine
+from lsm_bench.machine import dir_bytes, io_counters, io_delta
+from lsm_bench.measure import Phase, shape_point
+from lsm_bench.progress import Progress, make_progress
 
 PROGRESS_EVERY = 1000  # untimed read-back: progress update stride
 
@@ -192,7 +192,7 @@ class Context:
 
 
 class Measurement:
-    """Wraps a :class:`~bench.measure.Phase`; on exit builds :attr:`result`.
+    """Wraps a :class:`~lsm_bench.measure.Phase`; on exit builds :attr:`result`.
 
     After the timed block (untimed): ``engine.quiesce()`` for write phases, so
     that flushes and compactions caused by the phase count in its write

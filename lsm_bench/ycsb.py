@@ -27,10 +27,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from bench.context import Context, Result
-from bench.engines import SEEK
-from bench.measure import summarize_latency
-from bench.workloads import WorkloadSpec
+from lsm_bench.context import Context, Result
+from lsm_bench.engines import SEEK
+from lsm_bench.measure import summarize_latency
+from lsm_bench.workloads import WorkloadSpec
 
 ZIPFIAN_CONSTANT = 0.99  # YCSB ZipfianGenerator.ZIPFIAN_CONSTANT
 SCRAMBLED_ITEMS = 10_000_000_000  # YCSB ScrambledZipfianGenerator.ITEM_COUNT

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.engines import dist_version
+from lsm_bench.engines import dist_version
 
 REPORTED_DISTRIBUTIONS = (
     "lsm-tree",

@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from bench.runner import CACHE_WORKLOADS
+from lsm_bench.runner import CACHE_WORKLOADS
 
 Report = dict[str, Any]
 BASELINE = "lsm"

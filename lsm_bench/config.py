@@ -29,7 +29,7 @@ ProgressMode = Literal["auto", "on", "off"]
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Everything one run needs; built by ``bench.__main__`` from the command line.
+    """Everything one run needs; built by ``lsm_bench.__main__`` from the command line.
 
     :param num: entries loaded into each database (db_bench ``--num``).
     :param reads: operations in read/seek/YCSB phases; ``None`` means ``num``.
@@ -37,8 +37,8 @@ class BenchConfig:
     :param key_size: bytes per key (zero-padded decimal, so at least as many
         digits as the largest key index needs).
     :param seed: seeds every random choice, so all engines see the same keys.
-    :param engines: engine names in column order (see ``bench.engines.ENGINES``).
-    :param workloads: workload names in run order (see ``bench.runner``).
+    :param engines: engine names in column order (see ``lsm_bench.engines.ENGINES``).
+    :param workloads: workload names in run order (see ``lsm_bench.runner``).
     :param out: directory for ``results.md``, ``results.json`` and ``plots/``.
     :param engine_options: per engine, options passed through to its open call
         (``--opt k=v`` goes to ``lsm``; ``--opt sqlite3:k=v`` to sqlite3 ...).

@@ -17,7 +17,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from bench.runner import CACHE_WORKLOADS
+from lsm_bench.runner import CACHE_WORKLOADS
 
 Report = dict[str, Any]
 

@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.config import BenchConfig
-from bench.context import Result, base_result, empty_verify, verify_failures
-from bench.data import KeySpace, ValueGen
-from bench.engines import dist_version
-from bench.machine import dir_bytes
-from bench.measure import Phase
-from bench.ycsb import ScrambledZipfian, Zipfian, fnv1a64
+from lsm_bench.config import BenchConfig
+from lsm_bench.context import Result, base_result, empty_verify, verify_failures
+from lsm_bench.data import KeySpace, ValueGen
+from lsm_bench.engines import dist_version
+from lsm_bench.machine import dir_bytes
+from lsm_bench.measure import Phase
+from lsm_bench.ycsb import ScrambledZipfian, Zipfian, fnv1a64
 
 CACHE_FRACTION = 0.25  # budget = a quarter of the key space: hit ratio well below 1
 

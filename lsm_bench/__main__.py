@@ -1,0 +1,178 @@
+"""Command line: ``python -m bench`` / ``lsm-bench``.
+
+Examples::
+
+    python -m bench --quick                       # < 1 min, temporary databases
+    python -m bench --num 100000 --out bench-out  # the RESULTS.md run
+    python -m bench --workloads fillrandom,readrandom --engines lsm,sqlite3 \\
+        --opt memtable_bytes=1048576 --opt sqlite3:synchronous=OFF
+
+Exit status: 0 when every result is ``ok`` or ``skipped``; 1 when any read
+came back wrong (``failed``) or an engine raised (``error``); 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lsm_bench.config import (
+    DEFAULT_BATCH,
+    DEFAULT_KEY_SIZE,
+    DEFAULT_NUM,
+    DEFAULT_SEED,
+    DEFAULT_SYNC_THREADS,
+    DEFAULT_VALUE_SIZE,
+    QUICK_NUM,
+    QUICK_SYNC_OPS,
+    BenchConfig,
+    parse_opts,
+)
+from lsm_bench.plots import matplotlib_available, write_plots
+from lsm_bench.report import failures, render_markdown, write_report
+from lsm_bench.runner import (
+    ALL_WORKLOADS,
+    ENGINES,
+    default_engines,
+    expand_workloads,
+    run,
+    workload_doc,
+)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog="lsm-bench",
+        description="db_bench and YCSB workloads on lsm and peer stores, side by side.",
+        epilog="Workloads: " + ", ".join(ALL_WORKLOADS) + " (groups: ycsb, all). "
+        "Engines: " + ", ".join(ENGINES) + ". See bench/RESULTS.md.",
+    )
+    p.add_argument("--num", type=int, default=None,
+                   help=f"entries per database (default {DEFAULT_NUM:,}; --quick {QUICK_NUM:,})")
+    p.add_argument("--reads", type=int, default=None,
+                   help="operations in read/seek/YCSB/cache phases (default: num)")
+    p.add_argument("--value-size", type=int, default=DEFAULT_VALUE_SIZE,
+                   help="bytes per value (default %(default)s)")
+    p.add_argument("--key-size", type=int, default=DEFAULT_KEY_SIZE,
+                   help="bytes per key, zero-padded decimal (default %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default 301)")
+    p.add_argument("--engines", type=_csv, default=None,
+                   help="comma-separated engines, or 'all' (default: lsm, sqlite3 and every "
+                   "installed peer)")
+    p.add_argument("--workloads", type=_csv, default=["all"],
+                   help="comma-separated workloads or groups (default: all)")
+    p.add_argument("--out", type=Path, default=Path("bench-out"),
+                   help="directory for results.md, results.json, plots/ (default %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a short smoke run: num={QUICK_NUM:,}, {QUICK_SYNC_OPS} fsynced puts per "
+                   "fillsync variant (explicit --num/--sync-ops still win)")
+    p.add_argument("--opt", action="append", default=[], metavar="[ENGINE:]KEY=VALUE",
+                   help="engine option pass-through, repeatable; without ENGINE: it goes to lsm "
+                   "(e.g. --opt memtable_bytes=1048576, --opt sqlite3:txn_ops=1000)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help="entries per batch in fillbatch and load phases (default %(default)s)")
+    p.add_argument("--sync-threads", type=lambda s: tuple(int(x) for x in _csv(s)),
+                   default=DEFAULT_SYNC_THREADS,
+                   help="writer threads for fillsync variants (default 1,4,16)")
+    p.add_argument("--sync-ops", type=int, default=None,
+                   help="fsynced puts per fillsync variant (default max(num/100, 256))")
+    p.add_argument("--no-verify-writes", action="store_true",
+                   help="skip the untimed read-back after write workloads")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar on long phases (auto: when stderr is a terminal)")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument("--tmpdir", type=Path, default=None,
+                   help="parent directory for the temporary databases")
+    p.add_argument("--list", action="store_true", help="list workloads and engines, then exit")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """Turn parsed arguments into a :class:`BenchConfig`.
+
+    :raises ValueError: an unknown engine or workload, or an invalid value.
+    """
+    engines = default_engines() if args.engines is None else tuple(args.engines)
+    if engines == ("all",):
+        engines = tuple(ENGINES)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
+    num = args.num if args.num is not None else (QUICK_NUM if args.quick else DEFAULT_NUM)
+    sync_ops = args.sync_ops if args.sync_ops is not None else (
+        QUICK_SYNC_OPS if args.quick else None)
+    return BenchConfig(
+        num=num,
+        reads=args.reads,
+        value_size=args.value_size,
+        key_size=args.key_size,
+        seed=args.seed,
+        engines=engines,
+        workloads=expand_workloads(args.workloads),
+        out=args.out,
+        engine_options=parse_opts(args.opt),
+        batch_size=args.batch_size,
+        sync_threads=tuple(args.sync_threads),
+        sync_ops=sync_ops,
+        verify_writes=not args.no_verify_writes,
+        progress=args.progress,
+        plots=not args.no_plots,
+        tmpdir=args.tmpdir,
+        quick=args.quick,
+    )
+
+
+def _list() -> str:
+    lines = ["workloads:"]
+    for name in ALL_WORKLOADS:
+        doc = workload_doc(name).splitlines()[0] if workload_doc(name) else ""
+        lines.append(f"  {name:<18} {doc}")
+    lines.append("engines:")
+    for name, cls in ENGINES.items():
+        reason = cls.unavailable_reason()
+        lines.append(f"  {name:<18} {'available' if reason is None else reason}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the harness; returns the exit status (see module doc)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        print(_list())
+        return 0
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    report = run(cfg)
+    assert cfg.out is not None
+    paths = write_report(report, cfg.out)
+    plots: list[Path] = []
+    if cfg.plots:
+        if matplotlib_available():
+            plots = write_plots(report, cfg.out / "plots")
+        else:
+            print("note: matplotlib is not installed; no plots (pip install lsm-tree[bench])",
+                  file=sys.stderr)
+    print(render_markdown(report))
+    print(f"wrote {paths['markdown']}, {paths['json']}"
+          + (f" and {len(plots)} plots in {cfg.out / 'plots'}" if plots else ""), file=sys.stderr)
+    bad = failures(report)
+    if bad:
+        print(f"ERROR: {len(bad)} result(s) failed or raised:", file=sys.stderr)
+        for rec in bad:
+            print(f"  {rec['workload']} / {rec['engine']}: {rec['status']}: {rec.get('note')}",
+                  file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from enum import IntEnum
 from typing import Iterator
 
@@ -33,9 +34,10 @@ import xxhash
 from .coding import F64, DecodeError, decode_varint, encode_varint, get_length_prefixed
 from .errors import CorruptionError
 
-__all__ = ["FORMAT_VERSION", "KEY_OPS", "OP_DELETE", "OP_EVICT", "OP_EXPIRE", "OP_HEADER", "OP_PUT", "Op",
+__all__ = ["FORMAT_VERSION", "KEY_OPS", "NAME_RE", "OP_DELETE", "OP_EVICT", "OP_EXPIRE", "OP_HEADER",
+           "OP_PUT", "Op",
            "decode_header", "encode_header", "encode_key_op", "encode_put",
-           "iter_ops", "make_log_name", "make_temp_name", "shard_of"]
+           "iter_ops", "make_log_name", "make_temp_name", "shard_hash", "shard_of"]
 
 FORMAT_VERSION = 1  # of the op encoding (in every log's HEADER); bump on any incompatible change
 
@@ -55,7 +57,15 @@ OP_HEADER, OP_PUT, OP_DELETE, OP_EVICT, OP_EXPIRE = (int(k) for k in Op)
 KEY_OPS = frozenset((OP_DELETE, OP_EVICT, OP_EXPIRE))
 
 _INF = math.inf
-_xxh = xxhash.xxh3_64_intdigest
+shard_hash = xxhash.xxh3_64_intdigest
+"""``shard_of(key, n) == shard_hash(key) % n`` for ``n > 1``: callers on hot
+paths route with it directly (one call fewer); never change it (it places
+keys in files)."""
+
+
+NAME_RE = re.compile(r"^cache-(\d{3,})-of-(\d{3,})\.(log|tmp)$")
+"""Matches the names :func:`make_log_name` and :func:`make_temp_name` give:
+groups shard, shard count, and ``log`` or ``tmp``."""
 
 
 def make_log_name(dirpath: str, shard: int, shards: int) -> str:
@@ -68,7 +78,7 @@ def make_temp_name(dirpath: str, shard: int, shards: int) -> str:
 
 def shard_of(key: bytes, shards: int) -> int:
     """Index of the shard holding ``key``; stable across processes and versions."""
-    return _xxh(key) % shards if shards > 1 else 0
+    return shard_hash(key) % shards if shards > 1 else 0
 
 
 # -- operation encoding --------------------------------------------------------

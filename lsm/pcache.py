@@ -61,18 +61,15 @@ from __future__ import annotations
 import heapq
 import math
 import os
-import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from typing import Callable
 
-import xxhash
-
 from .cachelog import (FORMAT_VERSION, OP_DELETE, OP_EVICT, OP_EXPIRE, OP_HEADER, OP_PUT, Op, decode_header,
-                       encode_header, encode_key_op, encode_put, iter_ops, make_log_name, make_temp_name,
-                       shard_of)
+                       NAME_RE, encode_header, encode_key_op, encode_put, iter_ops, make_log_name,
+                       make_temp_name, shard_hash as _xxh, shard_of)
 from .errors import BackgroundError, ClosedError, CorruptionError, DiskError
 from .fs import FileLock, FileSystem, OsFileSystem
 from .keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
@@ -96,8 +93,6 @@ _COUNTERS = ("hits", "misses", "evictions", "expirations", "checkpoints", "items
 _NO_POPS: list[tuple[float, bytes]] = []  # shared empty plans for the common put: never mutated
 _NO_EXPIRED: dict[bytes, int] = {}
 _NO_EVICTED: list[bytes] = []
-_NAME_RE = re.compile(r"^cache-(\d{3,})-of-(\d{3,})\.(log|tmp)$")
-_xxh = xxhash.xxh3_64_intdigest
 
 
 def _check_ttl(ttl: object, name: str) -> float:
@@ -741,7 +736,7 @@ class PersistentCache:
 
     def _check_shard_count(self) -> None:
         for name in self._fs.listdir(self._path):
-            m = _NAME_RE.match(name)
+            m = NAME_RE.match(name)
             if m and int(m.group(2)) != self._nshards:
                 raise ValueError(f"shards={self._nshards} does not match the cache at {self._path}, "
                                  f"which has {int(m.group(2))} shards ({name}); reopen with "

@@ -152,6 +152,8 @@ class CompactionWorker:
                     self._proc = None
                     raise WorkerUnavailable(f"cannot start the compaction worker: {e}") from e
             proc = self._proc
+            if self._aborted:  # abort() ran while the worker started and may have missed it
+                proc.kill()
             try:
                 proc.stdin.write(encode_request(spec))
                 proc.stdin.flush()

@@ -323,18 +323,17 @@ def test_unusable_worker_falls_back_to_in_process(tmp_path, monkeypatch):
     db.close()
 
 
-def test_close_abandons_a_hung_worker_job(tmp_path, monkeypatch):
-    """close() must not wait for a compaction worker that never answers: it
-    kills the worker, the job is abandoned (its inputs stay live, any outputs
-    are orphans) and a reopen reads everything, with no background error."""
+@pytest.fixture
+def hung_worker(monkeypatch):
+    """Every merge goes to a compaction worker that reads its job and never
+    answers; yields the list of worker processes started."""
     import subprocess
     import sys
-    import time
 
     import lsm.background as bg
     from lsm.worker import CompactionWorker
     monkeypatch.setattr(bg, "WORKER_MIN_BYTES", 0)
-    started = []
+    started: list = []
 
     def hung_start(self):
         p = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(600)"],
@@ -343,6 +342,20 @@ def test_close_abandons_a_hung_worker_job(tmp_path, monkeypatch):
         return p
 
     monkeypatch.setattr(CompactionWorker, "_start", hung_start)
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_close_abandons_a_hung_worker_job(tmp_path, hung_worker):
+    """close() must not wait for a compaction worker that never answers: it
+    kills the worker, the job is abandoned (its inputs stay live, any outputs
+    are orphans) and a reopen reads everything, with no background error."""
+    import time
+
+    started = hung_worker
     db = lsm.open(tmp_path / "db", sync_mode="always", disable_auto_compactions=True, **TINY)
     model = _fill(db, 1500, random.Random(8))
     db.flush()
@@ -363,25 +376,12 @@ def test_close_abandons_a_hung_worker_job(tmp_path, monkeypatch):
         db2._versions.current._check(db2._fs, db2.path)
 
 
-def test_hung_worker_times_out_and_the_job_reruns_in_process(tmp_path, monkeypatch):
+def test_hung_worker_times_out_and_the_job_reruns_in_process(tmp_path, monkeypatch, hung_worker):
     """A worker that never answers must not stop compaction: after the job's
     timeout it is killed and the merge reruns in-process."""
-    import subprocess
-    import sys
-
     import lsm.background as bg
-    from lsm.worker import CompactionWorker
-    monkeypatch.setattr(bg, "WORKER_MIN_BYTES", 0)
     monkeypatch.setattr(bg, "WORKER_TIMEOUT_FLOOR", 0.5)
-    started = []
-
-    def hung_start(self):
-        p = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(600)"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        started.append(p)
-        return p
-
-    monkeypatch.setattr(CompactionWorker, "_start", hung_start)
+    started = hung_worker
     db = lsm.open(tmp_path / "db", sync_mode="never", **TINY)
     model = _fill(db, 1500, random.Random(9))
     db.compact_range()

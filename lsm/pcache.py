@@ -73,7 +73,7 @@ from .cachelog import (FORMAT_VERSION, OP_DELETE, OP_EVICT, OP_EXPIRE, OP_HEADER
 from .errors import BackgroundError, ClosedError, CorruptionError, DiskError
 from .fs import FileLock, FileSystem, OsFileSystem
 from .keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
-from .metrics import RateCounter
+from .metrics import SampledRate
 from .options import SYNC_MODES
 from .wal import CACHE, WalWriter, encode_record, iter_records
 
@@ -121,14 +121,14 @@ class _Shard:
 
     Thread safety: every field marked ``guarded by _mu`` is read and written
     only with ``_mu`` held; ``_log`` is also guarded by ``_file_mu`` for its
-    lifetime (the periodic syncer fsyncs it holding only ``_file_mu``).
+    lifetime (the housekeeping thread fsyncs it holding only ``_file_mu``).
     Lock order: ``_mu`` before ``_file_mu``.
     """
 
     __slots__ = ("index", "_cache", "_fs", "_clock", "_log_path", "_tmp_path", "_max_items",
                  "_max_bytes", "_mu", "_file_mu", "_map", "_heap", "_bytes", "_pending",
                  "_log", "_dirty", "_dir_dirty", "_log_limit", "_failed", "_closed", "hits", "misses",
-                 "evictions", "expirations", "checkpoints", "gets", "puts", "deletes")
+                 "evictions", "expirations", "checkpoints", "puts", "deletes", "qps")
 
     def __init__(self, cache: "PersistentCache", index: int) -> None:
         self.index = index
@@ -146,7 +146,7 @@ class _Shard:
         self._bytes = 0  # guarded by _mu: sum of len(key) + len(value)
         self._pending = bytearray()  # guarded by _mu: EXPIRE ops from get(), for the next record
         self._log: WalWriter | None = None  # guarded by _mu and _file_mu
-        self._dirty = False  # written since the last fsync (for the periodic syncer)
+        self._dirty = False  # written since the last fsync (for sync_mode="periodic")
         self._dir_dirty = False  # guarded by _mu: a checkpoint rename awaits its directory fsync
         # Guarded by _mu: put() calls _prepare_log_locked once the log passes this
         # size; that re-evaluates the checkpoint threshold (which moves with the
@@ -157,11 +157,13 @@ class _Shard:
         self._log_limit: float = CHECKPOINT_FLOOR_BYTES
         self._failed: BaseException | None = None  # a failed fsync: writes refused until reopen
         self._closed = False  # guarded by _mu
-        self.hits = self.misses = self.evictions = self.expirations = self.checkpoints = 0  # guarded by _mu
-        # Guarded by _mu too (recorded with it held; read with it free).
-        self.gets = RateCounter(QPS_WINDOW, QPS_BUCKET, lock=self._mu)
-        self.puts = RateCounter(QPS_WINDOW, QPS_BUCKET, lock=self._mu)
-        self.deletes = RateCounter(QPS_WINDOW, QPS_BUCKET, lock=self._mu)
+        # Guarded by _mu. gets are hits + misses; puts and deletes count calls
+        # that got past the argument checks, failed ones included.
+        self.hits = self.misses = self.evictions = self.expirations = self.checkpoints = 0
+        self.puts = self.deletes = 0
+        # Sampled from the counters above by the cache's housekeeping thread:
+        # counting is then an int increment, with no clock read on get.
+        self.qps = {op: SampledRate(QPS_WINDOW, QPS_BUCKET) for op in ("get", "put", "delete")}
 
     # -- reads -----------------------------------------------------------------
 
@@ -189,7 +191,7 @@ class _Shard:
         try:
             if self._closed or self._failed is not None:
                 self._check_writable_locked()
-            self.puts.record_locked()
+            self.puts += 1
             log = self._log
             if log is None or self._dir_dirty or log.size > self._log_limit:
                 self._prepare_log_locked(self._clock())  # may replace the heap
@@ -301,7 +303,7 @@ class _Shard:
     def delete(self, key: bytes) -> bool:
         with self._mu:
             self._check_writable_locked()
-            self.deletes.record_locked()
+            self.deletes += 1
             if key not in self._map:
                 return False  # nothing to undo: the log's state has no key either
             now = self._clock()
@@ -400,7 +402,7 @@ class _Shard:
             self._dirty = False
 
     def sync_background(self) -> None:
-        """The periodic syncer's turn: fsync the log if written since the last fsync."""
+        """The housekeeping thread's turn (``"periodic"``): fsync the log if written since the last fsync."""
         if not self._dirty:
             return
         with self._file_mu:
@@ -584,6 +586,16 @@ class _Shard:
 
     # -- introspection -----------------------------------------------------------
 
+    def op_totals(self) -> dict[str, int]:
+        """Calls so far per operation, as the QPS samplers see them."""
+        with self._mu:
+            return {"get": self.hits + self.misses, "put": self.puts, "delete": self.deletes}
+
+    def sample_qps(self) -> None:
+        """The housekeeping thread's once-a-bucket sample of :meth:`op_totals`."""
+        for op, total in self.op_totals().items():
+            self.qps[op].sample(total)
+
     def _check(self) -> None:
         """Assert the shard's invariants (tests call this; O(n))."""
         with self._mu:
@@ -601,20 +613,31 @@ class _Shard:
                     assert (e, k) in in_heap, f"expiring key {k!r} missing from the heap"
 
 
-def _syncer_main(ref: "weakref.ref[PersistentCache]", stop: threading.Event) -> None:
-    """``sync_mode="periodic"``: fsync every shard log written since its last fsync."""
-    while not stop.wait(SYNC_INTERVAL):
-        if not _sync_tick(ref):
+def _housekeeper_main(ref: "weakref.ref[PersistentCache]", stop: threading.Event, periodic: bool) -> None:
+    """Sample every shard's QPS counters about once per QPS_BUCKET; with
+    ``periodic``, also fsync every shard log written since its last fsync,
+    every SYNC_INTERVAL."""
+    period = SYNC_INTERVAL if periodic else QPS_BUCKET
+    next_sample = time.monotonic() + QPS_BUCKET
+    while not stop.wait(period):
+        now = time.monotonic()
+        sample = now >= next_sample - period / 2
+        if sample:
+            next_sample = now + QPS_BUCKET
+        if not _housekeeping_tick(ref, periodic, sample):
             return
 
 
-def _sync_tick(ref: "weakref.ref[PersistentCache]") -> bool:
-    """One pass of the syncer; False once the cache is gone. Its locals die with it."""
+def _housekeeping_tick(ref: "weakref.ref[PersistentCache]", sync: bool, sample: bool) -> bool:
+    """One pass of the housekeeper; False once the cache is gone. Its locals die with it."""
     cache = ref()
     if cache is None:
         return False
     for s in cache._shard_list:
-        s.sync_background()
+        if sync:
+            s.sync_background()
+        if sample:
+            s.sample_qps()
     return True
 
 
@@ -702,7 +725,7 @@ class PersistentCache:
         self._closed = False
         self._close_mu = threading.Lock()
         self._stop = threading.Event()
-        self._syncer: threading.Thread | None = None
+        self._housekeeper: threading.Thread | None = None
         self._recovered_tail_bytes = 0
         self._shards: list[_Shard] = []
         t0 = time.monotonic()
@@ -727,12 +750,12 @@ class PersistentCache:
             raise
         self._recovery_seconds = time.monotonic() - t0
         self._shard_list = tuple(self._shards)
-        if sync_mode == "periodic":
-            # The thread holds only a weak reference, so an unclosed cache can
-            # still be collected (and its __del__ releases the LOCK).
-            self._syncer = threading.Thread(target=_syncer_main, args=(weakref.ref(self), self._stop),
-                                            daemon=True, name=f"lsm-pcache-sync:{self._path}")
-            self._syncer.start()
+        # The thread holds only a weak reference, so an unclosed cache can
+        # still be collected (and its __del__ releases the LOCK).
+        self._housekeeper = threading.Thread(
+            target=_housekeeper_main, args=(weakref.ref(self), self._stop, sync_mode == "periodic"),
+            daemon=True, name=f"lsm-pcache-housekeeper:{self._path}")
+        self._housekeeper.start()
 
     def _check_shard_count(self) -> None:
         for name in self._fs.listdir(self._path):
@@ -768,7 +791,6 @@ class PersistentCache:
         try:
             if s._closed:
                 raise ClosedError(f"persistent cache {self._path} is closed")
-            s.gets.record_locked()
             e = s._map.get(key)
             if e is None:
                 s.misses += 1
@@ -844,9 +866,8 @@ class PersistentCache:
                           s._bytes, s._log.size if s._log is not None else 0)
             for name, v in zip(_COUNTERS, values):
                 totals[name] += v
-            qps["get"] += s.gets.rate()
-            qps["put"] += s.puts.rate()
-            qps["delete"] += s.deletes.rate()
+            for op, total in s.op_totals().items():
+                qps[op] += s.qps[op].rate(total)
         out: dict[str, object] = dict(totals)
         out["qps"] = {k: round(v, 3) for k, v in qps.items()}
         out["recovery"] = {"seconds": round(self._recovery_seconds, 6),
@@ -866,8 +887,8 @@ class PersistentCache:
                 return
             self._closed = True
         self._stop.set()
-        if self._syncer is not None and self._syncer is not threading.current_thread():
-            self._syncer.join()
+        if self._housekeeper is not None and self._housekeeper is not threading.current_thread():
+            self._housekeeper.join()
         err: BaseException | None = None
         try:
             for s in self._shards:

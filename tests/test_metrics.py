@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsm.metrics import DEFAULT_OPS, LatencyHistogram, Metrics, RateCounter
+from lsm.metrics import DEFAULT_OPS, LatencyHistogram, Metrics, RateCounter, SampledRate
 
 FAST = settings(max_examples=200, deadline=None)
 BUCKET_RATIO = 2 ** (1 / 8)  # width of one histogram bucket
@@ -141,35 +141,6 @@ def test_steady_traffic_reads_as_its_rate() -> None:
     assert counter.total() == 1600
 
 
-def test_record_locked_under_a_shared_lock_counts_like_record() -> None:
-    # A cache shard passes its own lock and records under it (one acquire per event).
-    clock = FakeClock(0.0)
-    mu = threading.Lock()
-    shared = RateCounter(window=3.0, bucket=1.0, clock=clock, lock=mu)
-    own = RateCounter(window=3.0, bucket=1.0, clock=clock)
-    for i in range(40):  # 10 per second for 4 s: rolls the ring over
-        clock.t = i * 0.1
-        with mu:
-            shared.record_locked()
-        own.record()
-    assert shared.total() == own.total() == 40
-    assert shared.rate() == pytest.approx(own.rate())
-    assert not mu.locked()
-
-
-def test_record_locked_from_many_threads_loses_nothing() -> None:
-    mu = threading.Lock()
-    counter = RateCounter(window=10.0, bucket=0.001, lock=mu)  # tiny buckets: many advances
-
-    def work() -> None:
-        for _ in range(2000):
-            with mu:
-                counter.record_locked()
-
-    run_threads(8, work)
-    assert counter.total() == 16000
-
-
 def test_idle_gap_longer_than_the_window_clears() -> None:
     clock = FakeClock(0.0)
     counter = RateCounter(window=10.0, bucket=1.0, clock=clock)
@@ -287,6 +258,86 @@ def test_threads_lose_no_events_across_roll_over() -> None:
     frozen.append(5.0)  # after ~2.0 s of fake time: every bucket is still in the window
     assert counter.total() == 40_000
     assert counter.rate() == pytest.approx(40_000 / 5.0)
+
+
+# --- SampledRate ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"window": 0.0}, "window"), ({"window": math.inf}, "window"), ({"bucket": 0.0}, "bucket"),
+    ({"window": 1.0, "bucket": 2.0}, "bucket"),
+])
+def test_sampled_rate_validates_arguments(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        SampledRate(**kwargs)
+
+
+def test_sampled_rate_averages_since_construction_in_the_first_window() -> None:
+    clock = FakeClock(50.0)
+    rate = SampledRate(window=10.0, bucket=1.0, clock=clock, total=7)
+    assert rate.rate(7) == 0.0
+    clock.t = 54.0
+    assert rate.rate(47) == pytest.approx(10.0)  # 40 events in 4 s; no sample needed
+    clock.t = 50.25
+    assert rate.rate(12) == pytest.approx(5.0)  # less than a bucket: divides by one bucket
+
+
+def test_sampled_rate_steady_traffic_reads_as_its_rate() -> None:
+    clock = FakeClock(0.0)
+    rate = SampledRate(window=10.0, bucket=1.0, clock=clock)
+    total = 0
+    for second in range(1, 200):
+        total += 8 if second < 100 else 3  # 8/s, then 3/s
+        clock.t = float(second)
+        rate.sample(total)
+        if second in (99, 199):
+            assert rate.rate(total) == pytest.approx(8.0 if second == 99 else 3.0)
+
+
+def test_sampled_rate_window_is_between_window_minus_bucket_and_window() -> None:
+    clock = FakeClock(0.0)
+    rate = SampledRate(window=10.0, bucket=1.0, clock=clock)
+    for second in range(1, 31):
+        clock.t = float(second)
+        rate.sample(100 * second if second <= 20 else 2000)  # 100/s until t=20, then idle
+    clock.t = 25.5  # samples at 16..25 are in the window; 16 is the oldest: 400 events in 9.5 s
+    assert rate.rate(2000) == pytest.approx(400 / 9.5)
+    clock.t = 30.9
+    assert rate.rate(2000) == 0.0
+
+
+def test_sampled_rate_stalled_sampler_uses_the_newest_older_sample() -> None:
+    clock = FakeClock(0.0)
+    rate = SampledRate(window=10.0, bucket=1.0, clock=clock)
+    clock.t = 3.0
+    rate.sample(30)
+    clock.t = 20.0  # nothing sampled for 17 s: average since t=3, not a guess
+    assert rate.rate(200) == pytest.approx(170 / 17)
+
+
+def test_sampled_rate_memory_is_bounded_whatever_the_sampling() -> None:
+    clock = FakeClock(0.0)
+    rate = SampledRate(window=10.0, bucket=1.0, clock=clock)
+    for i in range(100_000):
+        clock.t = i * 0.01  # 100 samples per bucket: all but one per half bucket skipped
+        rate.sample(i)
+    assert len(rate._samples) <= 2 * 10 + 2
+    assert rate.rate(100_000) == pytest.approx(100.0, rel=0.06)
+
+
+def test_sampled_rate_threads_sampling_and_reading() -> None:
+    rate = SampledRate(window=1.0, bucket=0.001)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for i in range(2000):
+                rate.sample(i)
+                assert rate.rate(i) >= 0.0
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    run_threads(8, work)
+    assert not errors
 
 
 # --- LatencyHistogram ----------------------------------------------------------------------

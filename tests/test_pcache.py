@@ -420,6 +420,28 @@ def test_stats_shape(tmp_path):
                                      for n in os.listdir(tmp_path) if n.endswith(".log"))
 
 
+def test_qps_counts_every_call_and_is_sampled_in_the_background(tmp_path, monkeypatch):
+    monkeypatch.setattr(pcache, "QPS_BUCKET", 0.01)
+    with PersistentCache(tmp_path, max_items=100, shards=4) as c:
+        for i in range(30):
+            c.put(b"k%d" % i, b"v")
+        for i in range(50):
+            c.get(b"k%d" % i)  # 30 hits, 20 misses
+        c.delete(b"k1")
+        c.delete(b"nope")
+        totals = [s.op_totals() for s in c._shard_list]
+        assert sum(t["get"] for t in totals) == 50
+        assert sum(t["put"] for t in totals) == 30
+        assert sum(t["delete"] for t in totals) == 2
+        deadline = time.monotonic() + 10
+        while any(len(s.qps["get"]._samples) < 3 for s in c._shard_list):
+            assert time.monotonic() < deadline, "the housekeeping thread took no samples"
+            time.sleep(0.01)
+        qps = c.stats()["qps"]
+        assert qps["get"] > 0 and qps["put"] > 0 and qps["delete"] > 0
+    assert not c._housekeeper.is_alive()
+
+
 def test_shard_function_is_stable():
     # Persistent: the shard of a key must never change between versions.
     assert [shard_of(k, 8) for k in (b"", b"a", b"hello", b"key000001")] == \
@@ -1036,9 +1058,12 @@ def test_checkpoint_failure_then_power_cut_keeps_old_state(tmp_path, small_check
         assert _state(path) == old, op
 
 
-def test_unclosed_periodic_cache_is_collected_and_unlocked(tmp_path):
+@pytest.mark.parametrize("mode", ["periodic", "never"])
+def test_unclosed_cache_is_collected_and_unlocked(tmp_path, mode):
+    # Every cache has a housekeeping thread (QPS samples; fsyncs if periodic);
+    # it must not keep an unclosed cache alive.
     import gc
-    c = PersistentCache(tmp_path, sync_mode="periodic")
+    c = PersistentCache(tmp_path, sync_mode=mode)
     c.put(b"a", b"1")
     time.sleep(0.12)
     del c

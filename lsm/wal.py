@@ -34,7 +34,7 @@ from .errors import CorruptionError
 from .fs import WritableFile
 
 __all__ = ["BATCH", "CACHE", "EDIT", "FORMAT_VERSION", "MAGIC", "OVERHEAD", "Damage", "WalWriter",
-           "encode_record", "has_intact_record", "iter_records", "strict_reporter"]
+           "encode_record", "frame_record", "has_intact_record", "iter_records", "strict_reporter"]
 
 MAGIC = 0xB1A5
 FORMAT_VERSION = 2  # 2: header check added. Readers refuse any other version.
@@ -94,6 +94,39 @@ def encode_record(payload: bytes, rtype: int = BATCH) -> bytes:
     head = _HEAD.pack(MAGIC, FORMAT_VERSION, rtype, n)
     body = head + _U32.pack(checksum(head)) + payload
     return body + _U32.pack(checksum(body))
+
+
+def frame_record(buf: bytearray, rtype: int = BATCH) -> bytearray:
+    """Frame a record in place and return ``buf``: its first :data:`HEADER_BYTES`
+    bytes are reserved (any value) and the payload follows them. Gives the
+    same bytes as ``encode_record(buf[HEADER_BYTES:], rtype)`` without copying
+    the payload twice, which matters on small hot records (the cache's puts).
+
+    >>> frame_record(bytearray(HEADER_BYTES) + b"hi") == encode_record(b"hi")
+    True
+    """
+    n = len(buf) - HEADER_BYTES
+    if n < 0:
+        raise ValueError(f"buf has {len(buf)} bytes; the {HEADER_BYTES} header bytes must be reserved")
+    key = n << 8 | rtype
+    head = _FRAMED_HEADS.get(key)
+    if head is None:
+        if n > _MAX_PAYLOAD:
+            raise ValueError(f"record payload of {n} bytes exceeds {_MAX_PAYLOAD}")
+        head = _HEAD.pack(MAGIC, FORMAT_VERSION, rtype, n)
+        head += _U32.pack(checksum(head))
+        if n < _FRAMED_HEADS_BELOW:
+            _FRAMED_HEADS[key] = head
+    buf[:HEADER_BYTES] = head
+    buf += _U32.pack(checksum(buf))
+    return buf
+
+
+# Complete headers (with their check) of small records, by length << 8 | type:
+# at most 3 * 4096 entries of 12 bytes. Filled on first use; a racing fill
+# stores equal bytes.
+_FRAMED_HEADS: dict[int, bytes] = {}
+_FRAMED_HEADS_BELOW = 4096
 
 
 def _header_at(data: bytes, pos: int) -> tuple[int, int, int] | None:

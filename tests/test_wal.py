@@ -4,6 +4,8 @@ writer, and iter_records on intact logs and on every kind of damage
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
 import struct
 
@@ -13,11 +15,11 @@ from hypothesis import strategies as st
 
 from lsm.batch import encode_batch
 from lsm.coding import checksum
-from lsm.errors import CorruptionError
+from lsm.errors import CorruptionError, DiskError
 from lsm.fs import OsFileSystem
 from lsm.keys import PUT
 from lsm.wal import (BATCH, CACHE, EDIT, FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD, Damage, WalWriter,
-                     encode_record, iter_records, strict_reporter)
+                     encode_record, frame_record, iter_records, strict_reporter)
 
 FAST = settings(max_examples=100, deadline=None)
 
@@ -82,6 +84,22 @@ def test_encode_record_refuses_payload_over_u32() -> None:
 
     with pytest.raises(ValueError, match="exceeds"):
         encode_record(Huge())
+
+
+@FAST
+@given(payload=st.binary(max_size=5000), rtype=st.sampled_from([BATCH, EDIT, CACHE]),
+       junk=st.binary(min_size=HEADER_BYTES, max_size=HEADER_BYTES))
+def test_frame_record_in_place_equals_encode_record(payload: bytes, rtype: int, junk: bytes) -> None:
+    # Twice: the second call uses the cached header of that length and type.
+    for _ in range(2):
+        buf = bytearray(junk) + payload  # the reserved bytes may hold anything
+        assert frame_record(buf, rtype) is buf
+        assert bytes(buf) == encode_record(payload, rtype)
+
+
+def test_frame_record_needs_the_header_reserved() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        frame_record(bytearray(HEADER_BYTES - 1))
 
 
 # --- intact logs ------------------------------------------------------------------------
@@ -520,6 +538,70 @@ def test_preallocated_file_runs_ahead_of_its_data(tmp_path) -> None:
     assert os.path.getsize(path) == 8192
     w.close()  # close trims
     assert fs.read_file(path) == b"".join(recs) + encode_record(b"y")
+
+
+def test_mapped_file_appends_through_the_map_and_runs_ahead(tmp_path) -> None:
+    path = str(tmp_path / "cache-000-of-001.log")
+    fs = OsFileSystem()
+    step = mmap.ALLOCATIONGRANULARITY * 2
+    w = WalWriter(fs.open_mapped(path, step=step))
+    recs = [encode_record(bytes([i]) * 3000) for i in range(5)]
+    for i in range(3):
+        w.add_record(bytes([i]) * 3000)
+    # In the OS at once: another reader sees the records, then zeros.
+    assert w.size == 3 * len(recs[0]) and os.path.getsize(path) == 2 * step
+    got, rep = read_all(fs.read_file(path))
+    assert [p for _, _, p in got] == [bytes([i]) * 3000 for i in range(3)]
+    assert [r.zero_fill for _, _, r, _ in rep.calls] == [True]
+    for i in (3, 4):  # crosses the allocated length: grows by whole steps, remapped
+        w.add_record(bytes([i]) * 3000)
+    assert os.path.getsize(path) == 2 * step and w.size == 5 * len(recs[0])
+    w.sync()
+    w.close()  # trims to the records
+    assert fs.read_file(path) == b"".join(recs)
+    w = WalWriter(fs.open_mapped(path, step=step))  # reopening appends after the records
+    assert w.size == 5 * len(recs[0])
+    w.add_record(b"y")
+    w.close()
+    assert fs.read_file(path) == b"".join(recs) + encode_record(b"y")
+
+
+def test_mapped_file_rewind_zeroes_the_forgotten_bytes(tmp_path) -> None:
+    path = str(tmp_path / "f")
+    f = OsFileSystem().open_mapped(path, step=mmap.ALLOCATIONGRANULARITY)
+    f.write(b"keep")
+    f.write(b"torn-record")
+    f.rewind(4)
+    assert f.size == 4 and (tmp_path / "f").read_bytes()[:20] == b"keep" + bytes(16)
+    f.write(b"!")
+    f.close()
+    assert (tmp_path / "f").read_bytes() == b"keep!"
+
+
+def test_mapped_file_reports_a_failed_growth_as_disk_error_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    # ENOSPC comes from posix_fallocate, before any byte is stored: a store
+    # into an unreserved page on a full disk would be SIGBUS instead.
+    path = str(tmp_path / "f")
+    f = OsFileSystem().open_mapped(path, step=mmap.ALLOCATIONGRANULARITY)
+    f.write(b"a" * 100)
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(DiskError) as info:
+        f.write(b"b" * mmap.ALLOCATIONGRANULARITY)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == path
+    assert f.size == 100
+    f.write(b"c")  # still fits in the allocated step
+    monkeypatch.undo()
+    f.close()
+    assert (tmp_path / "f").read_bytes() == b"a" * 100 + b"c"
+
+
+def test_mapped_file_step_must_be_whole_pages(tmp_path) -> None:
+    with pytest.raises(ValueError, match="step"):
+        OsFileSystem().open_mapped(str(tmp_path / "f"), step=1000)
 
 
 def test_plain_writable_file_trim_is_a_no_op(tmp_path) -> None:

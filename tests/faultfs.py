@@ -79,7 +79,13 @@ class _File:
     def trim(self) -> bool:
         return self._inner.trim()
 
+    def rewind(self, size: int) -> None:
+        self._inner.rewind(size)
+
     def close(self) -> None:
+        if self._fs.dead:
+            _abandon(self._inner)  # the process is gone: it trims nothing at close
+            return
         self._inner.close()
 
     def read_at(self, offset: int, n: int) -> bytes:
@@ -87,6 +93,20 @@ class _File:
         if rule is not None:
             raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
         return self._inner.read_at(offset, n)
+
+
+def _abandon(f) -> None:
+    """Close ``f`` as a killed process would: drop its map and descriptor, and
+    do nothing a clean close does (a preallocated or mapped file's trim, which
+    would shorten a file that the next open is already using)."""
+    m = getattr(f, "_map", None)
+    if m is not None:
+        m.close()
+        f._map = None
+    fd = getattr(f, "_fd", -1)
+    if fd >= 0:
+        f._fd = -1
+        os.close(fd)
 
 
 class FaultFS:
@@ -183,6 +203,18 @@ class FaultFS:
         self._raise_if("open", path)
         existed = self.base.exists(path)
         f = _File(self, self.base.open_appendable(path), path)
+        with self._mu:
+            if not existed:
+                self._new.add(path)
+                self._synced[path] = 0
+            else:
+                self._synced.setdefault(path, f.size)
+        return f
+
+    def open_mapped(self, path: str, *, step: int):
+        self._raise_if("open", path)
+        existed = self.base.exists(path)
+        f = _File(self, self.base.open_mapped(path, step=step), path)
         with self._mu:
             if not existed:
                 self._new.add(path)

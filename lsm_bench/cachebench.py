@@ -30,6 +30,9 @@ Contenders (each in its own fresh temporary directory):
 - ``lru``: a ``collections.OrderedDict`` LRU bounded by the same bytes - the
   in-process floor that any persistent cache pays for.
 
+The timed requests run in ``ROUNDS`` slices with the contenders taking
+turns, so that they share the machine's conditions (see :func:`run_cache`).
+
 Reported per contender: ops/s, p50/p99 latency per request, hit ratio.
 """
 
@@ -178,81 +181,139 @@ def contenders_for(engines: tuple[str, ...]) -> list[str]:
 def run_cache(cfg: BenchConfig, keys: KeySpace, values: ValueGen,
               workload: str = "cache") -> list[Result]:
     """Run cache workload ``workload`` (a key of :data:`MIXES`) for each contender;
-    a missing one gives a skipped record."""
+    a missing one gives a skipped record.
+
+    Every contender is opened and warmed first; then the timed requests run in
+    :data:`ROUNDS` slices, the contenders taking turns on each slice (in the
+    reverse order every other round), each timing only its own turns. So all
+    of them meet the same machine: on a shared, noisy host a contender run
+    alone for a third of a second can land in a slow spell that the next one
+    misses, which moved the lsm/LRU ratio by +-30% between runs.
+    """
     mix = MIXES[workload]
     budget = int(cfg.num * (cfg.key_size + cfg.value_size) * CACHE_FRACTION)
     rng = random.Random(cfg.seed + 99)
     chooser = ScrambledZipfian(cfg.num, rng) if mix.scrambled else _HashedZipfian(cfg.num, rng)
     warmup = [chooser.next() for _ in range(cfg.n_reads)] if mix.warm else []
     requests = [chooser.next() for _ in range(cfg.n_reads)]
-    results: list[Result] = []
-    for name in contenders_for(cfg.engines):
-        parent = str(cfg.tmpdir) if cfg.tmpdir is not None else None
-        path = Path(tempfile.mkdtemp(prefix=f"lsm-bench-cache-{name}-", dir=parent))
-        try:
-            opened = CONTENDERS[name](path, budget)
-            if isinstance(opened, str):
-                results.append(base_result(mix.name, name, "skipped", opened))
-                continue
-            cache, put = opened
+    names = contenders_for(cfg.engines)
+    results: dict[str, Result] = {}
+    racing: list[_Contender] = []
+    try:
+        for name in names:
+            parent = str(cfg.tmpdir) if cfg.tmpdir is not None else None
+            path = Path(tempfile.mkdtemp(prefix=f"lsm-bench-cache-{name}-", dir=parent))
             try:
+                opened = CONTENDERS[name](path, budget)
+                if isinstance(opened, str):
+                    results[name] = base_result(mix.name, name, "skipped", opened)
+                    shutil.rmtree(path, ignore_errors=True)
+                    continue
+                c = _Contender(cfg, mix, name, opened[0], opened[1], requests, keys, values, path)
+                racing.append(c)
                 for k in warmup:
-                    if cache.get(keys.key(k), None) is None:
-                        put(keys.key(k), values.value(k))
-                results.append(_timed(cfg, mix, name, cache, put, requests, keys, values, budget, path))
+                    if c.cache.get(keys.key(k), None) is None:
+                        c.put(keys.key(k), values.value(k))
+            except Exception as exc:  # one contender failing must not hide the others
+                results[name] = base_result(mix.name, name, "error", f"{type(exc).__name__}: {exc}")
+                if racing and racing[-1].name == name:
+                    racing.pop().close()
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
+        _race(racing, len(requests), results, mix)
+        for c in racing:
+            if c.name not in results:
+                results[c.name] = c.result(budget)
+    finally:
+        for c in racing:
+            c.close()
+    return [results[name] for name in names if name in results]
+
+
+ROUNDS = 10  # slices of the timed requests; the contenders take turns on each
+
+
+def _race(racing: list[_Contender], n: int, results: dict[str, Result], mix: CacheMix) -> None:
+    """Run requests ``0..n`` on every contender, slice by slice, turn by turn."""
+    live = list(racing)
+    for c in live:
+        c.phase.__enter__()
+        c.phase.pause()
+    bounds = [n * r // ROUNDS for r in range(ROUNDS + 1)]
+    for r in range(ROUNDS):
+        lo, hi = bounds[r], bounds[r + 1]
+        for c in (live if r % 2 == 0 else live[::-1]):
+            c.phase.resume()
+            try:
+                c.phase.loop(hi - lo, c.op, first=lo)
+            except Exception as exc:  # this contender is out; the others go on
+                results[c.name] = base_result(mix.name, c.name, "error", f"{type(exc).__name__}: {exc}")
+                live = [x for x in live if x is not c]
             finally:
-                cache.close()
-        except Exception as exc:  # one contender failing must not hide the others
-            results.append(base_result(mix.name, name, "error", f"{type(exc).__name__}: {exc}"))
+                c.phase.pause()
+    for c in racing:
+        c.phase.resume()
+        c.phase.__exit__(None, None, None)
+
+
+class _Contender:
+    """One cache in the race: its request function, tally and phase."""
+
+    def __init__(
+        self, cfg: BenchConfig, mix: CacheMix, name: str, cache: CacheLike, put: Any, requests: list[int],
+        keys: KeySpace, values: ValueGen, path: Path,
+    ) -> None:
+        self.mix, self.name, self.cache, self.put, self.path = mix, name, cache, put, path
+        self.tally = tally = {"hits": 0, "misses": 0, "wrong": 0}
+        self.phase = Phase(f"{mix.name} [{name}]", len(requests), progress=cfg.progress)
+        get, key, value = cache.get, keys.key, values.value
+
+        def op(i: int) -> None:
+            k = requests[i]
+            kb = key(k)
+            got = get(kb, None)
+            if got is None:
+                tally["misses"] += 1
+                put(kb, value(k))
+            else:
+                tally["hits"] += 1
+                if got != value(k):
+                    tally["wrong"] += 1
+
+        self.op = op
+
+    def result(self, budget: int) -> Result:
+        mix, name, tally = self.mix, self.name, self.tally
+        ops = self.phase.done
+        res = base_result(mix.name, name, "ok")
+        res.update(self.phase.result())
+        res["unit"] = "get, put on miss"
+        verify = empty_verify()
+        verify.update(checked=tally["hits"], wrong=tally["wrong"])
+        res["verify"] = verify
+        res["disk_bytes"] = dir_bytes(self.path)
+        res["extra"] = {
+            "hit_ratio": tally["hits"] / ops if ops else None,
+            "hits": tally["hits"],
+            "puts": tally["misses"],
+            "warm": mix.warm,
+            "keys": "ScrambledZipfian" if mix.scrambled else "Zipfian",
+            "budget_bytes": budget,
+            "entries_at_end": _safe_len(self.cache),
+            "rounds": ROUNDS,
+            "implementation": DESCRIPTIONS[name],
+            "version": dist_version("lsm-tree") if name == "lsm" else dist_version(name),
+        }
+        if verify_failures(verify):
+            res["status"] = "failed"
+            res["note"] = f"{tally['wrong']} hits returned a wrong value"
+        return res
+
+    def close(self) -> None:
+        try:
+            self.cache.close()
         finally:
-            shutil.rmtree(path, ignore_errors=True)
-    return results
-
-
-def _timed(
-    cfg: BenchConfig, mix: CacheMix, name: str, cache: CacheLike, put: Any, requests: list[int],
-    keys: KeySpace, values: ValueGen, budget: int, path: Path,
-) -> Result:
-    get, key, value = cache.get, keys.key, values.value
-    tally = {"hits": 0, "misses": 0, "wrong": 0}
-
-    def op(i: int) -> None:
-        k = requests[i]
-        kb = key(k)
-        got = get(kb, None)
-        if got is None:
-            tally["misses"] += 1
-            put(kb, value(k))
-        else:
-            tally["hits"] += 1
-            if got != value(k):
-                tally["wrong"] += 1
-
-    phase = Phase(f"{mix.name} [{name}]", len(requests), progress=cfg.progress)
-    with phase:
-        phase.loop(len(requests), op)
-    res = base_result(mix.name, name, "ok")
-    res.update(phase.result())
-    res["unit"] = "get, put on miss"
-    verify = empty_verify()
-    verify.update(checked=tally["hits"], wrong=tally["wrong"])
-    res["verify"] = verify
-    res["disk_bytes"] = dir_bytes(path)
-    res["extra"] = {
-        "hit_ratio": tally["hits"] / len(requests) if requests else None,
-        "hits": tally["hits"],
-        "puts": tally["misses"],
-        "warm": mix.warm,
-        "keys": "ScrambledZipfian" if mix.scrambled else "Zipfian",
-        "budget_bytes": budget,
-        "entries_at_end": _safe_len(cache),
-        "implementation": DESCRIPTIONS[name],
-        "version": dist_version("lsm-tree") if name == "lsm" else dist_version(name),
-    }
-    if verify_failures(verify):
-        res["status"] = "failed"
-        res["note"] = f"{tally['wrong']} hits returned a wrong value"
-    return res
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _safe_len(cache: object) -> int | None:

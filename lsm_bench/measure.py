@@ -149,6 +149,7 @@ class Phase:
         self._progress = make_progress("off", desc, total)
         self._probe = shape
         self._excluded = 0
+        self._paused_at = 0  # perf_counter_ns() at pause(), 0 when running
         self._last_probe = 0
         self._start = 0
         self._end = 0
@@ -198,11 +199,13 @@ class Phase:
         self._progress.update(done)
         self._probe_shape()
 
-    def loop(self, n: int, op: Callable[[int], object]) -> None:
-        """Run ``op(i)`` for ``i in range(n)``, sampling latency and checkpointing.
+    def loop(self, n: int, op: Callable[[int], object], *, first: int = 0) -> None:
+        """Run ``op(i)`` for ``i in range(first, first + n)``, sampling latency
+        and checkpointing.
 
         The counted operations continue from :attr:`done`, so a phase may call
-        ``loop`` more than once.
+        ``loop`` more than once (with :meth:`pause`/:meth:`resume` between
+        calls, when other work runs in the gaps).
         """
         pc = time.perf_counter_ns
         every = self.every
@@ -212,7 +215,7 @@ class Phase:
         i = 0
         while i < n:
             end = min(n, i + tick)
-            for j in range(i, end):
+            for j in range(first + i, first + end):
                 if j % every:
                     op(j)
                 else:
@@ -221,6 +224,16 @@ class Phase:
                     add(pc() - t0)
             i = end
             self.checkpoint(base + i)
+
+    def pause(self) -> None:
+        """Stop the phase's clock until :meth:`resume` (another contender's turn)."""
+        self._paused_at = time.perf_counter_ns()
+
+    def resume(self) -> None:
+        """Restart the clock stopped by :meth:`pause`; the gap is not timed."""
+        if self._paused_at:
+            self._excluded += time.perf_counter_ns() - self._paused_at
+            self._paused_at = 0
 
     def run_threads(self, counts: Sequence[int], op: Callable[[int, int], object]) -> None:
         """Run ``op(thread, i)`` for ``i in range(counts[thread])`` on one thread each.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import time
 import io
 import json
 import sys
@@ -271,6 +272,71 @@ def test_cache_mixes_warm_and_cold(tmp_path: Path) -> None:
     for rec in warm + cold:
         ex = rec["extra"]
         assert ex["hits"] + ex["puts"] == rec["ops"] and rec["verify"]["wrong"] == 0
+
+
+def test_cache_contenders_take_turns_on_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Timed requests are run slice by slice, the contenders alternating, so
+    # a slow spell of the machine hits all of them alike.
+    calls: list[str] = []
+
+    class LoggedLsm(cachebench.BytesLRU):
+        def __init__(self, path: str, *, max_bytes: int, sync_mode: str) -> None:
+            super().__init__(max_bytes)
+
+        def get(self, key: bytes, default: Any = None) -> Any:
+            calls.append("lsm")
+            return super().get(key, default)
+
+    class LoggedLru(cachebench.BytesLRU):
+        def get(self, key: bytes, default: Any = None) -> Any:
+            calls.append("lru")
+            return super().get(key, default)
+
+    monkeypatch.setattr(importlib.import_module("lsm"), "PersistentCache", LoggedLsm, raising=False)
+    monkeypatch.setattr(cachebench, "BytesLRU", LoggedLru)
+    cfg = tiny_config(tmp_path, engines=("lsm",), workloads=("cache",))
+    recs = {r["engine"]: r for r in cachebench.run_cache(cfg, KeySpace(16), ValueGen(100))}
+    timed = calls[2 * cfg.n_reads:]  # after both warm-ups
+    switches = sum(1 for a, b in zip(timed, timed[1:]) if a != b)
+    # lsm lru | lru lsm | lsm lru ...: one switch inside each round, none between
+    assert len(timed) == 2 * cfg.n_reads and switches == cachebench.ROUNDS
+    for rec in recs.values():
+        assert rec["status"] == "ok" and rec["ops"] == cfg.n_reads and rec["extra"]["rounds"] == cachebench.ROUNDS
+    assert recs["lsm"]["extra"]["hit_ratio"] == recs["lru"]["extra"]["hit_ratio"]
+    assert not leftover_databases(tmp_path)
+
+
+def test_cache_contender_failing_mid_race_is_reported_and_the_others_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Breaks(cachebench.BytesLRU):
+        def __init__(self, path: str, *, max_bytes: int, sync_mode: str) -> None:
+            super().__init__(max_bytes)
+            self.gets = 0
+
+        def get(self, key: bytes, default: Any = None) -> Any:
+            self.gets += 1
+            if self.gets > TINY + 10:  # after the warm-up, in the first slice
+                raise OSError("disk on fire")
+            return super().get(key, default)
+
+    monkeypatch.setattr(importlib.import_module("lsm"), "PersistentCache", Breaks, raising=False)
+    cfg = tiny_config(tmp_path, engines=("lsm",), workloads=("cache",))
+    recs = {r["engine"]: r for r in cachebench.run_cache(cfg, KeySpace(16), ValueGen(100))}
+    assert recs["lsm"]["status"] == "error" and "disk on fire" in recs["lsm"]["note"]
+    assert recs["lru"]["status"] == "ok" and recs["lru"]["ops"] == cfg.n_reads
+    assert not leftover_databases(tmp_path)
+
+
+def test_phase_pause_does_not_time_the_gap() -> None:
+    phase = Phase("x", 10)
+    with phase:
+        phase.loop(5, lambda i: None)
+        phase.pause()
+        time.sleep(0.05)
+        phase.resume()
+        phase.loop(5, lambda i: None, first=5)
+    assert phase.done == 10 and phase.seconds < 0.04
 
 
 def test_bytes_lru_evicts_by_bytes() -> None:

@@ -219,6 +219,11 @@ class _OsMappedFile:
     ``size`` the file reads as zeros until :meth:`trim` or :meth:`close`
     (doc/format.md says how readers treat them).
 
+    That promise holds where ``posix_fallocate`` reserves blocks in place
+    (ext4, XFS, tmpfs). On copy-on-write filesystems (btrfs, ZFS) a store can
+    still need new blocks at write-back, and a full disk then shows as SIGBUS
+    or as a failed fsync rather than as ENOSPC from ``write``.
+
     Failure: :meth:`write` is all or nothing. Growing (fallocate, mmap) comes
     before any byte is copied, and the copy itself cannot fail.
     Thread safety: none (as every WritableFile); :meth:`sync` may run
@@ -227,7 +232,7 @@ class _OsMappedFile:
     of a file is SIGBUS.
     """
 
-    __slots__ = ("path", "size", "allocated", "_fd", "_map", "_base", "_step")
+    __slots__ = ("path", "size", "allocated", "_fd", "_map", "_base", "_step", "_pid")
 
     def __init__(self, path: str, step: int) -> None:
         if step <= 0 or step % mmap.ALLOCATIONGRANULARITY:
@@ -237,6 +242,7 @@ class _OsMappedFile:
         self._map: mmap.mmap | None = None
         self._base = 0
         self._step = step
+        self._pid = os.getpid()
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             self.size = self.allocated = os.fstat(self._fd).st_size
@@ -249,17 +255,19 @@ class _OsMappedFile:
     def write(self, data: bytes) -> None:
         size = self.size
         end = size + len(data)
-        if end > self.allocated:
-            self._grow(end)
+        if end > self.allocated or size < self._base or self._map is None:
+            self._grow(end)  # past the map, rewound below its start, or not mapped yet
         base = self._base
         self._map[size - base:end - base] = data  # type: ignore[index]
         self.size = end
 
     def _grow(self, end: int) -> None:
-        length = -(-end // self._step) * self._step
+        """Map ``[page of size, allocated)``, first reserving blocks up to ``end``."""
+        length = max(self.allocated, -(-end // self._step) * self._step)
         base = self.size - self.size % mmap.ALLOCATIONGRANULARITY
         try:
-            os.posix_fallocate(self._fd, self.allocated, length - self.allocated)
+            if length > self.allocated:
+                os.posix_fallocate(self._fd, self.allocated, length - self.allocated)
             new = mmap.mmap(self._fd, length - base, offset=base)
         except OSError as e:
             raise DiskError.wrap(e, self.path) from e
@@ -286,6 +294,11 @@ class _OsMappedFile:
             self._map.close()
             self._map = None
         if self.allocated <= self.size or self._fd < 0:
+            return False
+        if os.getpid() != self._pid:
+            # A forked child closing an inherited file: the parent may still be
+            # storing into its map past this process's size, and a shorter file
+            # would turn those stores into SIGBUS (or lose them).
             return False
         try:
             os.ftruncate(self._fd, self.size)

@@ -20,8 +20,10 @@ The log grammar (the operations inside each record) is in
 Recovery (per shard): a leftover ``.tmp`` is deleted (a checkpoint that never
 got renamed; the log is still authoritative); records are replayed; a torn or
 corrupt *last* region is dropped and truncated away (it is a write that was
-never acknowledged); damage followed by an intact record raises
-:class:`~lsm.errors.CorruptionError` naming the file and offset. Entries that
+never acknowledged), and so are the zeros a mapped log runs ahead in; a
+region that starts with zeros before intact records is skipped (pages not
+written back before a power cut); other damage followed by an intact record
+raises :class:`~lsm.errors.CorruptionError` naming the file and offset. Entries that
 expired while closed are dropped and bounds are re-applied (the cache may be
 reopened with smaller bounds), and both are logged.
 
@@ -60,6 +62,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import mmap
 import os
 import threading
 import time
@@ -87,10 +90,23 @@ CHECKPOINT_RECORD_BYTES = 256 << 10  # checkpoint records are cut at about this 
 PROACTIVE_EXPIRE = 8  # expired entries one put reclaims before it needs room; bounds its latency
 SYNC_INTERVAL = 0.05  # seconds between background fsyncs for sync_mode="periodic" (as the DB)
 QPS_WINDOW, QPS_BUCKET = 10.0, 1.0  # seconds: a cache's rate should react quickly
-MAP_STEP = 256 << 10  # a log's file length runs ahead of its records by up to this (fs.open_mapped)
+# A log's file length runs ahead of its records by up to one step (fs.open_mapped):
+# MAP_STEP, or less with many shards so that all of them reserve at most about
+# MAP_TOTAL (never less than MAP_MIN_STEP each; remapping costs ~50 us a step).
+MAP_STEP, MAP_MIN_STEP, MAP_TOTAL = 256 << 10, 64 << 10, 2 << 20
 
 _INF = math.inf
 _COUNTERS = ("hits", "misses", "evictions", "expirations", "checkpoints", "items", "bytes", "log_bytes")
+
+
+def map_step(shards: int) -> int:
+    """Bytes a shard's log file runs ahead of its records, for ``shards`` shards.
+
+    >>> map_step(8) // 1024, map_step(32) // 1024, map_step(4096) // 1024
+    (256, 64, 64)
+    """
+    step = min(MAP_STEP, MAP_TOTAL // shards)
+    return max(MAP_MIN_STEP, step - step % mmap.ALLOCATIONGRANULARITY)
 
 
 def _check_ttl(ttl: object, name: str) -> float:
@@ -125,7 +141,7 @@ class _Shard:
 
     __slots__ = ("index", "_cache", "_fs", "_clock", "_log_path", "_tmp_path", "_max_items",
                  "_max_bytes", "_mu", "_file_mu", "_map", "_expiry", "_heap", "_bytes", "_pending",
-                 "_log", "_dirty", "_dir_dirty", "_log_limit", "_failed", "_closed", "hits", "misses",
+                 "_log", "_map_step", "_dirty", "_dir_dirty", "_log_limit", "_failed", "_closed", "hits", "misses",
                  "evictions", "expirations", "checkpoints", "puts", "deletes", "qps")
 
     def __init__(self, cache: "PersistentCache", index: int) -> None:
@@ -150,6 +166,7 @@ class _Shard:
         self._bytes = 0  # guarded by _mu: sum of len(key) + len(value)
         self._pending = bytearray()  # guarded by _mu: EXPIRE ops from get(), for the next record
         self._log: WalWriter | None = None  # guarded by _mu and _file_mu
+        self._map_step = map_step(cache._nshards)
         self._dirty = False  # written since the last fsync (for sync_mode="periodic")
         self._dir_dirty = False  # guarded by _mu: a checkpoint rename awaits its directory fsync
         # Guarded by _mu: put() calls _prepare_log_locked once the log passes this
@@ -393,7 +410,7 @@ class _Shard:
     def _prepare_log_locked(self, now: float) -> None:
         """Make the log writable (finishing an interrupted checkpoint) and compact it if due."""
         if self._log is None:  # a checkpoint's rename succeeded but reopening the log failed
-            log = WalWriter(self._fs.open_mapped(self._log_path, step=MAP_STEP))
+            log = WalWriter(self._fs.open_mapped(self._log_path, step=self._map_step))
             with self._file_mu:
                 self._log = log
         if self._dir_dirty:
@@ -512,7 +529,7 @@ class _Shard:
             self.expirations += 1
         self._rebuild_heap_locked()
         self.checkpoints += 1
-        log = WalWriter(fs.open_mapped(self._log_path, step=MAP_STEP))
+        log = WalWriter(fs.open_mapped(self._log_path, step=self._map_step))
         with self._file_mu:
             self._log = log
         fs.fsync_dir(self._cache._path)
@@ -535,6 +552,16 @@ class _Shard:
             if at_tail:
                 tail.append(offset)
                 return False
+            head = min(nbytes, HEADER_BYTES)
+            if data.count(0, offset, offset + head) == head:
+                # Damage that starts with zeros, intact records after it: pages
+                # the OS never wrote back before a power cut (the file's length
+                # was reserved ahead, and write-back need not go in order). A
+                # record never starts with zeros, and bit rot leaves garbage,
+                # not a zeroed header. Those writes were never fsynced (or the
+                # disk lost them): skip them, as a power cut may.
+                self._cache._recovered_skipped_bytes += nbytes
+                return True
             raise CorruptionError(path, offset, reason)
 
         m = self._map
@@ -581,14 +608,14 @@ class _Shard:
         if first:  # no intact header: a new log, or one whose creation was cut short
             if data:
                 fs.truncate(path, 0)
-            log = WalWriter(fs.open_mapped(path, step=MAP_STEP))
+            log = WalWriter(fs.open_mapped(path, step=self._map_step))
             log.add_record(header, CACHE)
             log.sync()
             self._log = log
             return True
         if good < len(data):
             fs.truncate(path, good)  # drop the torn tail so new records follow intact ones
-        self._log = WalWriter(fs.open_mapped(path, step=MAP_STEP))
+        self._log = WalWriter(fs.open_mapped(path, step=self._map_step))
         if good < len(data):
             self._log.sync()
         return False
@@ -644,9 +671,14 @@ class _Shard:
     # -- introspection -----------------------------------------------------------
 
     def op_totals(self) -> dict[str, int]:
-        """Calls so far per operation, as the QPS samplers see them."""
-        with self._mu:
-            return {"get": self.hits + self.misses, "put": self.puts, "delete": self.deletes}
+        """Calls so far per operation, as the QPS samplers see them.
+
+        Read without ``_mu``: each counter is one int load (atomic), and a
+        total a few calls stale is harmless to a rate, while waiting for a
+        shard busy in a checkpoint would hold up the housekeeping thread's
+        fsyncs of every other shard.
+        """
+        return {"get": self.hits + self.misses, "put": self.puts, "delete": self.deletes}
 
     def sample_qps(self) -> None:
         """The housekeeping thread's once-a-bucket sample of :meth:`op_totals`."""
@@ -691,10 +723,12 @@ def _housekeeping_tick(ref: "weakref.ref[PersistentCache]", sync: bool, sample: 
     cache = ref()
     if cache is None:
         return False
-    for s in cache._shard_list:
-        if sync:
+    shards = cache._shard_list
+    if sync:  # first: the fsync interval is the promise; the samples can wait
+        for s in shards:
             s.sync_background()
-        if sample:
+    if sample:
+        for s in shards:
             s.sample_qps()
     return True
 
@@ -787,6 +821,7 @@ class PersistentCache:
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._recovered_tail_bytes = 0
+        self._recovered_skipped_bytes = 0  # zeroed regions before intact records (see _Shard.recover)
         self._shards: list[_Shard] = []
         t0 = time.monotonic()
         self._fs.makedirs(self._path)
@@ -802,20 +837,21 @@ class PersistentCache:
             now = clock()
             for s in self._shards:
                 s.finish_open(now)
+            self._recovery_seconds = time.monotonic() - t0
+            self._shard_list = tuple(self._shards)
+            # The thread holds only a weak reference, so an unclosed cache can
+            # still be collected (and its __del__ releases the LOCK).
+            housekeeper = threading.Thread(
+                target=_housekeeper_main, args=(weakref.ref(self), self._stop, sync_mode == "periodic"),
+                daemon=True, name=f"lsm-pcache-housekeeper:{self._path}")
+            housekeeper.start()  # may fail (no threads left): then nothing stays open
+            self._housekeeper = housekeeper
         except BaseException:
             for s in self._shards:
                 s.close()
             self._lock.release()
             self._closed = True
             raise
-        self._recovery_seconds = time.monotonic() - t0
-        self._shard_list = tuple(self._shards)
-        # The thread holds only a weak reference, so an unclosed cache can
-        # still be collected (and its __del__ releases the LOCK).
-        self._housekeeper = threading.Thread(
-            target=_housekeeper_main, args=(weakref.ref(self), self._stop, sync_mode == "periodic"),
-            daemon=True, name=f"lsm-pcache-housekeeper:{self._path}")
-        self._housekeeper.start()
 
     def _check_shard_count(self) -> None:
         for name in self._fs.listdir(self._path):
@@ -930,7 +966,8 @@ class PersistentCache:
         out: dict[str, object] = dict(totals)
         out["qps"] = {k: round(v, 3) for k, v in qps.items()}
         out["recovery"] = {"seconds": round(self._recovery_seconds, 6),
-                           "dropped_tail_bytes": self._recovered_tail_bytes}
+                           "dropped_tail_bytes": self._recovered_tail_bytes,
+                           "skipped_zeroed_bytes": self._recovered_skipped_bytes}
         out.update(shards=self._nshards, max_items=self._max_items, max_bytes=self._max_bytes,
                    default_ttl=self._default_ttl, sync_mode=self._sync_mode)
         return out

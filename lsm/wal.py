@@ -108,6 +108,8 @@ def frame_record(buf: bytearray, rtype: int = BATCH) -> bytearray:
     n = len(buf) - HEADER_BYTES
     if n < 0:
         raise ValueError(f"buf has {len(buf)} bytes; the {HEADER_BYTES} header bytes must be reserved")
+    if not 0 <= rtype <= 0xFF:
+        raise ValueError(f"record type must fit a byte; got {rtype}")
     key = n << 8 | rtype
     head = _FRAMED_HEADS.get(key)
     if head is None:

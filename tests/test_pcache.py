@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections import OrderedDict
@@ -448,6 +449,75 @@ def test_qps_counts_every_call_and_is_sampled_in_the_background(tmp_path, monkey
     assert not c._housekeeper.is_alive()
 
 
+def _key_in(shard: int, n: int, tag: str) -> bytes:
+    i = 0
+    while True:
+        k = f"{tag}{i}".encode()
+        if shard_of(k, n) == shard:
+            return k
+        i += 1
+
+
+def test_periodic_fsync_of_other_shards_is_not_held_up_by_a_busy_shard(tmp_path, monkeypatch):
+    # A shard holds _mu across a checkpoint (tmp write, fsync, rename, directory
+    # fsync). The periodic fsyncs need only _file_mu, so the other shards' logs
+    # must keep being fsynced; the QPS sampling in the same thread must not
+    # wait for that _mu either.
+    monkeypatch.setattr(pcache, "QPS_BUCKET", 0.1)  # several samples while shard 0 is held
+    with PersistentCache(tmp_path, sync_mode="periodic", shards=2) as c:
+        s0, s1 = c._shards
+        still_dirty = []
+        with s0._mu:
+            deadline = time.monotonic() + 1.0
+            i = 0
+            while time.monotonic() < deadline:
+                c.put(_key_in(1, 2, f"k{i}-"), b"v")
+                i += 1
+                time.sleep(10 * pcache.SYNC_INTERVAL)
+                still_dirty.append(s1._dirty)
+        assert not any(still_dirty), still_dirty
+
+
+_FORK_CHILD_CLOSES = textwrap.dedent(r"""
+    import os, sys
+    from lsm.pcache import PersistentCache
+    path = sys.argv[1]
+    c = PersistentCache(path, shards=1)
+    c.put(b"before", b"x" * 100)
+    pid = os.fork()
+    if pid == 0:
+        c.close()  # e.g. a with-block or __del__ in the child
+        os._exit(0)
+    os.waitpid(pid, 0)
+    for i in range(3000):
+        c.put(b"k%d" % i, b"y" * 100)
+    c.close()
+    with PersistentCache(path, shards=1) as c2:
+        missing = [i for i in range(3000) if c2.get(b"k%d" % i) is None]
+    sys.exit(1 if missing else 0)
+""")
+
+
+def test_close_in_a_forked_child_does_not_shorten_the_parents_mapped_log(tmp_path):
+    # The child shares the parent's file: trimming it to the child's view
+    # would SIGBUS the parent's next store past the new end.
+    r = subprocess.run([sys.executable, "-c", _FORK_CHILD_CLOSES, str(tmp_path / "c")],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
+
+
+def test_failing_to_start_the_housekeeping_thread_leaves_nothing_open(tmp_path, monkeypatch):
+    def no_threads(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_threads)
+    with pytest.raises(RuntimeError, match="new thread"):
+        PersistentCache(tmp_path, shards=2)
+    monkeypatch.undo()
+    with PersistentCache(tmp_path, shards=2) as c:  # the LOCK was released, the logs closed
+        c.put(b"k", b"v")
+
+
 def test_shard_function_is_stable():
     # Persistent: the shard of a key must never change between versions.
     assert [shard_of(k, 8) for k in (b"", b"a", b"hello", b"key000001")] == \
@@ -554,6 +624,41 @@ def test_log_whose_creation_was_cut_short_in_its_zeros_is_reset(tmp_path, prefix
         c.put(b"k", b"v")
     with PersistentCache(tmp_path, shards=1) as c:
         assert contents(c) == {b"k": b"v"}
+
+
+def test_zeroed_pages_before_intact_records_are_skipped_as_a_power_cut_leaves_them(tmp_path):
+    # The file's length is reserved ahead and write-back need not go in order:
+    # after a power cut, records can be followed by a never-written (zero)
+    # stretch and then records that were written back.
+    with PersistentCache(tmp_path, shards=1) as c:
+        for i in range(6):
+            c.put(b"k%d" % i, b"v" * 100)
+    log = _log_path(tmp_path)
+    data = bytearray(open(log, "rb").read())
+    offsets = [off for off, _, _ in iter_records(bytes(data), lambda *a: False)]
+    lo, hi = offsets[3], offsets[5] + 20  # records 3.. are k2.. (0 is the header): k2, k3 and k4's head
+    data[lo:hi] = bytes(hi - lo)
+    with open(log, "wb") as f:
+        f.write(data)
+    with PersistentCache(tmp_path, shards=1) as c:
+        assert sorted(contents(c)) == [b"k0", b"k1", b"k5"]
+        rec = c.stats()["recovery"]
+        assert rec["skipped_zeroed_bytes"] == offsets[6] - lo and rec["dropped_tail_bytes"] == 0
+
+
+def test_garbage_between_records_is_still_corruption(tmp_path):
+    with PersistentCache(tmp_path, shards=1) as c:
+        for i in range(4):
+            c.put(b"k%d" % i, b"v" * 100)
+    log = _log_path(tmp_path)
+    data = bytearray(open(log, "rb").read())
+    offsets = [off for off, _, _ in iter_records(bytes(data), lambda *a: False)]
+    data[offsets[2] + 20] ^= 0xFF  # inside k1's record: its header still checks out
+    with open(log, "wb") as f:
+        f.write(data)
+    with pytest.raises(CorruptionError) as info:
+        PersistentCache(tmp_path, shards=1)
+    assert info.value.offset == offsets[2]
 
 
 def test_garbage_before_zeros_is_not_mistaken_for_a_new_log(tmp_path):

@@ -599,6 +599,33 @@ def test_mapped_file_reports_a_failed_growth_as_disk_error_and_writes_nothing(tm
     assert (tmp_path / "f").read_bytes() == b"a" * 100 + b"c"
 
 
+def test_mapped_file_write_after_rewind_below_the_map_window(tmp_path) -> None:
+    g = mmap.ALLOCATIONGRANULARITY
+    path = str(tmp_path / "f")
+    f = OsFileSystem().open_mapped(path, step=g)
+    f.write(b"a" * (g + 10))
+    f.write(b"b" * g)  # the map window now starts at g
+    f.rewind(g - 5)
+    f.write(b"xyz")
+    f.close()
+    assert (tmp_path / "f").read_bytes() == b"a" * (g - 5) + b"xyz"
+
+
+def test_mapped_file_rewind_right_after_open_then_write(tmp_path) -> None:
+    (tmp_path / "f").write_bytes(b"0123456789")
+    f = OsFileSystem().open_mapped(str(tmp_path / "f"), step=1 << 16)
+    f.rewind(4)
+    f.write(b"ab")
+    f.close()
+    assert (tmp_path / "f").read_bytes() == b"0123ab"
+
+
+def test_frame_record_rejects_a_type_outside_a_byte() -> None:
+    for rtype in (-1, 256):
+        with pytest.raises(ValueError, match="type"):
+            frame_record(bytearray(HEADER_BYTES) + b"x", rtype)
+
+
 def test_mapped_file_step_must_be_whole_pages(tmp_path) -> None:
     with pytest.raises(ValueError, match="step"):
         OsFileSystem().open_mapped(str(tmp_path / "f"), step=1000)

@@ -25,9 +25,10 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import lsm
-from lsm import pcache
+from lsm import cachelog, cacheshard, pcache
 from lsm.errors import BackgroundError, ClosedError, CorruptionError, DiskError, LockError
-from lsm.pcache import PersistentCache, shard_of
+from lsm.cachelog import shard_of
+from lsm.pcache import PersistentCache
 from lsm.wal import CACHE, encode_record, iter_records
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -113,7 +114,7 @@ def test_fixed_faultfs_rename_over_durable_file(tmp_path):
 
 @pytest.fixture
 def small_checkpoints(monkeypatch):
-    monkeypatch.setattr(pcache, "CHECKPOINT_FLOOR_BYTES", 512)
+    monkeypatch.setattr(cacheshard, "CHECKPOINT_FLOOR_BYTES", 512)
 
 
 def contents(cache: PersistentCache) -> dict[bytes, bytes]:
@@ -285,7 +286,7 @@ def test_proactive_expiry_on_put_is_bounded(tmp_path):
             c.put(b"t%d" % i, b"v", ttl=1)
         now[0] = 1002.0
         c.put(b"x", b"v")
-        assert c.stats()["expirations"] == pcache.PROACTIVE_EXPIRE
+        assert c.stats()["expirations"] == cacheshard.PROACTIVE_EXPIRE
         for i in range(10):
             c.put(b"y%d" % i, b"v")
         assert c.stats()["expirations"] == 50 and len(c) == 11
@@ -293,7 +294,7 @@ def test_proactive_expiry_on_put_is_bounded(tmp_path):
 
 
 def test_expired_entries_go_before_live_ones_are_evicted(tmp_path, monkeypatch):
-    monkeypatch.setattr(pcache, "PROACTIVE_EXPIRE", 0)  # only the full purge before eviction
+    monkeypatch.setattr(cacheshard, "PROACTIVE_EXPIRE", 0)  # only the full purge before eviction
     now = [1000.0]
     with PersistentCache(tmp_path, shards=1, max_items=20, clock=lambda: now[0]) as c:
         for i in range(10):
@@ -419,7 +420,7 @@ def test_stats_shape(tmp_path):
         assert s["qps"]["get"] > 0 and s["qps"]["put"] > 0
         # Open logs run ahead of their records in zeros (at most MAP_STEP each);
         # close() trims them back to the records.
-        assert s["log_bytes"] <= _log_file_bytes(tmp_path) <= s["log_bytes"] + 4 * pcache.MAP_STEP
+        assert s["log_bytes"] <= _log_file_bytes(tmp_path) <= s["log_bytes"] + 4 * cacheshard.MAP_STEP
     assert _log_file_bytes(tmp_path) == s["log_bytes"]
 
 
@@ -428,7 +429,7 @@ def _log_file_bytes(path) -> int:
 
 
 def test_qps_counts_every_call_and_is_sampled_in_the_background(tmp_path, monkeypatch):
-    monkeypatch.setattr(pcache, "QPS_BUCKET", 0.01)
+    monkeypatch.setattr(cacheshard, "QPS_BUCKET", 0.01)
     with PersistentCache(tmp_path, max_items=100, shards=4) as c:
         for i in range(30):
             c.put(b"k%d" % i, b"v")
@@ -463,7 +464,7 @@ def test_periodic_fsync_of_other_shards_is_not_held_up_by_a_busy_shard(tmp_path,
     # fsync). The periodic fsyncs need only _file_mu, so the other shards' logs
     # must keep being fsynced; the QPS sampling in the same thread must not
     # wait for that _mu either.
-    monkeypatch.setattr(pcache, "QPS_BUCKET", 0.1)  # several samples while shard 0 is held
+    monkeypatch.setattr(cacheshard, "QPS_BUCKET", 0.1)  # several samples while shard 0 is held
     with PersistentCache(tmp_path, sync_mode="periodic", shards=2) as c:
         s0, s1 = c._shards
         still_dirty = []
@@ -561,7 +562,7 @@ def test_checkpoint_drops_expired(tmp_path, small_checkpoints):
 def test_leftover_tmp_is_removed(tmp_path):
     with PersistentCache(tmp_path, shards=2) as c:
         c.put(b"a", b"1")
-    tmp = pcache.make_temp_name(str(tmp_path), 0, 2)
+    tmp = cachelog.make_temp_name(str(tmp_path), 0, 2)
     with open(tmp, "wb") as f:
         f.write(b"half a checkpoint")
     with PersistentCache(tmp_path, shards=2) as c:
@@ -570,7 +571,7 @@ def test_leftover_tmp_is_removed(tmp_path):
 
 
 def _log_path(tmp_path, shard=0, shards=1):
-    return pcache.make_log_name(str(tmp_path), shard, shards)
+    return cachelog.make_log_name(str(tmp_path), shard, shards)
 
 
 def test_torn_tail_is_dropped_and_truncated(tmp_path):
@@ -600,7 +601,7 @@ def test_zeros_a_crash_leaves_after_the_records_are_the_end_not_torn_bytes(tmp_p
         c.put(b"b", b"2")
     log = _log_path(tmp_path)
     with open(log, "ab") as f:
-        f.write(bytes(pcache.MAP_STEP - os.path.getsize(log)))
+        f.write(bytes(cacheshard.MAP_STEP - os.path.getsize(log)))
     with PersistentCache(tmp_path, shards=1) as c:
         assert contents(c) == {b"a": b"1", b"b": b"2"}
         assert c.stats()["recovery"]["dropped_tail_bytes"] == 0
@@ -618,7 +619,7 @@ def test_log_whose_creation_was_cut_short_in_its_zeros_is_reset(tmp_path, prefix
     PersistentCache(tmp_path, shards=1).close()
     log = _log_path(tmp_path)
     with open(log, "wb") as f:
-        f.write(prefix + bytes(pcache.MAP_STEP - len(prefix)))
+        f.write(prefix + bytes(cacheshard.MAP_STEP - len(prefix)))
     with PersistentCache(tmp_path, shards=1) as c:
         assert len(c) == 0
         c.put(b"k", b"v")
@@ -815,8 +816,8 @@ class CacheMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="pcache-model-")
         self.now = 1000.0
-        self.saved_floor = pcache.CHECKPOINT_FLOOR_BYTES
-        pcache.CHECKPOINT_FLOOR_BYTES = 96  # checkpoints every few writes
+        self.saved_floor = cacheshard.CHECKPOINT_FLOOR_BYTES
+        cacheshard.CHECKPOINT_FLOOR_BYTES = 96  # checkpoints every few writes
         self.fs = FixedFaultFS()
         self.cache = self._open()
         self.models = [_ShardModel() for _ in range(self.SHARDS)]
@@ -828,7 +829,7 @@ class CacheMachine(RuleBasedStateMachine):
                                fs=self.fs, clock=lambda: self.now)
 
     def teardown(self) -> None:
-        pcache.CHECKPOINT_FLOOR_BYTES = self.saved_floor
+        cacheshard.CHECKPOINT_FLOOR_BYTES = self.saved_floor
         try:
             self.cache.close()
         except lsm.Error:
@@ -1012,8 +1013,8 @@ def test_concurrent_get_put_delete(tmp_path, small_checkpoints):
 
 _CHILD = r"""
 import sys
-from lsm import pcache
-pcache.CHECKPOINT_FLOOR_BYTES = 4096
+from lsm import cachelog, cacheshard, pcache
+cacheshard.CHECKPOINT_FLOOR_BYTES = 4096
 path, start, max_items, deletes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 c = pcache.PersistentCache(path, sync_mode="always", shards=4,
                            max_items=None if max_items == "none" else int(max_items))

@@ -173,20 +173,26 @@ class _OsPreallocatedFile(_OsWritableFile):
     def trim(self) -> bool:
         """Cut the file back to ``size``; True if it was longer. Durable after
         the next :meth:`sync`."""
-        if self.allocated <= self.size or self._fd < 0:
-            return False
-        try:
-            os.ftruncate(self._fd, self.size)
-        except OSError as e:
-            raise DiskError.wrap(e, self.path) from e
-        self.allocated = self.size
-        return True
+        return _cut_back(self)
 
     def close(self) -> None:
         try:
             self.trim()
         finally:
             super().close()
+
+
+def _cut_back(f: "_OsPreallocatedFile | _OsMappedFile") -> bool:
+    """``trim`` for a file whose length runs ahead of its data: cut it back
+    to ``size``; True if it was longer."""
+    if f.allocated <= f.size or f._fd < 0:
+        return False
+    try:
+        os.ftruncate(f._fd, f.size)
+    except OSError as e:
+        raise DiskError.wrap(e, f.path) from e
+    f.allocated = f.size
+    return True
 
 
 def _zero_from(f: "_OsPreallocatedFile | _OsMappedFile", size: int) -> None:
@@ -293,19 +299,12 @@ class _OsMappedFile:
         if self._map is not None:
             self._map.close()
             self._map = None
-        if self.allocated <= self.size or self._fd < 0:
-            return False
         if os.getpid() != self._pid:
             # A forked child closing an inherited file: the parent may still be
             # storing into its map past this process's size, and a shorter file
             # would turn those stores into SIGBUS (or lose them).
             return False
-        try:
-            os.ftruncate(self._fd, self.size)
-        except OSError as e:
-            raise DiskError.wrap(e, self.path) from e
-        self.allocated = self.size
-        return True
+        return _cut_back(self)
 
     def close(self) -> None:
         if self._fd < 0:

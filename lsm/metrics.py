@@ -45,6 +45,16 @@ _OVERFLOW = _NUM_LOG_BUCKETS + 1
 _bisect_right = bisect_right
 
 
+def _check_window(window: float, bucket: float) -> None:
+    """Raise ValueError naming the argument unless 0 < bucket <= window < inf."""
+    if not window > 0 or math.isinf(window):
+        raise ValueError(f"window must be a finite number of seconds > 0, got {window!r}")
+    if not bucket > 0:
+        raise ValueError(f"bucket must be a number of seconds > 0, got {bucket!r}")
+    if bucket > window:
+        raise ValueError(f"bucket must be <= window ({window!r} s), got {bucket!r}")
+
+
 class RateCounter:
     """Events per second over a sliding window of fixed-size time buckets (SPEC §6).
 
@@ -87,12 +97,7 @@ class RateCounter:
 
     def __init__(self, window: float = 60.0, bucket: float = 1.0, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if not window > 0 or math.isinf(window):
-            raise ValueError(f"window must be a finite number of seconds > 0, got {window!r}")
-        if not bucket > 0:
-            raise ValueError(f"bucket must be a number of seconds > 0, got {bucket!r}")
-        if bucket > window:
-            raise ValueError(f"bucket must be <= window ({window!r} s), got {bucket!r}")
+        _check_window(window, bucket)
         self._bucket = float(bucket)
         self._clock = clock
         # 1e-9 absorbs float noise such as 1.1 / 0.1 == 11.000000000000002.
@@ -208,12 +213,7 @@ class SampledRate:
 
     def __init__(self, window: float = 60.0, bucket: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
                  total: int = 0) -> None:
-        if not window > 0 or math.isinf(window):
-            raise ValueError(f"window must be a finite number of seconds > 0, got {window!r}")
-        if not bucket > 0:
-            raise ValueError(f"bucket must be a number of seconds > 0, got {bucket!r}")
-        if bucket > window:
-            raise ValueError(f"bucket must be <= window ({window!r} s), got {bucket!r}")
+        _check_window(window, bucket)
         self._window = float(window)
         self._bucket = float(bucket)
         self._clock = clock

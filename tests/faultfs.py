@@ -200,21 +200,17 @@ class FaultFS:
         return f
 
     def open_appendable(self, path: str):
-        self._raise_if("open", path)
-        existed = self.base.exists(path)
-        f = _File(self, self.base.open_appendable(path), path)
-        with self._mu:
-            if not existed:
-                self._new.add(path)
-                self._synced[path] = 0
-            else:
-                self._synced.setdefault(path, f.size)
-        return f
+        return self._open_keeping(path, lambda: self.base.open_appendable(path))
 
     def open_mapped(self, path: str, *, step: int):
+        return self._open_keeping(path, lambda: self.base.open_mapped(path, step=step))
+
+    def _open_keeping(self, path: str, opener):
+        """Open a file that keeps its bytes: a new one is not durable until its
+        directory is fsynced; an existing one is durable up to its size."""
         self._raise_if("open", path)
         existed = self.base.exists(path)
-        f = _File(self, self.base.open_mapped(path, step=step), path)
+        f = _File(self, opener(), path)
         with self._mu:
             if not existed:
                 self._new.add(path)

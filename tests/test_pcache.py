@@ -627,20 +627,31 @@ def test_log_whose_creation_was_cut_short_in_its_zeros_is_reset(tmp_path, prefix
         assert contents(c) == {b"k": b"v"}
 
 
-def test_zeroed_pages_before_intact_records_are_skipped_as_a_power_cut_leaves_them(tmp_path):
-    # The file's length is reserved ahead and write-back need not go in order:
-    # after a power cut, records can be followed by a never-written (zero)
-    # stretch and then records that were written back.
+def _edit_log_of(tmp_path, n: int, edit) -> list[int]:
+    """Write k0..k(n-1) to a one-shard cache, then ``edit(data, record_offsets)``
+    its log in place; return the offsets (record 0 is the header)."""
     with PersistentCache(tmp_path, shards=1) as c:
-        for i in range(6):
+        for i in range(n):
             c.put(b"k%d" % i, b"v" * 100)
     log = _log_path(tmp_path)
     data = bytearray(open(log, "rb").read())
     offsets = [off for off, _, _ in iter_records(bytes(data), lambda *a: False)]
-    lo, hi = offsets[3], offsets[5] + 20  # records 3.. are k2.. (0 is the header): k2, k3 and k4's head
-    data[lo:hi] = bytes(hi - lo)
+    edit(data, offsets)
     with open(log, "wb") as f:
         f.write(data)
+    return offsets
+
+
+def test_zeroed_pages_before_intact_records_are_skipped_as_a_power_cut_leaves_them(tmp_path):
+    # The file's length is reserved ahead and write-back need not go in order:
+    # after a power cut, records can be followed by a never-written (zero)
+    # stretch and then records that were written back.
+    def zero_k2_to_k4s_head(data: bytearray, offsets: list[int]) -> None:
+        lo, hi = offsets[3], offsets[5] + 20  # records 3.. are k2.. (0 is the header)
+        data[lo:hi] = bytes(hi - lo)
+
+    offsets = _edit_log_of(tmp_path, 6, zero_k2_to_k4s_head)
+    lo = offsets[3]
     with PersistentCache(tmp_path, shards=1) as c:
         assert sorted(contents(c)) == [b"k0", b"k1", b"k5"]
         rec = c.stats()["recovery"]
@@ -648,15 +659,10 @@ def test_zeroed_pages_before_intact_records_are_skipped_as_a_power_cut_leaves_th
 
 
 def test_garbage_between_records_is_still_corruption(tmp_path):
-    with PersistentCache(tmp_path, shards=1) as c:
-        for i in range(4):
-            c.put(b"k%d" % i, b"v" * 100)
-    log = _log_path(tmp_path)
-    data = bytearray(open(log, "rb").read())
-    offsets = [off for off, _, _ in iter_records(bytes(data), lambda *a: False)]
-    data[offsets[2] + 20] ^= 0xFF  # inside k1's record: its header still checks out
-    with open(log, "wb") as f:
-        f.write(data)
+    def flip_inside_k1(data: bytearray, offsets: list[int]) -> None:
+        data[offsets[2] + 20] ^= 0xFF  # k1's header still checks out
+
+    offsets = _edit_log_of(tmp_path, 4, flip_inside_k1)
     with pytest.raises(CorruptionError) as info:
         PersistentCache(tmp_path, shards=1)
     assert info.value.offset == offsets[2]

@@ -648,6 +648,12 @@ class Shard:
             self._bytes = 0
         return err
 
+    def _forked(self) -> None:
+        """In a forked child (see lsm.forks): fresh locks, closed, nothing written."""
+        self._mu = threading.Lock()
+        self._file_mu = threading.Lock()
+        self._closed = True
+
     # -- introspection -----------------------------------------------------------
 
     def op_totals(self) -> dict[str, int]:

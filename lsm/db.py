@@ -26,6 +26,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Iterator, MutableMapping
 
+from . import forks
 from .batch import WriteBatch, encode_batch, encode_ttl_value
 from .cache import BlockCache, TableCache
 from .commit import CommitQueue, Writer
@@ -118,6 +119,7 @@ class DB(Background, Reads, MutableMapping):
         self._opts = options if options is not None else Options()
         self._fs: FileSystem = fs if fs is not None else OsFileSystem()
         self._closed = False
+        self._pid = os.getpid()  # a forked child finds this DB closed (lsm.forks)
         self._mu = make_lock()
         self._bg_cv = threading.Condition(self._mu)  # type: ignore[arg-type]
         self._queue = CommitQueue(self._mu)
@@ -195,6 +197,7 @@ class DB(Background, Reads, MutableMapping):
                     self._sv = SuperVersion(Memtable(log_number), (), vs.current)
                     self._delete_obsolete_locked()
                 self._start_threads()
+                forks.track(self)
         except BaseException:
             # A failed open leaves nothing running and is closed for good:
             # nothing of it may touch the directory later (e.g. from GC).
@@ -222,7 +225,12 @@ class DB(Background, Reads, MutableMapping):
     def close(self) -> None:
         """Wait for in-flight writes and background work, sync the log, release
         the lock. Idempotent. Unflushed memtable data stays in the WAL and is
-        replayed at the next open."""
+        replayed at the next open.
+
+        In a child forked from the opening process it does nothing: the DB is
+        the parent's (lsm.forks)."""
+        if self._pid != os.getpid():
+            return  # before any lock: a parent thread may have held one at fork()
         with self._mu:
             if self._closed:
                 return
@@ -267,7 +275,15 @@ class DB(Background, Reads, MutableMapping):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClosedError(f"database {self._path} is closed")
+            raise self._closed_error()
+
+    def _closed_error(self) -> ClosedError:
+        return ClosedError(f"database {self._path} is closed{forks.fork_note(self._pid)}")
+
+    def _forked(self) -> None:
+        """In a forked child (lsm.forks): closed, without touching files or locks."""
+        self._closed = True
+        self._stop = True
 
     @property
     def path(self) -> str:
@@ -363,7 +379,7 @@ class DB(Background, Reads, MutableMapping):
 
     def _submit(self, w: Writer) -> Writer:
         if self._closed:
-            raise ClosedError(f"database {self._path} is closed")
+            raise self._closed_error()
         if self._opts.read_only:
             raise ReadOnlyError(f"database {self._path} was opened read-only")
         return self._queue.submit(w, self._run_group_locked)

@@ -78,10 +78,11 @@ class FileSystem(Protocol):
 
 
 class _OsWritableFile:
-    __slots__ = ("path", "size", "_fd")
+    __slots__ = ("path", "size", "_fd", "_pid")
 
     def __init__(self, path: str, flags: int) -> None:
         self.path = path
+        self._pid = os.getpid()  # only this process shortens the file (see _cut_back)
         try:
             self._fd = os.open(path, flags, 0o644)
             self.size = os.fstat(self._fd).st_size
@@ -184,8 +185,13 @@ class _OsPreallocatedFile(_OsWritableFile):
 
 def _cut_back(f: "_OsPreallocatedFile | _OsMappedFile") -> bool:
     """``trim`` for a file whose length runs ahead of its data: cut it back
-    to ``size``; True if it was longer."""
-    if f.allocated <= f.size or f._fd < 0:
+    to ``size``; True if it was longer.
+
+    Not in a forked child that inherited the file (lsm.forks): the parent may
+    still be appending past this process's ``size``, and a shorter file would
+    lose those bytes (or, for a mapped file, make the parent's stores SIGBUS).
+    """
+    if f.allocated <= f.size or f._fd < 0 or os.getpid() != f._pid:
         return False
     try:
         os.ftruncate(f._fd, f.size)
@@ -299,11 +305,6 @@ class _OsMappedFile:
         if self._map is not None:
             self._map.close()
             self._map = None
-        if os.getpid() != self._pid:
-            # A forked child closing an inherited file: the parent may still be
-            # storing into its map past this process's size, and a shorter file
-            # would turn those stores into SIGBUS (or lose them).
-            return False
         return _cut_back(self)
 
     def close(self) -> None:
@@ -352,17 +353,22 @@ class _OsRandomAccessFile:
 
 
 class _OsFileLock:
-    __slots__ = ("path", "_fd")
+    __slots__ = ("path", "_fd", "_pid")
 
     def __init__(self, path: str, fd: int) -> None:
         self.path = path
         self._fd = fd
+        self._pid = os.getpid()
 
     def release(self) -> None:
+        """Unlock and close. In a forked child (lsm.forks) only close: an
+        ``LOCK_UN`` on an inherited descriptor would unlock the parent too,
+        while closing one copy keeps the lock held by the others."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                if os.getpid() == self._pid:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
 

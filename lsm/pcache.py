@@ -30,7 +30,7 @@ import time
 import weakref
 from typing import Callable
 
-from . import cacheshard
+from . import cacheshard, forks
 from .cacheshard import Shard, ShardConfig
 from .cachelog import FORMAT_VERSION, NAME_RE, Op, shard_hash as _xxh
 from .errors import ClosedError
@@ -180,6 +180,7 @@ class PersistentCache:
         self._fs: FileSystem = fs if fs is not None else OsFileSystem()
         self._clock = clock
         self._closed = False
+        self._pid = os.getpid()  # a forked child finds this cache closed (lsm.forks)
         self._close_mu = threading.Lock()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
@@ -209,6 +210,7 @@ class PersistentCache:
                 daemon=True, name=f"lsm-pcache-housekeeper:{self._path}")
             housekeeper.start()  # may fail (no threads left): then nothing stays open
             self._housekeeper = housekeeper
+            forks.track(self)
         except BaseException:
             for s in self._shards:
                 s.close()
@@ -248,7 +250,7 @@ class PersistentCache:
         mu.acquire()
         try:
             if s._closed:
-                raise ClosedError(f"persistent cache {self._path} is closed")
+                raise ClosedError(f"persistent cache {self._path} is closed{forks.fork_note(self._pid)}")
             v = s._map.get(key)
             if v is None:
                 s.misses += 1
@@ -339,8 +341,13 @@ class PersistentCache:
         """Log pending expirations, fsync the logs (unless ``sync_mode="never"``),
         release the lock. Idempotent; any later use raises ClosedError.
 
+        In a child forked from the opening process it does nothing: the cache
+        is the parent's (lsm.forks).
+
         Raises: DiskError if a final write or fsync failed (the lock is released anyway).
         """
+        if self._pid != os.getpid():
+            return
         with self._close_mu:
             if self._closed:
                 return
@@ -357,6 +364,15 @@ class PersistentCache:
             self._lock.release()
         if err is not None:
             raise err
+
+    def _forked(self) -> None:
+        """In a forked child (lsm.forks): closed, without touching files or
+        locks. Fresh locks replace the inherited ones (a parent thread may have
+        held one at fork()), so that calls reach the closed check and raise."""
+        self._closed = True
+        self._close_mu = threading.Lock()
+        for s in self._shards:
+            s._forked()
 
     def __enter__(self) -> "PersistentCache":
         return self

@@ -17,7 +17,7 @@ import struct
 from typing import Iterator
 
 from .cache import TableCache
-from .errors import ClosedError, DiskError
+from .errors import DiskError
 from .iterators import merge, prefix_successor, visible
 from .keys import DELETE, MAX_SEQUENCE, PUT, check_key
 from .manifest import FileMeta
@@ -37,7 +37,7 @@ class Reads:
     def get(self, key: bytes, default=None):  # type: ignore[override]
         """The value of ``key``, or ``default`` when absent, deleted or expired."""
         if self._closed:
-            raise ClosedError(f"database {self._path} is closed")
+            raise self._closed_error()
         if type(key) is not bytes:
             key = check_key(key)
         # Read at the last published sequence, taken before the super version

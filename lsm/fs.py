@@ -77,6 +77,27 @@ class FileSystem(Protocol):
     def lock(self, path: str, *, shared: bool) -> FileLock: ...
 
 
+
+def _write_zeros(fd: int, offset: int, length: int) -> None:
+    """Reserve ``[offset, offset + length)`` by writing zeros: what glibc's
+    ``posix_fallocate`` falls back to, for platforms without it (macOS)."""
+    chunk = bytes(min(length, 1 << 20))
+    end = offset + length
+    while offset < end:
+        offset += os.pwrite(fd, chunk[:end - offset], offset)
+
+
+# Linux has both; elsewhere (macOS) fall back to writing zeros and to fsync.
+def _reserve(fd: int, offset: int, length: int) -> None:
+    reserve = getattr(os, "posix_fallocate", None)  # looked up per call: tests replace it
+    if reserve is None:
+        _write_zeros(fd, offset, length)
+    else:
+        reserve(fd, offset, length)
+
+
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
 class _OsWritableFile:
     __slots__ = ("path", "size", "_fd", "_pid")
 
@@ -104,7 +125,7 @@ class _OsWritableFile:
 
     def sync(self) -> None:
         try:
-            os.fdatasync(self._fd)
+            _fdatasync(self._fd)
         except OSError as e:
             raise DiskError.wrap(e, self.path) from e
 
@@ -224,7 +245,8 @@ class _OsMappedFile:
     dirtied through a map like any others, mapped or since unmapped).
 
     Layout: the file's length (``allocated``) runs ahead of ``size`` in steps
-    of ``step`` bytes, reserved with ``posix_fallocate``: a store into a hole
+    of ``step`` bytes, reserved with ``posix_fallocate`` (zeros written where
+    the platform lacks it): a store into a hole
     on a full disk would raise SIGBUS and kill the process, while fallocate
     fails cleanly with ENOSPC. The map covers ``[base, allocated)``, ``base``
     being the start of the page that held ``size`` at the last growth. Past
@@ -279,7 +301,7 @@ class _OsMappedFile:
         base = self.size - self.size % mmap.ALLOCATIONGRANULARITY
         try:
             if length > self.allocated:
-                os.posix_fallocate(self._fd, self.allocated, length - self.allocated)
+                _reserve(self._fd, self.allocated, length - self.allocated)
             new = mmap.mmap(self._fd, length - base, offset=base)
         except OSError as e:
             raise DiskError.wrap(e, self.path) from e
@@ -290,7 +312,7 @@ class _OsMappedFile:
 
     def sync(self) -> None:
         try:
-            os.fdatasync(self._fd)
+            _fdatasync(self._fd)
         except OSError as e:
             raise DiskError.wrap(e, self.path) from e
 

@@ -626,6 +626,17 @@ def test_frame_record_rejects_a_type_outside_a_byte() -> None:
             frame_record(bytearray(HEADER_BYTES) + b"x", rtype)
 
 
+def test_mapped_file_grows_without_posix_fallocate(tmp_path, monkeypatch) -> None:
+    # macOS has no posix_fallocate: the step is reserved by writing zeros.
+    monkeypatch.delattr(os, "posix_fallocate")
+    g = mmap.ALLOCATIONGRANULARITY
+    f = OsFileSystem().open_mapped(str(tmp_path / "f"), step=g)
+    f.write(b"a" * (g + 3))
+    assert f.allocated == 2 * g and os.path.getsize(tmp_path / "f") == 2 * g
+    f.close()
+    assert (tmp_path / "f").read_bytes() == b"a" * (g + 3)
+
+
 def test_mapped_file_step_must_be_whole_pages(tmp_path) -> None:
     with pytest.raises(ValueError, match="step"):
         OsFileSystem().open_mapped(str(tmp_path / "f"), step=1000)

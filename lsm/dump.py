@@ -2,7 +2,7 @@
 ``lsm-dump`` (LevelDB ``dumpfile.h``); repair is in :mod:`lsm.repair`.
 
 Every function here returns or yields plain records (frozen dataclasses, keys
-and values as ``bytes``); :mod:`lsm.cli` only parses arguments and formats
+and values as ``bytes``, defined in :mod:`lsm.dumprecords` and re-exported here); :mod:`lsm.cli` only parses arguments and formats
 these records as text tables or JSON. Nothing here prints.
 
 =====================  ==================================  =====================
@@ -39,10 +39,12 @@ from typing import Iterator
 
 from .batch import BatchDecodeError, decode_batch
 from .db import DB
+from .dumprecords import (BlockInfo, BloomInfo, Damage, EditInfo, Finding, ManifestInfo, RepairReport, TableEntry,
+                          TableFile, TableInfo, WalOp, _user_value, kind_name)
 from .errors import CorruptionError, DiskError, Error
 from .filenames import FileType, make_current_name, make_lock_name, make_log_name, make_table_name, parse_name
 from .fs import FileSystem, OsFileSystem
-from .keys import MAX_SEQUENCE, PUT_TTL, TTL_PREFIX_BYTES, Kind
+from .keys import MAX_SEQUENCE
 from .manifest import FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, VersionEdit, read_current, read_manifest
 from .options import WAL_RECOVERY_MODES, Options
 from .sstable import TableReader
@@ -61,193 +63,8 @@ __all__ = [
 LOST_DIR = "lost"  # repair moves every file it stops using here, never deletes
 FP_PROBES = 10_000  # random absent keys tried per bloom filter: ±0.1% at a 1% rate
 _RECORD_HEADER = struct.Struct("<HBBI")  # lsm.wal framing starts magic, version, type, length
-_F64 = struct.Struct("<d")
 _COMPRESSION = {COMPRESSION_NONE: "none", COMPRESSION_ZSTD: "zstd"}
 _RECORD_TYPES = {BATCH: "write batch", EDIT: "version edit"}
-
-
-# -- records -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TableFile:
-    """One SSTable as the manifest records it (keys are user keys)."""
-
-    level: int
-    number: int
-    size: int
-    entries: int
-    smallest: bytes
-    largest: bytes
-    min_seq: int
-    max_seq: int
-
-    @classmethod
-    def of(cls, level: int, m: FileMeta) -> "TableFile":
-        return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq)
-
-
-@dataclass(frozen=True)
-class EditInfo:
-    """One version edit of a manifest, at byte ``offset``; ``None`` = unchanged."""
-
-    offset: int
-    format_version: int | None
-    log_number: int | None
-    next_file: int | None
-    last_sequence: int | None
-    compact_pointers: tuple[tuple[int, bytes], ...]
-    deleted: tuple[tuple[int, int], ...]  # (level, number)
-    added: tuple[TableFile, ...]
-
-
-@dataclass(frozen=True)
-class ManifestInfo:
-    """The state a manifest describes after replaying every edit."""
-
-    manifest: str
-    manifest_bytes: int
-    log_number: int
-    next_file: int
-    last_sequence: int
-    files: tuple[TableFile, ...]  # level by level, in the Version's order
-    compact_pointers: tuple[tuple[int, bytes], ...]
-    edit_count: int
-    edits: tuple[EditInfo, ...]  # empty unless history was asked for
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    """One data block: ``size`` on disk (without its 5-byte trailer), ``raw_size`` decoded."""
-
-    index: int
-    offset: int
-    size: int
-    raw_size: int
-    compression: str
-    entries: int
-    last_key: bytes
-
-
-@dataclass(frozen=True)
-class BloomInfo:
-    """A table's filter and how well it works: the textbook false-positive
-    rate ``(1 - e^(-k n / m))^k`` next to a measured one on random absent keys."""
-
-    bits: int
-    probes: int
-    bits_per_key: float
-    expected_fp_rate: float
-    keys_tested: int
-    false_positives: int
-    measured_fp_rate: float
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    """Everything about one SSTable except its entries (see :func:`iter_sst`)."""
-
-    path: str
-    number: int
-    file_size: int
-    props: dict[str, int | bytes]
-    blocks: tuple[BlockInfo, ...]
-    data_bytes: int  # on disk, trailers excluded
-    raw_data_bytes: int
-    compression_ratio: float  # raw / on disk
-    index_bytes: int
-    filter_bytes: int
-    props_bytes: int
-    bloom: BloomInfo | None  # None when the table has no filter
-
-
-@dataclass(frozen=True)
-class TableEntry:
-    """One stored version: ``value`` is the user value (TTL prefix removed)."""
-
-    key: bytes
-    seq: int
-    kind: str
-    value: bytes
-    expires_at: float | None
-
-
-@dataclass(frozen=True)
-class WalOp:
-    """One operation of a write-batch record that starts at byte ``offset``."""
-
-    offset: int
-    seq: int
-    kind: str
-    key: bytes
-    value: bytes
-    expires_at: float | None
-    batch_index: int
-    batch_size: int
-
-
-@dataclass(frozen=True)
-class Damage:
-    """A damaged region of a log-structured file (WAL or manifest), skipped.
-
-    ``torn`` means a record cut short at the end of the file: what a crash in
-    the middle of an append leaves, dropped by recovery under ``tolerate_tail``.
-    """
-
-    path: str
-    offset: int
-    nbytes: int
-    reason: str
-    torn: bool
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One result of :func:`verify`: ``severity`` is ``"ok"``, ``"warning"`` or
-    ``"error"``; ``offset`` is None when the finding is about a whole file."""
-
-    severity: str
-    path: str
-    offset: int | None
-    message: str
-
-
-@dataclass
-class RepairReport:
-    """What :func:`repair` did. ``moved`` lists ``(source, destination, why)``."""
-
-    dbpath: str
-    manifest: str = ""
-    log_number: int = 0
-    next_file: int = 0
-    last_sequence: int = 0
-    files: list[TableFile] = field(default_factory=list)
-    tables_checked: int = 0
-    tables_obsolete: list[int] = field(default_factory=list)
-    tables_salvaged: list[int] = field(default_factory=list)
-    tables_merged: list[int] = field(default_factory=list)
-    logs_converted: list[int] = field(default_factory=list)
-    wal_entries_recovered: int = 0
-    moved: list[tuple[str, str, str]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
-def kind_name(kind: int) -> str:
-    """``"PUT"``, ``"DELETE"``, ``"PUT_TTL"``, or ``"KIND<n>"`` for an unknown value.
-
-    >>> kind_name(0), kind_name(2), kind_name(9)
-    ('DELETE', 'PUT_TTL', 'KIND9')
-    """
-    try:
-        return Kind(kind).name
-    except ValueError:
-        return f"KIND{kind}"
-
-
-def _user_value(kind: int, stored: bytes) -> tuple[bytes, float | None]:
-    if kind == PUT_TTL and len(stored) >= TTL_PREFIX_BYTES:
-        return stored[TTL_PREFIX_BYTES:], _F64.unpack_from(stored)[0]
-    return stored, None
 
 
 # -- locking and opening ---------------------------------------------------------

@@ -40,8 +40,9 @@ ALLOWED: dict[str, set[str]] = {
     "cachelog": {"errors", "coding"},
     "cacheshard": {"errors", "fs", "wal", "metrics", "cachelog"},
     "pcache": {"errors", "fs", "keys", "options", "cachelog", "cacheshard", "forks"},
-    "dump": L0 | L1 | L2 | {"db", "recovery"},
-    "repair": L0 | L1 | L2 | {"dump"},
+    "dumprecords": {"keys"},
+    "dump": L0 | L1 | L2 | {"db", "recovery", "dumprecords"},
+    "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
     "cli": {"dump", "repair", "db", "errors", "options"},
     "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot"},
 }

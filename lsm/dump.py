@@ -2,8 +2,9 @@
 ``lsm-dump`` (LevelDB ``dumpfile.h``); repair is in :mod:`lsm.repair`.
 
 Every function here returns or yields plain records (frozen dataclasses, keys
-and values as ``bytes``, defined in :mod:`lsm.dumprecords` and re-exported here); :mod:`lsm.cli` only parses arguments and formats
-these records as text tables or JSON. Nothing here prints.
+and values as ``bytes``; defined in :mod:`lsm.dumprecords`, re-exported
+here); :mod:`lsm.cli` only parses arguments and formats these records as
+text tables or JSON. Nothing here prints.
 
 =====================  ==================================  =====================
 function               reads                               lock taken

@@ -214,6 +214,68 @@ def test_data_block_layout_matches_format_doc() -> None:
     assert b.find(b"c", 10) == -1 and b.find(b"", 10) == -1
 
 
+@st.composite
+def uniform_entries(draw) -> list[Entry]:
+    """Sorted entries whose keys all have one length, and (usually) whose values
+    do too: the blocks Block decodes in O(1) (lsm/sstable/block.py)."""
+    kw = draw(st.integers(0, 4))
+    vw = draw(st.integers(0, 12))
+    table = draw(st.dictionaries(st.binary(min_size=kw, max_size=kw),
+                                 st.sets(st.integers(0, 1000), min_size=1, max_size=3), max_size=30))
+    ragged = draw(st.booleans())  # one value of another length: the general path for values
+    out = []
+    for key in sorted(table):
+        for seq in sorted(table[key], reverse=True):
+            kind = draw(st.sampled_from([PUT, DELETE, PUT_TTL]))
+            value = draw(st.binary(min_size=vw, max_size=vw))
+            out.append((key, seq, kind, value))
+    if ragged and out:
+        k, sq, kind, v = out[-1]
+        out[-1] = (k, sq, kind, v + b"+")
+    return out
+
+
+@given(entries=st.one_of(uniform_entries(), sorted_entries()), data=st.data())
+@FAST
+def test_block_point_reads_on_a_fresh_block_match_the_model(entries: list[Entry], data) -> None:
+    # A fresh Block per probe: point reads must not depend on the lists that
+    # iteration (or _check) builds, nor on the order lazy fields are filled in.
+    bb = BlockBuilder()
+    for k, sq, kind, v in entries:
+        bb.add(k, sq << 8 | kind, v)
+    payload = bb.finish()
+    keys = sorted({e[0] for e in entries})
+    probes = st.one_of(st.binary(max_size=5), st.sampled_from(keys)) if keys else st.binary(max_size=5)
+    for _ in range(8):
+        b = Block(payload, PATH, 0)
+        key = data.draw(probes)
+        seq = data.draw(st.one_of(st.integers(0, 1001), st.just(MAX_SEQUENCE)))
+        i = b.find(key, seq)
+        got = None if i < 0 else (b.tag(i) >> 8, b.tag(i) & 0xFF, b.value(i))
+        assert got == model_get(entries, key, seq)
+    b = Block(payload, PATH, 0)
+    assert len(b) == len(entries)
+    assert b.last_key() == (entries[-1][0] if entries else b"")
+    for i, (k, sq, kind, v) in enumerate(entries):
+        assert (b.key(i), b.tag(i), b.value(i)) == (k, sq << 8 | kind, v)
+    assert list(b.iter_forward(b"", None)) == model_forward(entries, b"", None)
+    assert b.keys == [e[0] for e in entries] and list(b.tags) == [e[1] << 8 | e[2] for e in entries]
+    assert [b.value(i) for i in range(len(entries))] == [e[3] for e in entries]  # after voffs exist
+
+
+@pytest.mark.parametrize("payload", [
+    # one key length and one value length, but the bytes after the columns do not add up
+    b"\x02\x00\x00\x00" + b"\x01\x00" * 2 + b"\x01\x00\x00\x00" * 2 + b"\0" * 16 + b"ab" + b"x",
+    b"\x02\x00\x00\x00" + b"\x01\x00" * 2 + b"\x01\x00\x00\x00" * 2 + b"\0" * 16 + b"abxyz",
+    # a count whose columns alone run past the block
+    b"\xff\xff\x00\x00" + b"\x01\x00" * 4,
+])
+def test_malformed_uniform_block_raises_with_path_and_offset(payload: bytes) -> None:
+    with pytest.raises(CorruptionError) as ei:
+        Block(payload, PATH, 8192)
+    assert (ei.value.path, ei.value.offset) == (PATH, 8192)
+
+
 def test_empty_block_round_trip() -> None:
     b = Block(BlockBuilder().finish())
     assert len(b) == 0 and list(b.iter_forward(b"", None)) == [] and b.find(b"x", 1) == -1

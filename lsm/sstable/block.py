@@ -30,6 +30,8 @@ from .format import BlockHandle
 __all__ = ["Block", "BlockBuilder", "IndexBlock", "encode_index_block"]
 
 _SWAP = sys.byteorder != "little"  # the format is little-endian; arrays are native
+_U64 = struct.Struct("<Q")
+_ENTRY_CHARGE = 64  # block cache charge per entry, over the payload
 
 
 def _column(typecode: str, buf: bytes, start: int, count: int) -> tuple[array, int]:
@@ -82,48 +84,101 @@ class BlockBuilder:
 
 
 class Block:
-    """A decoded data block: key offsets, tags and value offsets over the raw
-    payload. Immutable after construction, so one instance is shared by every
-    reader through the block cache.
+    """A data block over its raw payload. Immutable after construction, so one
+    instance is shared by every reader through the block cache.
 
-    Keys are sliced out of ``data`` lazily: a block read for one point lookup
-    is binary-searched in place (about log2(n) slices), and the list of all
-    keys is built only when the block is used again (a cache hit) or
-    iterated. ``voffs[i]:voffs[i+1]`` is entry i's value.
+    Construction is O(1) when every key has one length and every value has
+    one length (checked with one bytes comparison per column): entry ``i``'s
+    key and value are then at computed offsets, and a point lookup bisects
+    by slicing ``data`` (about log2(n) slices) and reads one tag with
+    ``struct``; no per-entry Python object is made. Otherwise the key offsets
+    (and value lengths) are decoded at construction, as before. The lists
+    used by iteration (``keys``, ``tags``, ``voffs``) are built on first use.
     """
 
-    __slots__ = ("_keys", "koffs", "tags", "vlens", "_voffs", "data", "nbytes", "_uses")
+    __slots__ = ("data", "count", "_kw", "_vw", "_kstart", "_vstart", "_tagpos",
+                 "_koffs", "_vlens", "_voffs", "_keys", "_tags", "nbytes")
 
     def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
         try:
             (count,) = U32.unpack_from(payload, 0)
-            klens, pos = _column("H", payload, 4, count)
-            vlens, pos = _column("I", payload, pos, count)
-            tags, pos = _column("Q", payload, pos, count)
-        except (struct.error, ValueError) as e:  # short header / column length mismatch
+        except struct.error as e:
             raise CorruptionError(path, offset, f"malformed data block header: {e}") from None
-        self.koffs = list(accumulate(klens, initial=pos))
-        need = self.koffs[-1] + sum(vlens)
+        vl = 4 + 2 * count  # value-length column
+        tp = vl + 4 * count  # tag column
+        ks = tp + 8 * count  # key bytes
+        if ks > len(payload):
+            raise CorruptionError(path, offset, f"malformed data block header: {count} entries "
+                                  f"need {ks} header bytes, block has {len(payload)}")
+        self.data = payload
+        self.count = count
+        self._tagpos = tp
+        self._kstart = ks
+        if count and payload[4:6] * count == payload[4:vl]:  # one key length
+            kw = payload[4] | payload[5] << 8
+            self._kw = kw
+            self._koffs: list[int] | None = None
+            vs = ks + kw * count
+        else:
+            self._kw = -1
+            klens, _ = _column("H", payload, 4, count)
+            self._koffs = list(accumulate(klens, initial=ks))
+            vs = self._koffs[-1]
+        self._vstart = vs
+        if count and payload[vl:vl + 4] * count == payload[vl:tp]:  # one value length
+            (vw,) = U32.unpack_from(payload, vl)
+            self._vw = vw
+            self._vlens: array | None = None
+            need = vs + vw * count
+        else:
+            self._vw = -1
+            self._vlens, _ = _column("I", payload, vl, count)
+            need = vs + sum(self._vlens)
         if need != len(payload):
             raise CorruptionError(path, offset, f"data block sizes do not add up: {count} entries "
                                   f"need {need} bytes, block has {len(payload)}")
-        self.vlens = vlens
-        self._voffs: list[int] | None = None  # built on first iteration (a point read needs one)
+        self._voffs: list[int] | None = None
         self._keys: list[bytes] | None = None
-        self.tags = tags
-        self.data = payload
-        self.nbytes = len(payload) + 64 * count  # what the block cache charges
-        self._uses = 0
+        self._tags: array | None = None
+        self.nbytes = len(payload) + _ENTRY_CHARGE * count  # what the block cache charges
 
     def __len__(self) -> int:
-        return len(self.tags)
+        return self.count
+
+    @property
+    def koffs(self) -> list[int]:
+        """Start offset of every key, plus the end."""
+        ko = self._koffs
+        if ko is None:
+            ks, kw = self._kstart, self._kw
+            ko = self._koffs = [ks + i * kw for i in range(self.count + 1)]
+        return ko
+
+    @property
+    def vlens(self) -> array:
+        vlens = self._vlens
+        if vlens is None:
+            vlens = self._vlens = array("I", [self._vw]) * self.count
+        return vlens
+
+    @property
+    def tags(self) -> array:
+        """Every tag (``seq << 8 | kind``), in entry order (built on first use)."""
+        tags = self._tags
+        if tags is None:
+            tags, _ = _column("Q", self.data, self._tagpos, self.count)
+            self._tags = tags
+        return tags
+
+    def tag(self, i: int) -> int:
+        return _U64.unpack_from(self.data, self._tagpos + 8 * i)[0]
 
     @property
     def voffs(self) -> list[int]:
         """Start offset of every value, plus the end (built on first use)."""
         voffs = self._voffs
         if voffs is None:
-            voffs = self._voffs = list(accumulate(self.vlens, initial=self.koffs[-1]))
+            voffs = self._voffs = list(accumulate(self.vlens, initial=self._vstart))
         return voffs
 
     @property
@@ -136,42 +191,63 @@ class Block:
         return keys
 
     def key(self, i: int) -> bytes:
-        return self.data[self.koffs[i]:self.koffs[i + 1]]
+        kw = self._kw
+        if kw >= 0:
+            s = self._kstart + i * kw
+            return self.data[s:s + kw]
+        return self.data[self._koffs[i]:self._koffs[i + 1]]
 
     def last_key(self) -> bytes:
-        return self.data[self.koffs[-2]:self.koffs[-1]] if len(self.koffs) > 1 else b""
+        return self.key(self.count - 1) if self.count else b""
 
     def value(self, i: int) -> bytes:
+        vw = self._vw
+        if vw >= 0:
+            s = self._vstart + i * vw
+            return self.data[s:s + vw]
         voffs = self._voffs
-        if voffs is None:  # one lookup in a fresh block: sum the lengths before it
-            start = self.koffs[-1] + sum(self.vlens[:i])
-            return self.data[start:start + self.vlens[i]]
+        if voffs is None:  # one lookup: sum the lengths before it
+            start = self._vstart + sum(self._vlens[:i])
+            return self.data[start:start + self._vlens[i]]
         return self.data[voffs[i]:voffs[i + 1]]
 
     def _lower_bound(self, key: bytes) -> int:
         """First index whose key is >= ``key``."""
-        if self._keys is None:
-            self._uses += 1
-            if self._uses < 2:
-                data, ko = self.data, self.koffs
-                lo, hi = 0, len(ko) - 1
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if data[ko[mid]:ko[mid + 1]] < key:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                return lo
-        return bisect_left(self.keys, key)
+        if self._keys is not None:
+            return bisect_left(self._keys, key)
+        data, lo, hi = self.data, 0, self.count
+        kw = self._kw
+        if kw >= 0:
+            ks = self._kstart
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                s = ks + mid * kw
+                if data[s:s + kw] < key:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo
+        ko = self._koffs
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if data[ko[mid]:ko[mid + 1]] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
     def find(self, key: bytes, seq: int) -> int:
         """Index of the newest entry for ``key`` with sequence <= ``seq``, or -1."""
         i = self._lower_bound(key)
-        n = len(self.tags)
-        tags = self.tags
-        data, ko = self.data, self.koffs
-        while i < n and data[ko[i]:ko[i + 1]] == key:
-            if tags[i] >> 8 <= seq:
+        data, n, kw, tp = self.data, self.count, self._kw, self._tagpos
+        while i < n:
+            if kw >= 0:
+                s = self._kstart + i * kw
+                if data[s:s + kw] != key:
+                    return -1
+            elif data[self._koffs[i]:self._koffs[i + 1]] != key:
+                return -1
+            if _U64.unpack_from(data, tp + 8 * i)[0] >> 8 <= seq:
                 return i
             i += 1
         return -1

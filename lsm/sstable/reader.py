@@ -89,7 +89,7 @@ class TableReader:
         j = b.find(key, seq)
         if j < 0:
             return None
-        t = b.tags[j]
+        t = b.tag(j)
         return t >> 8, t & 0xFF, b.value(j)
 
     def iter_forward(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:

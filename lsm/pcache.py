@@ -21,6 +21,7 @@ A shard (lsm/cacheshard.py) owns its recovery, checkpoints (log
 compaction) and expiry; this module routes keys, checks arguments, runs the
 housekeeping thread and sums the shards' stats.
 """
+
 from __future__ import annotations
 
 import math

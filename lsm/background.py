@@ -384,7 +384,7 @@ class Background:
                            "write_amplification": (written / user) if user else 0.0,
                            "stall_seconds": c["stall_seconds"], "slowdown_writes": c["slowdown_writes"],
                            "pending": self._compaction_due_locked() if not self._opts.read_only else False},
-            "bloom": {"checked": c["bloom_checked"], "useful": c["bloom_useful"]},
+            "bloom": {"checked": self._bloom_checked, "useful": self._bloom_useful},
             "block_cache": self._block_cache.stats() if self._block_cache else
             {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0},
             "disk": {"live_bytes": live_bytes, "total_bytes": total,

@@ -1,44 +1,52 @@
-"""Caches in front of SSTables: decoded data blocks (LRU by bytes), and open
-table readers (LRU by count, bounding file descriptors).
+"""Caches in front of SSTables: block payloads that had to be read and
+decoded (LRU by bytes), and open table readers (bounded by count, so by
+file descriptors).
+
+Uncompressed tables of the current format are searched in place in a
+memory map (lsm.sstable.reader): the OS page cache is their cache, and the
+block cache holds only what a read had to decode (zstd blocks, blocks of
+format 1 tables, and every block on a filesystem that cannot map).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Callable
 
 from .fs import FileSystem
+from .manifest import FileMeta
 from .sstable import TableReader
-from .sstable.block import Block
 
-__all__ = ["BlockCache", "TableCache"]
+__all__ = ["BLOCK_OVERHEAD", "BlockCache", "TableCache"]
+
+BLOCK_OVERHEAD = 120  # bytes charged per cached block beyond its payload: the bytes object, the map's entry
 
 
 class BlockCache:
-    """LRU of decoded blocks keyed by ``(file_number, block_offset)``, bounded
-    by the sum of their charges.
+    """LRU of decoded block payloads keyed by an int (``number << 32 | block``),
+    bounded by the bytes they hold (payload + :data:`BLOCK_OVERHEAD` each).
 
-    Thread safety: ``put`` and ``evict_file`` take ``_mu``; ``get`` needs no
-    lock (see there). Blocks are immutable, so a block evicted while a reader
-    still uses it stays valid for that reader.
+    Thread safety: ``put`` takes ``_mu``; ``get`` needs no lock (see there).
+    Payloads are immutable ``bytes``, so one evicted while a reader still
+    uses it stays valid for that reader.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._map: OrderedDict[tuple[int, int], tuple[Block, int]] = OrderedDict()  # guarded by _mu
+        self._map: OrderedDict[int, bytes] = OrderedDict()  # guarded by _mu (writes)
         self._mu = threading.Lock()
         self.bytes = 0  # guarded by _mu
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple[int, int]) -> Block | None:
+    def get(self, key: int) -> bytes | None:
         # Lock-free hit path: OrderedDict.get and move_to_end are single C
         # calls (atomic under the GIL); a concurrent eviction makes
         # move_to_end raise KeyError, which only means the block just left the
         # cache. hits/misses may lose an increment under races (statistics).
-        item = self._map.get(key)
-        if item is None:
+        payload = self._map.get(key)
+        if payload is None:
             self.misses += 1
             return None
         try:
@@ -46,39 +54,41 @@ class BlockCache:
         except KeyError:
             pass
         self.hits += 1
-        return item[0]
+        return payload
 
-    def put(self, key: tuple[int, int], block: Block, charge: int) -> None:
+    def put(self, key: int, payload: bytes) -> None:
+        charge = len(payload) + BLOCK_OVERHEAD
         if charge > self.capacity:
             return
         with self._mu:
             old = self._map.pop(key, None)
             if old is not None:
-                self.bytes -= old[1]
-            self._map[key] = (block, charge)
+                self.bytes -= len(old) + BLOCK_OVERHEAD
+            self._map[key] = payload
             self.bytes += charge
             while self.bytes > self.capacity:
-                _, (_, c) = self._map.popitem(last=False)
-                self.bytes -= c
-
-    def evict_file(self, number: int) -> None:
-        """Drop every block of table ``number`` (after the file is deleted)."""
-        with self._mu:
-            for key in [k for k in self._map if k[0] == number]:
-                self.bytes -= self._map.pop(key)[1]
+                _, evicted = self._map.popitem(last=False)
+                self.bytes -= len(evicted) + BLOCK_OVERHEAD
 
     def stats(self) -> dict:
         return {"hits": self.hits, "misses": self.misses, "bytes": self.bytes,
-                "capacity": self.capacity}
+                "capacity": self.capacity, "blocks": len(self._map)}
 
 
 class TableCache:
-    """Bounded set of open :class:`TableReader` objects, LRU by use.
+    """The open :class:`TableReader` of each table, at most ``capacity`` of
+    them (each holds one file descriptor).
 
-    Thread safety: ``get`` may be called from any thread. Two threads missing
-    on the same table may both open it; one result wins, the other is dropped.
-    An evicted reader is not closed explicitly: it closes when the last thread
-    using it lets go (its file closes on finalisation).
+    A table's reader hangs on its :class:`FileMeta` (``meta.reader``), which
+    every version listing the table shares, so a read reaches it with one
+    attribute load and no lookup. Past ``capacity`` the reader opened
+    longest ago is dropped (first in, first out: a hit costs nothing to
+    record).
+
+    Thread safety: :meth:`reader` may be called from any thread. Two threads
+    missing on the same table may both open it; one result wins, the other
+    is closed. A dropped reader is not closed explicitly: a thread may still
+    be reading through it, and it closes when the last one lets go.
     """
 
     def __init__(self, fs: FileSystem, path_of: Callable[[int], str], capacity: int,
@@ -88,42 +98,67 @@ class TableCache:
         self.capacity = capacity
         self._block_cache = block_cache
         self._verify = verify_checksums
-        self._map: OrderedDict[int, TableReader] = OrderedDict()  # guarded by _mu
+        self._open: deque[FileMeta] = deque()  # guarded by _mu; every meta whose reader is set
         self._mu = threading.Lock()
 
-    def get(self, number: int) -> TableReader:
-        """Raises: DiskError (ENOENT if the table was deleted), CorruptionError."""
-        m = self._map
-        r = m.get(number)
+    def reader(self, meta: FileMeta) -> TableReader:
+        """The open reader of ``meta``'s table.
+
+        Raises: DiskError (ENOENT if the table was deleted), CorruptionError.
+        """
+        r = meta.reader
         if r is not None:
-            try:
-                m.move_to_end(number)
-            except KeyError:  # evicted by another thread meanwhile; still usable
-                pass
             return r
-        path = self._path_of(number)
+        path = self._path_of(meta.number)
         f = self._fs.open_readable(path)
         try:
-            r = TableReader(f, number, self._block_cache, self._verify)
+            r = TableReader(f, meta.number, self._block_cache, self._verify)
         except BaseException:
             f.close()
             raise
         with self._mu:
-            existing = m.get(number)
+            existing = meta.reader
             if existing is not None:
+                r.close()  # lost the race: nobody else has seen ours
                 return existing
-            m[number] = r
-            while len(m) > self.capacity:
-                m.popitem(last=False)
+            meta.reader = r
+            self._open.append(meta)
+            while len(self._open) > self.capacity:
+                self._open.popleft().reader = None
         return r
 
+    def get(self, number: int) -> TableReader:
+        """An uncached reader of table ``number`` (tools, tests); the caller closes it."""
+        f = self._fs.open_readable(self._path_of(number))
+        try:
+            return TableReader(f, number, self._block_cache, self._verify)
+        except BaseException:
+            f.close()
+            raise
+
     def evict(self, number: int) -> None:
+        """Drop the reader of table ``number`` (its file was deleted)."""
         with self._mu:
-            self._map.pop(number, None)
-        if self._block_cache is not None:
-            self._block_cache.evict_file(number)
+            for meta in self._open:
+                if meta.number == number:
+                    meta.reader = None
+                    self._open.remove(meta)
+                    break
+
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def memory_bytes(self) -> int:
+        """Bytes the open readers keep in memory (indexes, filters)."""
+        with self._mu:
+            readers = [m.reader for m in self._open]
+        return sum(r.memory_bytes for r in readers if r is not None)
 
     def close(self) -> None:
+        """Close every open reader (the DB is closing)."""
         with self._mu:
-            self._map.clear()
-
+            metas, self._open = list(self._open), deque()
+        for meta in metas:
+            r, meta.reader = meta.reader, None
+            if r is not None:
+                r.close()

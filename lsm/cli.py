@@ -221,8 +221,10 @@ def _cmd_sst(args: argparse.Namespace, out: _Out) -> int:
     sizes = [b.size for b in info.blocks]
     rows: list[tuple[str, Any]] = [
         ("file", info.path), ("number", info.number), ("file bytes", info.file_size),
+        ("format", info.format_version),
         ("entries", f"{p['entries']} ({p['deletions']} deletions, {p['ttl_entries']} with ttl, "
                     f"{p['unique_keys']} unique keys)"),
+        ("range deletions", info.range_deletions),
         ("key range", f"{format_bytes(keys['smallest'], 40)} .. {format_bytes(keys['largest'], 40)}"),
         ("sequence range", _seqs(p["min_seq"], p["max_seq"])),
         ("data blocks", f"{len(info.blocks)}: {info.data_bytes} bytes on disk, {info.raw_data_bytes} raw"
@@ -233,7 +235,7 @@ def _cmd_sst(args: argparse.Namespace, out: _Out) -> int:
         ("properties bytes", info.props_bytes)]
     b = info.bloom
     rows.append(("bloom filter", "none" if b is None else
-                 f"{b.bits} bits, {b.probes} probes, {b.bits_per_key:.1f} bits/key; expected fp "
+                 f"{b.kind}, {b.bits} bits, {b.probes} probes, {b.bits_per_key:.1f} bits/key; expected fp "
                  f"{100 * b.expected_fp_rate:.2f}%, measured {100 * b.measured_fp_rate:.2f}% "
                  f"({b.false_positives} of {b.keys_tested} absent keys)"))
     out.fields(rows)

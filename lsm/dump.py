@@ -49,8 +49,9 @@ from .keys import MAX_SEQUENCE
 from .manifest import FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, VersionEdit, read_current, read_manifest
 from .options import WAL_RECOVERY_MODES, Options
 from .sstable import TableReader
-from .sstable.block import Block
-from .sstable.format import COMPRESSION_NONE, COMPRESSION_ZSTD, FOOTER_BYTES, decode_footer
+from .sstable.bloom import BlockedBloom
+from .sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_ZSTD, MAX_FOOTER_BYTES,
+                             decode_footer, unwrap_block)
 from .version import NUM_LEVELS, Version, apply_edit
 from .wal import (BATCH, EDIT, FORMAT_VERSION as RECORD_FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD,
                   has_intact_record, iter_records)
@@ -192,31 +193,48 @@ def describe_sst(path: str, *, fp_probes: int = FP_PROBES, seed: int = 0,
     f = fs.open_readable(path)
     try:
         reader = TableReader(f, _table_number(path), None, True)
-        footer = decode_footer(f.read_at(max(f.size - FOOTER_BYTES, 0), FOOTER_BYTES), path, f.size)
+        tail = min(f.size, MAX_FOOTER_BYTES)
+        footer = decode_footer(f.read_at(f.size - tail, tail), path, f.size)
         blocks = []
         for i in range(len(reader.index)):
-            b = reader.block(i)
+            keys, _, _ = reader.columns(i)  # checks the block
             h = reader.index.handle(i)
-            tag = f.read_at(h.offset + h.size, 1)
-            blocks.append(BlockInfo(i, h.offset, h.size, len(b.data),
-                                    _COMPRESSION.get(tag[0], f"unknown({tag[0]})"), len(b),
+            raw = f.read_at(h.offset, h.size + BLOCK_TRAILER_BYTES)
+            payload = unwrap_block(raw, h, path, True, reader.data_limit)
+            blocks.append(BlockInfo(i, h.offset, h.size, len(payload),
+                                    _COMPRESSION.get(raw[-5], f"unknown({raw[-5]})"), len(keys),
                                     reader.index.keys[i]))
         data_bytes = sum(b.size for b in blocks)
-        raw = sum(b.raw_size for b in blocks)
+        raw_bytes = sum(b.raw_size for b in blocks)
         return TableInfo(path, reader.number, f.size, dict(reader.props), tuple(blocks), data_bytes,
-                         raw, raw / data_bytes if data_bytes else 1.0, footer.index.size,
-                         footer.filter.size, footer.props.size, _measure_bloom(reader, fp_probes, seed))
+                         raw_bytes, raw_bytes / data_bytes if data_bytes else 1.0, footer.index.size,
+                         footer.filter.size, footer.props.size, _measure_bloom(reader, fp_probes, seed),
+                         reader.version, len(reader.range_dels))
     finally:
         f.close()
 
 
 def _measure_bloom(reader: TableReader, probes: int, seed: int) -> BloomInfo | None:
     filt = reader.filter
-    if not filt.m:
+    if filt is None:
         return None
     n = int(reader.props["unique_keys"]) or 1
     k = filt.probes
-    expected = (1.0 - math.exp(-k * n / filt.m)) ** k
+    if isinstance(filt, BlockedBloom):
+        bits = 64 * filt.nwords
+        # keys per 64-bit word are Poisson(n / words); each sets k of its word's bits
+        lam = n / filt.nwords
+        expected = 0.0
+        term = math.exp(-lam)
+        for j in range(0, 200):
+            if j:
+                term *= lam / j
+            expected += term * (1.0 - (1.0 - 1.0 / 64) ** (k * j)) ** k
+        kind = "blocked"
+    else:
+        bits = filt.m
+        expected = (1.0 - math.exp(-k * n / bits)) ** k
+        kind = "classic"
     rng = random.Random(seed)
     tested = positives = 0
     for _ in range(probes):
@@ -226,8 +244,8 @@ def _measure_bloom(reader: TableReader, probes: int, seed: int) -> BloomInfo | N
                 continue  # actually present: not an absent key
             positives += 1
         tested += 1
-    return BloomInfo(filt.m, k, filt.m / n, expected, tested, positives,
-                     positives / tested if tested else 0.0)
+    return BloomInfo(bits, k, bits / n, expected, tested, positives,
+                     positives / tested if tested else 0.0, kind)
 
 
 def iter_sst(path: str, *, fs: FileSystem | None = None) -> Iterator[TableEntry]:
@@ -366,6 +384,8 @@ class _TableScan:
     largest: bytes = b""
     min_seq: int = 0
     max_seq: int = 0
+    range_dels: int = 0
+    entries_or_dels: int = 0
     kept: list[tuple[bytes, int, int, bytes]] | None = None  # entries of good blocks (salvage)
 
 
@@ -389,38 +409,43 @@ def _scan_table(fs: FileSystem, path: str, number: int, keep: bool = False) -> _
         min_seq = MAX_SEQUENCE + 1
         for i in range(len(reader.index)):
             try:
-                b = reader.block(i)
-                _check_block_order(b, last, path, reader.index.offsets[i])
+                keys, tags, values = reader.columns(i)
+                _check_block_order(keys, tags, last, path, reader.index.offsets[i])
             except Error as e:
                 s.block_errors.append(e if isinstance(e, CorruptionError)
                                       else CorruptionError(path, reader.index.offsets[i], str(e)))
                 continue
             s.blocks += 1
-            if not len(b):
+            if not len(keys):
                 continue
             if not s.entries:
-                s.smallest = b.keys[0]
-            s.entries += len(b)
-            s.largest = b.keys[-1]
-            seqs = [t >> 8 for t in b.tags]
-            min_seq = min(min_seq, min(seqs))
-            s.max_seq = max(s.max_seq, max(seqs))
-            last = (b.keys[-1], b.tags[-1] >> 8)
+                s.smallest = keys[0]
+            s.entries += len(keys)
+            s.largest = keys[-1]
+            min_seq = min(min_seq, min(tags) >> 8)
+            s.max_seq = max(s.max_seq, max(tags) >> 8)
+            last = (keys[-1], tags[-1] >> 8)
             if s.kept is not None:
-                s.kept.extend((b.keys[j], b.tags[j] >> 8, b.tags[j] & 0xFF, b.value(j))
-                              for j in range(len(b)))
-        s.min_seq = min_seq if s.entries else 0
+                s.kept.extend((keys[j], tags[j] >> 8, tags[j] & 0xFF, values[j]) for j in range(len(keys)))
+        for start, end, seq in reader.range_dels:
+            min_seq = min(min_seq, seq)
+            s.max_seq = max(s.max_seq, seq)
+            s.smallest = min(s.smallest, start) if s.entries or s.range_dels else start
+            s.largest = max(s.largest, end) if s.entries or s.range_dels else end
+            s.range_dels += 1
+        s.entries_or_dels = s.entries + s.range_dels
+        s.min_seq = min_seq if s.entries_or_dels else 0
     finally:
         f.close()
     return s
 
 
-def _check_block_order(b: Block, last: tuple[bytes, int] | None, path: str, offset: int) -> None:
+def _check_block_order(keys, tags, last: tuple[bytes, int] | None, path: str, offset: int) -> None:
     """Raises: CorruptionError unless entries are (key ascending, sequence
     descending) within the block and after the previous block's last entry."""
     prev = last
-    for i, key in enumerate(b.keys):
-        seq = b.tags[i] >> 8
+    for i, key in enumerate(keys):
+        seq = tags[i] >> 8
         if prev is not None and not (prev[0] < key or (prev[0] == key and prev[1] > seq)):
             raise CorruptionError(path, offset, f"entry {i} of the block is out of order")
         prev = (key, seq)

@@ -93,6 +93,7 @@ class BloomInfo:
     keys_tested: int
     false_positives: int
     measured_fp_rate: float
+    kind: str = "blocked"  # "blocked" (format 2: one 64-bit word per key) or "classic" (format 1)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class TableInfo:
     filter_bytes: int
     props_bytes: int
     bloom: BloomInfo | None  # None when the table has no filter
+    format_version: int = 2
+    range_deletions: int = 0
 
 
 @dataclass(frozen=True)

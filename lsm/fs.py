@@ -43,7 +43,13 @@ class WritableFile(Protocol):
 
 class RandomAccessFile(Protocol):
     """A file opened for positional reads. Thread safety: ``read_at`` is safe
-    from several threads at once (``pread``)."""
+    from several threads at once (``pread``).
+
+    A file may also offer ``buffer()``: the whole file as a read-only buffer
+    (a memory map) that readers search in place, or None when it cannot be
+    mapped. A filesystem without it (the tests' fault injection) is read
+    through ``read_at`` only.
+    """
 
     path: str
     size: int
@@ -343,11 +349,23 @@ class _OsMappedFile:
 
 
 class _OsRandomAccessFile:
-    __slots__ = ("path", "size", "_fd")
+    """A file for positional reads, and (``buffer``) a read-only memory map
+    of it. Once mapped, the map's own descriptor is the only one kept and
+    ``read_at`` slices the map, so an open table costs one descriptor.
+
+    The map is of an immutable file (tables are never modified once
+    written). A file shortened under a live map would make a read of the lost
+    pages raise SIGBUS and end the process, so nothing in ``lsm`` ever
+    truncates a table, and a table must not be edited while a database has
+    it open.
+    """
+
+    __slots__ = ("path", "size", "_fd", "_map")
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd = -1
+        self._map: mmap.mmap | None = None
         try:
             self._fd = os.open(path, os.O_RDONLY)
             self.size = os.fstat(self._fd).st_size
@@ -355,12 +373,33 @@ class _OsRandomAccessFile:
             raise DiskError.wrap(e, path) from e
 
     def read_at(self, offset: int, n: int) -> bytes:
+        m = self._map
+        if m is not None:
+            return m[offset:offset + n]
         try:
             return os.pread(self._fd, n, offset)
         except OSError as e:
             raise DiskError.wrap(e, self.path) from e
 
+    def buffer(self) -> mmap.mmap | None:
+        """The whole file mapped read-only (None when empty or not mappable).
+        Thread safety: call it before sharing the file between threads."""
+        if self._map is None and self._fd >= 0 and self.size:
+            try:
+                self._map = mmap.mmap(self._fd, self.size, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                return None  # e.g. a filesystem without mmap support: reads still work
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # the map holds a descriptor of its own
+        return self._map
+
     def close(self) -> None:
+        m, self._map = self._map, None
+        if m is not None:
+            try:
+                m.close()
+            except BufferError:
+                pass  # a buffer exported by the map is still alive: it unmaps when that goes
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)

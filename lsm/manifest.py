@@ -50,7 +50,8 @@ class FileMeta:
     sequence numbers inside.
     """
 
-    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq")
+    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "reader")
+    _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq")
 
     def __init__(self, number: int, size: int, entries: int, smallest: bytes, largest: bytes,
                  min_seq: int, max_seq: int) -> None:
@@ -61,6 +62,10 @@ class FileMeta:
         self.largest = largest
         self.min_seq = min_seq
         self.max_seq = max_seq
+        # Not recorded anywhere: the open reader of this table while the DB's
+        # table cache holds it (lsm.cache.TableCache sets and clears it), so
+        # that a read reaches the table with one attribute load.
+        self.reader = None
 
     def __repr__(self) -> str:
         return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "
@@ -68,7 +73,7 @@ class FileMeta:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FileMeta) and all(
-            getattr(self, f) == getattr(other, f) for f in self.__slots__)
+            getattr(self, f) == getattr(other, f) for f in self._FIELDS)
 
     __hash__ = None  # type: ignore[assignment]
 

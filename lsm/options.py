@@ -48,17 +48,25 @@ class Options:
     """Switched memtables waiting for flush before writers stall. Bounds memory
     at about ``(1 + this) * memtable_bytes``."""
 
-    block_bytes: int = 16 << 10
-    """Target uncompressed size of an SSTable data block. Larger: better
-    compression and smaller indexes; more bytes decoded per point read."""
+    block_bytes: int = 4 << 10
+    """Target uncompressed size of an SSTable data block. Smaller: less to
+    search (or decompress) per point read; larger: smaller indexes (about
+    2.5 bytes of memory per key at 4 KiB with 116-byte entries) and better
+    compression. 4 KiB measured fastest for point reads and scans from
+    uncompressed tables (bench/RESULTS.md)."""
 
     bloom_bits_per_key: int = 10
     """Bloom filter bits per key in each SSTable (10 gives ~1% false
     positives); 0 disables filters, making every missing-key read touch a block."""
 
-    compression: str = "zstd"
-    """Data block compression, ``"zstd"`` or ``"none"``. zstd costs CPU on write
-    and on cache misses, and saves disk and I/O."""
+    compression: str = "none"
+    """Data block compression, ``"none"`` or ``"zstd"``. Uncompressed tables
+    are searched in place in a memory map (the OS page cache is their
+    cache); zstd tables are decompressed into the block cache on a miss, which
+    roughly halves read throughput and saves 30-50% of disk for compressible
+    values. With ``"none"`` the disk use stays within 1.5x LevelDB's
+    (snappy) for the benchmark's half-compressible values
+    (bench/RESULTS.md)."""
 
     l0_compaction_trigger: int = 4
     """Number of L0 files that makes L0 the compaction candidate."""
@@ -81,7 +89,11 @@ class Options:
     """Compaction output files are split at about this many bytes."""
 
     block_cache_bytes: int = 64 << 20
-    """Bytes of decoded data blocks kept in the LRU block cache; 0 disables it."""
+    """Bytes of decoded data blocks kept in the LRU block cache (charged by
+    what each holds: its payload plus ~120 bytes); 0 disables it. Only
+    blocks that must be decoded use it: zstd blocks, blocks of tables in the
+    older format, and every block on a filesystem that cannot map files.
+    Uncompressed tables are read in place from the OS page cache."""
 
     max_open_files: int = 1000
     """Open SSTable readers kept in the table cache (each holds one file descriptor)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import errno
 import struct
+import time
+from bisect import bisect_left
 from typing import Iterator
 
 from .cache import TableCache
@@ -22,11 +24,16 @@ from .iterators import merge, prefix_successor, visible
 from .keys import DELETE, MAX_SEQUENCE, PUT, check_key
 from .manifest import FileMeta
 from .snapshot import Entry, ScanIterator, Snapshot, SuperVersion, View
+from .sstable.bloom import filter_hash
 from .version import Version
 
-__all__ = ["Reads"]
+__all__ = ["Reads", "SAMPLE_EVERY"]
 
 _F64 = struct.Struct("<d")
+SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
+_SAMPLE_EVERY = SAMPLE_EVERY
+_SAMPLE_MASK = SAMPLE_EVERY - 1
+_clock = time.perf_counter
 
 
 class Reads:
@@ -40,6 +47,10 @@ class Reads:
             raise self._closed_error()
         if type(key) is not bytes:
             key = check_key(key)
+        n = self._gets + 1
+        self._gets = n
+        if not n & _SAMPLE_MASK and self._metrics is not None:
+            return self._timed_get(key, default)
         # Read at the last published sequence, taken before the super version
         # (every write at or below it is then in sv): a leader inserts its
         # group into the memtable before publishing it, and a reader must not
@@ -47,19 +58,17 @@ class Reads:
         seq = self._versions.last_sequence
         sv = self._sv
         r = sv.mem._dget(key)
-        if r is not None:
-            r = r[-1]
-            if r[0] > seq:
-                r = sv.mem.get_at(key, seq)
+        if r is not None and r[0] > seq:
+            r = sv.mem.get_at(key, seq)
         if r is None:
             for imm in sv.imms:
-                r = imm.get(key)
+                r = imm._dget(key)
                 if r is not None:
                     break
             else:
                 try:
                     r = self._table_get(sv.version, key, MAX_SEQUENCE)
-                except DiskError as e:
+                except (DiskError, ValueError) as e:
                     r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
                 if r is None:
                     return default
@@ -72,6 +81,16 @@ class Reads:
         if _F64.unpack_from(value)[0] > self._now():
             return value[8:]
         return default
+
+    def _timed_get(self, key: bytes, default):
+        """One get in :data:`_SAMPLE_EVERY`, timed and counted as that many.
+        The call it makes is not sampled again (the counter moved on)."""
+        self._gets += 1
+        t = _clock()
+        try:
+            return self.get(key, default)
+        finally:
+            self._metrics.record("get", _clock() - t, n=_SAMPLE_EVERY)
 
     def get_entry(self, key: bytes) -> Entry | None:
         """The value of ``key`` with its version and expiry, or None."""
@@ -88,7 +107,7 @@ class Reads:
         else:
             try:
                 r = self._table_get(sv.version, key, seq)
-            except DiskError as e:
+            except (DiskError, ValueError) as e:
                 r = self._table_get_retry(e, sv, key, seq)
         if r is None or r[1] == DELETE:
             return None
@@ -99,13 +118,19 @@ class Reads:
             return None
         return Entry(r[2][8:], r[0], expires)
 
-    def _table_get_retry(self, exc: DiskError, sv: SuperVersion, key: bytes,
+    def _table_get_retry(self, exc: Exception, sv: SuperVersion, key: bytes,
                          seq: int) -> tuple[int, int, bytes] | None:
-        """A table vanished under a read that held no reference to its version:
-        compaction finished and deleted it. Retry on the newer version, which
+        """A read failed in a way that a concurrent change can explain: the DB
+        was closed under it (its maps closed: ValueError), or a table vanished
+        (ENOENT) under a read whose version had already been replaced. Report
+        the first as ClosedError; retry the second on the newer version, which
         holds the same data. Anything else is a real error."""
+        if isinstance(exc, ValueError):
+            if self._closed:
+                raise self._closed_error() from None
+            raise exc
         for _attempt in range(5):
-            if exc.errno != errno.ENOENT or sv.version is self._sv.version:
+            if not isinstance(exc, DiskError) or exc.errno != errno.ENOENT or sv.version is self._sv.version:
                 raise exc
             sv = self._sv
             try:
@@ -116,19 +141,58 @@ class Reads:
 
     def _table_get(self, version: Version, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
         """Newest version <= ``seq`` of ``key`` in the tables of ``version``: L0
-        newest first, then the one candidate file of each deeper level."""
-        c = self._counters
-        get_reader = self._tables.get
-        for f in version.candidates(key):
-            reader = get_reader(f.number)
-            c["bloom_checked"] += 1
-            if not reader.filter.may_contain(key):
-                c["bloom_useful"] += 1
-                continue
-            r = reader.get(key, seq)
-            if r is not None:
-                return r
-        return None
+        newest first, then the one candidate file of each deeper level.
+
+        Each table's filter is probed inline with one hash of the key shared
+        by every table (format 2 filters); format 1 tables probe their own."""
+        h = filter_hash(key)
+        checked = useful = 0
+        r = None
+        reader = self._tables.reader
+        for f in version.levels[0]:
+            if f.smallest <= key <= f.largest:
+                t = f.reader or reader(f)
+                checked += 1
+                bw = t.bwords
+                if bw is not None:
+                    m = t.bpat[h & 4095]
+                    if bw[((h >> 32) * t.bnw) >> 32] & m != m:
+                        useful += 1
+                        continue
+                elif not t.may_contain(key):
+                    useful += 1
+                    continue
+                r = t.get(key, seq)
+                if r is not None:
+                    break
+        else:
+            # deeper levels: the one file per level whose range may hold the key
+            # (the same probe as above, inlined: this is the hot path)
+            for largest, files in version.deep:
+                i = bisect_left(largest, key)
+                if i == len(files):
+                    continue
+                f = files[i]
+                if key < f.smallest:
+                    continue
+                t = f.reader or reader(f)
+                checked += 1
+                bw = t.bwords
+                if bw is not None:
+                    m = t.bpat[h & 4095]
+                    if bw[((h >> 32) * t.bnw) >> 32] & m != m:
+                        useful += 1
+                        continue
+                elif not t.may_contain(key):
+                    useful += 1
+                    continue
+                r = t.get(key, seq)
+                if r is not None:
+                    break
+        if checked:
+            self._bloom_checked += checked
+            self._bloom_useful += useful
+        return r
 
     # -- views ----------------------------------------------------------------
 
@@ -219,7 +283,7 @@ def _table_iter(tables: TableCache, files: list[FileMeta], lo: bytes, hi: bytes 
     """Entries of a run of disjoint sorted files (one level), opening each lazily."""
     if reverse:
         for f in reversed(files):
-            yield from tables.get(f.number).iter_reverse(lo, hi)
+            yield from tables.reader(f).iter_reverse(lo, hi)
     else:
         for f in files:
-            yield from tables.get(f.number).iter_forward(lo, hi)
+            yield from tables.reader(f).iter_forward(lo, hi)

@@ -71,19 +71,19 @@ edits           3
 log number      7
 next file       9
 last sequence   15
-tables          2 (980 bytes, 15 entries)
+tables          2 (1019 bytes, 15 entries)
 
 level  files  bytes  entries
-L0         2    980       15
+L0         2   1019       15
 
 level  file    bytes  entries  seq    smallest  largest
-L0     000008    359        3  13-15  a01       0x620001
-L0     000006    621       12  1-12   a00       a11
+L0     000008    400        3  13-15  a01       0x620001
+L0     000006    619       12  1-12   a00       a11
 
 offset  edit
      0  format 1; log 2; next 5; last seq 0
-    24  log 5; next 7; last seq 12; +L0 000006 [a00 .. a11] seq 1-12, 12 entries, 621 bytes
-    62  log 7; next 9; last seq 15; +L0 000008 [a01 .. 0x620001] seq 13-15, 3 entries, 359 bytes
+    24  log 5; next 7; last seq 12; +L0 000006 [a00 .. a11] seq 1-12, 12 entries, 619 bytes
+    62  log 7; next 9; last seq 15; +L0 000008 [a01 .. 0x620001] seq 13-15, 3 entries, 400 bytes
 """
 
 WAL_GOLDEN = """\
@@ -221,7 +221,7 @@ def test_stats(golden: tuple[Path, Model], capsys: pytest.CaptureFixture[str]) -
     path, _ = golden
     code, out, _ = run(capsys, "stats", str(path))
     assert code == 0
-    assert out.splitlines()[1].split()[:4] == ["L0", "2", "980", "15"]
+    assert out.splitlines()[1].split()[:4] == ["L0", "2", "1019", "15"]
     assert "recovery.records_replayed       3" in out
     code, out, _ = run(capsys, "stats", str(path), "--json")
     doc = json.loads(out)

@@ -557,17 +557,18 @@ def test_wal_bad_header_of_a_record_with_an_embedded_record(tmp_path, mode: str)
 
 SST_REGIONS = ("data-first", "data-last", "data-compression", "data-checksum", "filter-payload",
                "filter-checksum", "props-payload", "props-trailer", "index-payload", "index-trailer",
-               "footer-index-handle", "footer-filter-handle", "footer-props-handle", "footer-version",
-               "footer-checksum", "footer-magic")
+               "footer-index-handle", "footer-filter-handle", "footer-props-handle", "footer-range-del-handle",
+               "footer-version", "footer-checksum", "footer-magic")
 
 
 def sst_region(r: TableReader, region: str) -> tuple[int, int]:
     """(byte to damage, offset the CorruptionError must name) for ``region`` of table ``r``."""
     f0 = r.file_size - FOOTER_BYTES
     if region.startswith("footer-"):
-        rel = {"index-handle": 0, "filter-handle": 12, "props-handle": 24, "version": 36,
-               "checksum": 40, "magic": 51}[region[len("footer-"):]]
-        return f0 + rel, f0 + (44 if region == "footer-magic" else 40)
+        rel = {"index-handle": 0, "filter-handle": 12, "props-handle": 24, "range-del-handle": 36,
+               "version": 48, "checksum": 52, "magic": 63}[region[len("footer-"):]]
+        # the magic is checked first, then the version (it sets the footer's size), then the checksum
+        return f0 + rel, f0 + {"footer-magic": 56, "footer-version": 48}.get(region, 52)
     assert len(r.index) >= 2
     block, part = region.split("-", 1)
     if block == "data":
@@ -605,8 +606,8 @@ def test_sst_truncate(pristine: Pristine, tmp_path, table: str, cut: str) -> Non
     r.close()
     d = copy_db(p, tmp_path)
     os.truncate(os.path.join(d, name), size)
-    # too short for a footer: offset 0; otherwise the "footer" read has a bad magic
-    check(p, d, Raises(name, 0 if size < FOOTER_BYTES else size - FOOTER_BYTES + 44))
+    # too short for a footer's last 16 bytes: offset 0; otherwise the "footer" read has a bad magic
+    check(p, d, Raises(name, 0 if size < 16 else size - 8))
 
 
 @pytest.mark.parametrize("table", ["l0", "l1"])

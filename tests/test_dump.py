@@ -54,7 +54,7 @@ def build_db(path: Path, *, seed: int = 0, n: int = 600, block_bytes: int = 1024
     """
     rng = random.Random(seed)
     model: Model = {}
-    db = lsm.open(path, memtable_bytes=8 << 10, block_bytes=block_bytes, sync_mode="never",
+    db = lsm.open(path, memtable_bytes=7 << 10, block_bytes=block_bytes, sync_mode="never",
                   compression=compression, disable_auto_compactions=True)
     try:
         for i in range(n):

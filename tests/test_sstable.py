@@ -1,11 +1,12 @@
 """Tests for lsm.sstable (doc/format.md#sstable): block and index encoding,
-the bloom filter, properties, the footer, TableWriter/TableReader, and every
-reader error path (each must be a CorruptionError naming the file and the
-offset of the damaged structure).
+the bloom filters, properties, the footers, TableWriter/TableReader, and
+every reader error path (each must be a CorruptionError naming the file and
+the offset of the damaged structure).
 
-One harness (``build``) runs the same randomized cases against a single
-``Block`` and against whole tables (uncompressed and zstd), compared with a
-sorted-list model.
+One harness runs the same randomized cases against tables read in place
+(a buffer, as a memory map gives), read through ``read_at`` (a filesystem
+that cannot map), zstd tables, and format 1 tables (tests/v1format.py),
+compared with a sorted-list model.
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ from lsm.errors import CorruptionError
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, MAX_VALUE_BYTES, PUT, PUT_TTL
 from lsm.sstable import TableReader, TableWriter
-from lsm.sstable.block import Block, BlockBuilder, IndexBlock, encode_index_block
-from lsm.sstable.bloom import BloomFilter, build_filter
+from lsm.sstable.block import (IndexBlock, block_layout, convert_v1_block, decode_range_dels, encode_data_block,
+                               encode_index_block, encode_range_dels, read_entries)
+from lsm.sstable.bloom import (BlockedBloom, ClassicBloom, build_blocked, build_classic, filter_hash, patterns,
+                               probes_for)
 from lsm.sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_ZSTD, FOOTER_BYTES,
                                 FORMAT_VERSION, MAGIC, MAX_BLOCK_BYTES, BlockHandle, Footer, decode_footer,
                                 encode_block_record, encode_footer, unwrap_block)
 from lsm.sstable.props import INT_PROPS, decode_props, encode_props
+from lsm.sstable.reader import CACHED, MAPPED
+
+from v1format import encode_v1_block, write_v1_table
 
 FAST = settings(max_examples=30, deadline=None)
 PATH = "/db/000042.sst"
 
 
 class MemFile:
-    """An in-memory WritableFile + RandomAccessFile (pread semantics: short reads at EOF)."""
+    """An in-memory WritableFile + RandomAccessFile (pread semantics: short
+    reads at EOF), with no ``buffer()``: tables are read through ``read_at``."""
 
     def __init__(self, path: str = PATH, data: bytes = b"") -> None:
         self.path = path
@@ -56,6 +63,14 @@ class MemFile:
         return bytes(self.buf[offset:offset + n])
 
 
+class MappedFile(MemFile):
+    """A MemFile whose ``buffer()`` offers its bytes, as a memory map would:
+    uncompressed format 2 tables are then searched in place."""
+
+    def buffer(self) -> bytes:
+        return bytes(self.buf)
+
+
 Entry = tuple[bytes, int, int, bytes]  # key, seq, kind, stored value
 
 
@@ -69,8 +84,8 @@ def write_table(entries: list[Entry], **kw) -> bytes:
     return bytes(f.buf)
 
 
-def open_table(data: bytes, verify: bool = True) -> TableReader:
-    return TableReader(MemFile(PATH, data), 42, None, verify)
+def open_table(data: bytes, verify: bool = True, mapped: bool = True) -> TableReader:
+    return TableReader((MappedFile if mapped else MemFile)(PATH, data), 42, None, verify)
 
 
 def value_for(kind: int, key: bytes, seq: int) -> bytes:
@@ -119,33 +134,27 @@ def model_reverse(entries: list[Entry], lo: bytes, hi: bytes | None) -> list[tup
 
 # --- the harness: one interface over Block and TableReader -----------------------------------
 
-class BlockImpl:
-    def __init__(self, entries: list[Entry]) -> None:
-        bb = BlockBuilder()
-        for k, s, kind, v in entries:
-            bb.add(k, s << 8 | kind, v)
-        payload = bb.finish()
-        assert bb.nbytes == len(payload)
-        self.block = Block(payload, PATH, 0)
-        self.block._check()
-
-    def get(self, key: bytes, seq: int):
-        i = self.block.find(key, seq)
-        if i < 0:
-            return None
-        t = self.block.tags[i]
-        return t >> 8, t & 0xFF, self.block.value(i)
-
-    def forward(self, lo, hi):
-        return list(self.block.iter_forward(lo, hi))
-
-    def reverse(self, lo, hi):
-        return list(self.block.iter_reverse(lo, hi))
-
-
 class TableImpl:
-    def __init__(self, entries: list[Entry], compression: str) -> None:
-        self.reader = open_table(write_table(entries, block_bytes=64, compression=compression))
+    def __init__(self, entries: list[Entry], compression: str, mapped: bool = True, version: int = 2,
+                 use_add_many: bool = False) -> None:
+        if version == 1:
+            data = write_v1_table(entries, block_bytes=64, compression=compression)
+        elif use_add_many:
+            f = MemFile()
+            w = TableWriter(f, block_bytes=64, compression=compression)
+            i = 0
+            while i < len(entries):  # one call per run of a key's versions, in runs of a few keys
+                j = i + 1
+                while j < len(entries) and (entries[j][0] == entries[j - 1][0] or j - i < 3):
+                    j += 1
+                part = entries[i:j]
+                w.add_many([e[0] for e in part], [e[1] << 8 | e[2] for e in part], [e[3] for e in part])
+                i = j
+            w.finish()
+            data = bytes(f.buf)
+        else:
+            data = write_table(entries, block_bytes=64, compression=compression)
+        self.reader = open_table(data, mapped=mapped)
 
     def get(self, key, seq):
         return self.reader.get(key, seq)
@@ -158,9 +167,12 @@ class TableImpl:
 
 
 IMPLS = {
-    "block": BlockImpl,
-    "table-none": lambda e: TableImpl(e, "none"),
-    "table-zstd": lambda e: TableImpl(e, "zstd"),
+    "mapped": lambda e: TableImpl(e, "none"),
+    "read": lambda e: TableImpl(e, "none", mapped=False),
+    "zstd": lambda e: TableImpl(e, "zstd"),
+    "add-many": lambda e: TableImpl(e, "none", use_add_many=True),
+    "v1": lambda e: TableImpl(e, "none", version=1),
+    "v1-zstd": lambda e: TableImpl(e, "zstd", version=1),
 }
 
 small_keys = st.binary(max_size=3)
@@ -201,28 +213,30 @@ def test_harness_matches_sorted_list_model(impl: str, entries: list[Entry], data
 # --- blocks ---------------------------------------------------------------------------------
 
 def test_data_block_layout_matches_format_doc() -> None:
-    bb = BlockBuilder()
-    bb.add(b"a", 2 << 8 | PUT, b"1")
-    bb.add(b"a", 1 << 8 | DELETE, b"")
-    bb.add(b"b", 3 << 8 | PUT, b"22")
-    payload = bb.finish()
-    assert payload.hex() == ("03000000" "010001000100" "010000000000000002000000"
+    # variable key widths: key offsets; one value width... no: "1", "", "22" vary too
+    payload = encode_data_block([b"a", b"a", b"b"], [2 << 8 | PUT, 1 << 8 | DELETE, 3 << 8 | PUT],
+                                [b"1", b"", b"22"])
+    assert payload.hex() == ("03000000" "0100" "ffffffff" "00000000010000000100000003000000"
                              "0102000000000000" "0001000000000000" "0103000000000000" "616162" "313232")
-    b = Block(payload)
-    assert b.keys == [b"a", b"a", b"b"] and [b.value(i) for i in range(3)] == [b"1", b"", b"22"]
-    assert b.find(b"a", 10) == 0 and b.find(b"a", 1) == 1 and b.find(b"a", 0) == -1
-    assert b.find(b"c", 10) == -1 and b.find(b"", 10) == -1
+    lay = block_layout(payload, 0, len(payload))
+    assert (lay.count, lay.kw, lay.vw, lay.koffs, lay.voffs) == (3, 1, 0xFFFFFFFF, -1, 10)
+    keys, tags, values = read_entries(payload, lay)
+    assert list(keys) == [b"a", b"a", b"b"] and list(values) == [b"1", b"", b"22"]
+    assert list(tags) == [2 << 8 | PUT, 1 << 8 | DELETE, 3 << 8 | PUT]
+    uniform = encode_data_block([b"ab", b"cd"], [5 << 8 | PUT, 4 << 8 | PUT], [b"xyz", b"uvw"])
+    assert uniform.hex() == ("02000000" "0200" "03000000" "0105000000000000" "0104000000000000"
+                             "61626364" "78797a757677")
 
 
 @st.composite
 def uniform_entries(draw) -> list[Entry]:
     """Sorted entries whose keys all have one length, and (usually) whose values
-    do too: the blocks Block decodes in O(1) (lsm/sstable/block.py)."""
+    do too: blocks whose columns need no offsets."""
     kw = draw(st.integers(0, 4))
     vw = draw(st.integers(0, 12))
     table = draw(st.dictionaries(st.binary(min_size=kw, max_size=kw),
                                  st.sets(st.integers(0, 1000), min_size=1, max_size=3), max_size=30))
-    ragged = draw(st.booleans())  # one value of another length: the general path for values
+    ragged = draw(st.booleans())  # one value of another length: the offset column for values
     out = []
     for key in sorted(table):
         for seq in sorted(table[key], reverse=True):
@@ -235,59 +249,84 @@ def uniform_entries(draw) -> list[Entry]:
     return out
 
 
+@pytest.mark.parametrize("mapped", [True, False])
 @given(entries=st.one_of(uniform_entries(), sorted_entries()), data=st.data())
 @FAST
-def test_block_point_reads_on_a_fresh_block_match_the_model(entries: list[Entry], data) -> None:
-    # A fresh Block per probe: point reads must not depend on the lists that
-    # iteration (or _check) builds, nor on the order lazy fields are filled in.
-    bb = BlockBuilder()
-    for k, sq, kind, v in entries:
-        bb.add(k, sq << 8 | kind, v)
-    payload = bb.finish()
+def test_point_reads_match_the_model_on_one_block(mapped: bool, entries: list[Entry], data) -> None:
+    if not entries:
+        return
+    r = open_table(write_table(entries, block_bytes=1 << 20, compression="none"), mapped=mapped)
+    assert len(r.index) == 1
     keys = sorted({e[0] for e in entries})
-    probes = st.one_of(st.binary(max_size=5), st.sampled_from(keys)) if keys else st.binary(max_size=5)
+    probes = st.one_of(st.binary(max_size=5), st.sampled_from(keys))
     for _ in range(8):
-        b = Block(payload, PATH, 0)
         key = data.draw(probes)
         seq = data.draw(st.one_of(st.integers(0, 1001), st.just(MAX_SEQUENCE)))
-        i = b.find(key, seq)
-        got = None if i < 0 else (b.tag(i) >> 8, b.tag(i) & 0xFF, b.value(i))
-        assert got == model_get(entries, key, seq)
-    b = Block(payload, PATH, 0)
-    assert len(b) == len(entries)
-    assert b.last_key() == (entries[-1][0] if entries else b"")
-    for i, (k, sq, kind, v) in enumerate(entries):
-        assert (b.key(i), b.tag(i), b.value(i)) == (k, sq << 8 | kind, v)
-    assert list(b.iter_forward(b"", None)) == model_forward(entries, b"", None)
-    assert b.keys == [e[0] for e in entries] and list(b.tags) == [e[1] << 8 | e[2] for e in entries]
-    assert [b.value(i) for i in range(len(entries))] == [e[3] for e in entries]  # after voffs exist
+        assert r.get(key, seq) == model_get(entries, key, seq)
+    assert r.state[0] == (MAPPED if mapped else CACHED)
+    k, t, v = r.columns(0)
+    assert [(a, b >> 8, b & 0xFF, c) for a, b, c in zip(k, t, v)] == entries
+    for a in range(len(entries) + 1):
+        for b in (a, len(entries)):
+            lay = block_layout(*_payload(r))
+            ks, ts, vs = read_entries(_payload(r)[0], lay, a, b)
+            assert [(x, y >> 8, y & 0xFF, z) for x, y, z in zip(ks, ts, vs)] == entries[a:b]
+
+
+def _payload(r: TableReader) -> tuple[bytes, int, int]:
+    buf, o = r.block(0)
+    return buf, o, r.sizes[0] if r.state[0] == MAPPED else len(buf)
+
+
+@given(entries=st.one_of(uniform_entries(), sorted_entries()))
+@FAST
+def test_v1_blocks_convert_to_the_same_entries(entries: list[Entry]) -> None:
+    if not entries:
+        return
+    v1 = encode_v1_block([(k, s << 8 | kind, v) for k, s, kind, v in entries])
+    v2 = convert_v1_block(v1, PATH, 0)
+    assert v2 == encode_data_block([e[0] for e in entries], [e[1] << 8 | e[2] for e in entries],
+                                   [e[3] for e in entries])
 
 
 @pytest.mark.parametrize("payload", [
-    # one key length and one value length, but the bytes after the columns do not add up
-    b"\x02\x00\x00\x00" + b"\x01\x00" * 2 + b"\x01\x00\x00\x00" * 2 + b"\0" * 16 + b"ab" + b"x",
-    b"\x02\x00\x00\x00" + b"\x01\x00" * 2 + b"\x01\x00\x00\x00" * 2 + b"\0" * 16 + b"abxyz",
+    b"",
+    b"\x01\x00",
+    b"\x00\x00\x00\x00\x01\x00\x01\x00\x00\x00",  # no entries
+    # one key width and one value width, but the bytes after the columns do not add up
+    b"\x02\x00\x00\x00\x01\x00\x01\x00\x00\x00" + b"\0" * 16 + b"ab" + b"x",
+    b"\x02\x00\x00\x00\x01\x00\x01\x00\x00\x00" + b"\0" * 16 + b"abxyz",
     # a count whose columns alone run past the block
-    b"\xff\xff\x00\x00" + b"\x01\x00" * 4,
+    b"\xff\xff\x00\x00\x01\x00\x01\x00\x00\x00" + b"\0" * 8,
+    # key offsets not starting at 0, or descending
+    b"\x01\x00\x00\x00\xff\xff\x00\x00\x00\x00" + b"\x01\x00\x00\x00\x02\x00\x00\x00" + b"\0" * 8 + b"k",
+    b"\x02\x00\x00\x00\xff\xff\x00\x00\x00\x00" + b"\x00\x00\x00\x00\x02\x00\x00\x00\x01\x00\x00\x00"
+    + b"\0" * 16 + b"k",
 ])
-def test_malformed_uniform_block_raises_with_path_and_offset(payload: bytes) -> None:
+def test_malformed_block_raises_with_path_and_offset(payload: bytes) -> None:
     with pytest.raises(CorruptionError) as ei:
-        Block(payload, PATH, 8192)
+        block_layout(payload, 0, len(payload), PATH, 8192)
     assert (ei.value.path, ei.value.offset) == (PATH, 8192)
-
-
-def test_empty_block_round_trip() -> None:
-    b = Block(BlockBuilder().finish())
-    assert len(b) == 0 and list(b.iter_forward(b"", None)) == [] and b.find(b"x", 1) == -1
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x01\x00", b"\x02\x00\x00\x00\x01\x00",
                                      b"\x01\x00\x00\x00" + b"\x01\x00" + b"\x01\x00\x00\x00" + b"\0" * 8,
                                      b"\x01\x00\x00\x00" + b"\x01\x00" + b"\x01\x00\x00\x00" + b"\0" * 8 + b"kvX"])
-def test_malformed_block_raises_with_path_and_offset(payload: bytes) -> None:
+def test_malformed_v1_block_raises_with_path_and_offset(payload: bytes) -> None:
     with pytest.raises(CorruptionError) as ei:
-        Block(payload, PATH, 4096)
+        convert_v1_block(payload, PATH, 4096)
     assert (ei.value.path, ei.value.offset) == (PATH, 4096)
+
+
+def test_range_deletion_block_round_trip() -> None:
+    dels = [(b"a", b"c", 9), (b"a", b"b", 3), (b"x", b"\xff\xff", 12)]
+    payload = encode_range_dels(dels)
+    assert decode_range_dels(payload, PATH, 0) == dels
+    with pytest.raises(CorruptionError) as ei:
+        decode_range_dels(payload[:-1], PATH, 77)
+    assert ei.value.offset == 77
+    with pytest.raises(CorruptionError, match="empty or inverted"):
+        decode_range_dels(encode_range_dels([(b"b", b"a", 1)]), PATH, 0)
 
 
 def test_index_block_round_trip_and_lookup() -> None:
@@ -326,45 +365,92 @@ def test_block_record_trailer_covers_payload_and_compression_byte() -> None:
 
 
 def test_footer_round_trip_and_layout() -> None:
-    f = Footer(BlockHandle(263, 19), BlockHandle(57, 9), BlockHandle(71, 187), FORMAT_VERSION)
+    f = Footer(BlockHandle(263, 19), BlockHandle(57, 9), BlockHandle(71, 187), FORMAT_VERSION, BlockHandle(40, 12))
     raw = encode_footer(f)
-    assert len(raw) == FOOTER_BYTES == 52
-    assert raw[44:] == struct.pack("<Q", MAGIC) == b"1BTSSMSL"
-    assert struct.unpack_from("<I", raw, 40)[0] == checksum(raw[:40])
+    assert len(raw) == FOOTER_BYTES == 64
+    assert raw[56:] == struct.pack("<Q", MAGIC) == b"1BTSSMSL"
+    assert struct.unpack_from("<I", raw, 52)[0] == checksum(raw[:52])
+    assert struct.unpack_from("<I", raw, 48)[0] == FORMAT_VERSION == 2
+    assert decode_footer(raw, PATH, 351) == f
+    assert decode_footer(b"junk" + raw, PATH, 355) == f  # readers pass the last 64 bytes of the file
+
+
+def test_format_1_footer_is_read() -> None:
+    head = struct.pack("<QIQIQII", 263, 19, 57, 9, 71, 187, 1)
+    raw = head + struct.pack("<IQ", checksum(head), MAGIC)
     assert raw.hex() == ("0701000000000000130000003900000000000000090000004700000000000000"
-                         "bb000000010000009755c3ee31425453534d534c")
-    assert decode_footer(raw, PATH, 339) == f
+                         "bb000000010000009755c3ee31425453534d534c")  # as format 1 wrote it
+    f = decode_footer(b"\x00" * 12 + raw, PATH, 339)
+    assert f == Footer(BlockHandle(263, 19), BlockHandle(57, 9), BlockHandle(71, 187), 1)
 
 
-# --- bloom filter ------------------------------------------------------------------------------
+# --- bloom filters -----------------------------------------------------------------------------
 
-def test_bloom_false_positive_rate_at_ten_bits_per_key() -> None:
-    present = [b"key-%d" % i for i in range(10_000)]
-    f = BloomFilter(build_filter(present, 10))
-    assert f.probes == 7 and f.m == 100_000
+def test_blocked_bloom_false_positive_rate_at_ten_bits_per_key() -> None:
+    present = [b"key-%d" % i for i in range(20_000)]
+    f = BlockedBloom.decode(build_blocked(present, 10))
+    assert f.probes == 5 and f.nwords == 3125
     assert all(f.may_contain(k) for k in present)  # never a false negative
-    fp = sum(f.may_contain(b"absent-%d" % i) for i in range(10_000))
-    assert fp / 10_000 < 0.02, f"false-positive rate {fp / 10_000:.4f}"
+    fp = sum(f.may_contain(b"absent-%d" % i) for i in range(20_000))
+    assert fp / 20_000 < 0.025, f"false-positive rate {fp / 20_000:.4f}"
+
+
+def test_blocked_bloom_layout_matches_format_doc() -> None:
+    payload = build_blocked([b"a", b"b"], 10)
+    assert payload[:8] == bytes.fromhex("01 05 0000 01000000")  # kind 1, 5 probes, 1 word
+    (word,) = struct.unpack_from("<Q", payload, 8)
+    pat = patterns(5)
+    want = 0
+    for k in (b"a", b"b"):
+        h = filter_hash(k)
+        assert ((h >> 32) * 1) >> 32 == 0
+        want |= pat[h & 4095]
+    assert word == want and len(payload) == 16
+
+
+def test_blocked_bloom_patterns_are_specified() -> None:
+    for k in (1, 5, 16):
+        table = patterns(k)
+        assert len(table) == 4096 and all(bin(p).count("1") == k for p in table)
+        assert len(set(table)) > 4000 or k == 1
+    assert patterns(5) is patterns(5)  # cached, never rebuilt
+    assert [hex(p) for p in patterns(2)[:2]] == ['0x802000000000', '0x1004000000000']
+
+
+@pytest.mark.parametrize("bits, probes", [(1, 1), (2, 1), (3, 2), (10, 5), (12, 6), (20, 10), (50, 16)])
+def test_probes_per_key(bits: int, probes: int) -> None:
+    assert probes_for(bits) == probes
+    payload = build_blocked([b"k%d" % i for i in range(100)], bits)
+    assert payload[1] == probes and len(payload) == 8 + 8 * (-(-100 * bits // 64))
+
+
+@pytest.mark.parametrize("payload, match", [(b"\x01\x05\x00", "shorter"), (b"\x02\x05\x00\x00\x01\x00\x00\x00" + bytes(8), "kind"),
+                                            (b"\x01\x00\x00\x00\x01\x00\x00\x00" + bytes(8), "header"),
+                                            (b"\x01\x05\x00\x00\x02\x00\x00\x00" + bytes(8), "needs")])
+def test_blocked_bloom_malformed(payload: bytes, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BlockedBloom.decode(payload)
 
 
 def test_bloom_zero_bits_disables_filter() -> None:
-    assert build_filter([b"a", b"b"], 0) == b""
-    assert build_filter([], 10) == b""
-    f = BloomFilter(b"")
-    assert f.m == 0 and f.may_contain(b"anything")
-    assert BloomFilter(b"\x07").may_contain(b"anything")  # < 2 bytes: no filter
+    assert build_blocked([b"a", b"b"], 0) == b""
+    assert build_blocked([], 10) == b""
+    assert ClassicBloom(b"").may_contain(b"anything")
+    assert ClassicBloom(b"\x07").may_contain(b"anything")  # < 2 bytes: no filter
 
 
-@pytest.mark.parametrize("bits, probes", [(1, 1), (2, 1), (10, 7), (20, 14), (50, 30)])
-def test_bloom_probe_count(bits: int, probes: int) -> None:
-    payload = build_filter([b"k%d" % i for i in range(100)], bits)
-    assert payload[-1] == probes
-    assert len(payload) - 1 == max(64, 100 * bits + 7) // 8
+def test_classic_bloom_reads_format_1_filters() -> None:
+    present = [b"key-%d" % i for i in range(10_000)]
+    f = ClassicBloom(build_classic(present, 10))
+    assert f.probes == 7 and f.m == 100_000
+    assert all(f.may_contain(k) for k in present)
+    fp = sum(f.may_contain(b"absent-%d" % i) for i in range(10_000))
+    assert fp / 10_000 < 0.02
 
 
 def test_table_without_bloom_filter() -> None:
     r = open_table(write_table(sample_entries(50), bloom_bits_per_key=0))
-    assert r.filter.m == 0
+    assert r.filter is None and r.bwords is None
     assert r.may_contain(b"definitely absent")
     assert r.props["bloom_bits_per_key"] == 0
 
@@ -379,9 +465,11 @@ def _props(**over) -> dict:
 
 
 def test_props_round_trip_and_unknown_names_ignored() -> None:
-    p = _props(entries=1 << 40)
+    p = _props(entries=1 << 40, range_deletions=3)
     payload = encode_props(p)
     assert decode_props(payload, PATH, 0) == p
+    older = _props()  # format 1 tables have no range_deletions: it reads as 0
+    assert decode_props(encode_props(older), PATH, 0) == dict(older, range_deletions=0)
     extra = payload + b"\x06future" + b"\x03abc"
     assert decode_props(extra, PATH, 0) == p
 
@@ -409,6 +497,7 @@ def test_multi_block_table_get_and_iterate(compression: str) -> None:
     data = write_table(entries, block_bytes=512, compression=compression)
     r = open_table(data)
     assert len(r.index) > 20
+    assert r.buf is not None if compression == "none" else r.buf is None
     assert r.props["entries"] == len(entries) and r.props["unique_keys"] == 600
     assert r.props["deletions"] == sum(e[2] == DELETE for e in entries)
     assert r.props["ttl_entries"] == sum(e[2] == PUT_TTL for e in entries)
@@ -435,9 +524,9 @@ def test_writer_never_splits_versions_of_one_key_across_blocks() -> None:
     assert len(r.index) > 10
     seen: dict[bytes, int] = {}
     for i in range(len(r.index)):
-        b = r.block(i)
-        assert b.keys[-1] == r.index.keys[i]
-        for k in set(b.keys):
+        keys, _, _ = r.columns(i)
+        assert keys[-1] == r.index.keys[i]
+        for k in set(keys):
             assert k not in seen, f"{k!r} in blocks {seen[k]} and {i}"
             seen[k] = i
 
@@ -458,7 +547,7 @@ def test_empty_table() -> None:
     assert r.get(b"k", MAX_SEQUENCE) is None and list(r.iter_forward(b"", None)) == []
 
 
-def test_table_on_real_files(tmp_path) -> None:
+def test_table_on_real_files_is_mapped(tmp_path) -> None:
     path = str(tmp_path / "000007.sst")
     fs = OsFileSystem()
     entries = sample_entries(100)
@@ -468,8 +557,56 @@ def test_table_on_real_files(tmp_path) -> None:
     props = w.finish()
     assert props["file_size"] == fs.file_size(path)
     r = TableReader(fs.open_readable(path), 7)
+    assert r.buf is not None  # an mmap
     assert list(r.iter_entries()) == entries
+    assert set(r.state) == {MAPPED}
+    for key, seq, kind, value in entries:
+        assert r.get(key, seq) == (seq, kind, value)
     r.close()
+
+
+def test_add_many_writes_the_same_table_as_add() -> None:
+    entries = sample_entries(300, versions=1, value_pad=7)
+    one = write_table(entries, block_bytes=200)
+    f = MemFile()
+    w = TableWriter(f, block_bytes=200)
+    for i in range(0, len(entries), 37):
+        part = entries[i:i + 37]
+        w.add_many([e[0] for e in part], [e[1] << 8 | e[2] for e in part], [e[3] for e in part])
+    w.finish()
+    assert bytes(f.buf) == one
+
+
+def test_range_tombstones_widen_the_table_and_are_read_back() -> None:
+    f = MemFile()
+    w = TableWriter(f)
+    w.add(b"m", 5, PUT, b"v")
+    w.add_range_del(b"c", b"k", 7)
+    w.add_range_del(b"p", b"z", 2)
+    props = w.finish()
+    assert (props["smallest"], props["largest"], props["range_deletions"]) == (b"c", b"z", 2)
+    assert (props["min_seq"], props["max_seq"]) == (2, 7)
+    r = open_table(bytes(f.buf))
+    assert r.range_dels == [(b"c", b"k", 7), (b"p", b"z", 2)] and not r.plain
+    assert r.get(b"m", 10) == (5, PUT, b"v")
+
+
+def test_a_block_is_verified_once_per_open() -> None:
+    entries = sample_entries(50, versions=1)
+    data = bytearray(write_table(entries, block_bytes=1 << 20, compression="none"))
+    f = MappedFile(PATH, bytes(data))
+    shared = f.buffer()
+    f.buffer = lambda: shared  # type: ignore[method-assign]
+    r = TableReader(f, 42)
+    key = entries[3][0]
+    assert r.get(key, MAX_SEQUENCE) is not None and r.state[0] == MAPPED
+    # damage after the first check in this open is not looked for again ...
+    h = r.index.handle(0)
+    data[h.offset + h.size - 1] ^= 0xFF  # the last value byte
+    r2 = open_table(bytes(data))
+    # ... but a new open (a new reader) checks again
+    with pytest.raises(CorruptionError, match="block checksum"):
+        r2.get(key, MAX_SEQUENCE)
 
 
 # --- reader error paths ------------------------------------------------------------------------
@@ -501,7 +638,8 @@ class Layout:
     def with_index(self, payload: bytes, footer_version: int = FORMAT_VERSION) -> bytes:
         """Replace the index block (the last block) and rewrite the footer."""
         off = self.footer.index.offset
-        f = Footer(BlockHandle(off, len(payload)), self.footer.filter, self.footer.props, footer_version)
+        f = Footer(BlockHandle(off, len(payload)), self.footer.filter, self.footer.props, footer_version,
+                   self.footer.range_del)
         return self.data[:off] + encode_block_record(payload, COMPRESSION_NONE) + encode_footer(f)
 
 
@@ -527,40 +665,49 @@ def assert_corrupt(exc: pytest.ExceptionInfo, offset: int, match: str = "") -> N
 def test_bad_magic(layout: Layout, xor: int) -> None:
     with pytest.raises(CorruptionError) as ei:
         open_table(layout.flipped(layout.size - 1, xor))
-    assert_corrupt(ei, layout.footer_at + 44, "bad table magic")
+    assert_corrupt(ei, layout.footer_at + 56, "bad table magic")
 
 
 @pytest.mark.parametrize("field, at", [("index-handle", 0), ("filter-handle", 12), ("props-size", 32),
-                                       ("version", 36), ("checksum", 40)])
+                                       ("range-del-handle", 40), ("checksum", 52)])
 def test_bad_footer_checksum(layout: Layout, field: str, at: int) -> None:
     with pytest.raises(CorruptionError) as ei:
         open_table(layout.flipped(layout.footer_at + at))
-    assert_corrupt(ei, layout.footer_at + 40, "footer checksum")
+    assert_corrupt(ei, layout.footer_at + 52, "footer checksum")
 
 
-@pytest.mark.parametrize("version", [0, 2, 0xFFFFFFFF])
+@pytest.mark.parametrize("version", [0, 3, 0xFFFFFFFF])
 def test_wrong_format_version(layout: Layout, version: int) -> None:
-    f = layout.footer._replace(version=version)
-    data = layout.data[:layout.footer_at] + encode_footer(f)
+    # The version decides the footer's size, so it is checked before the checksum.
+    data = bytearray(layout.data)
+    struct.pack_into("<I", data, layout.footer_at + 48, version)
     with pytest.raises(CorruptionError) as ei:
-        open_table(data)
-    assert_corrupt(ei, layout.footer_at + 36, f"unsupported table format version {version}")
+        open_table(bytes(data))
+    assert_corrupt(ei, layout.footer_at + 48, f"unsupported table format version {version}")
 
 
-@pytest.mark.parametrize("size", [0, 1, 30, 51])
+def test_version_byte_naming_format_1_fails_the_checksum(layout: Layout) -> None:
+    data = bytearray(layout.data)
+    struct.pack_into("<I", data, layout.footer_at + 48, 1)
+    with pytest.raises(CorruptionError) as ei:
+        open_table(bytes(data))
+    assert_corrupt(ei, layout.footer_at + 52, "footer checksum")
+
+
+@pytest.mark.parametrize("size", [0, 1, 15])
 def test_file_shorter_than_footer(layout: Layout, size: int) -> None:
     with pytest.raises(CorruptionError) as ei:
         open_table(layout.data[:size])
     assert_corrupt(ei, 0, "too short")
 
 
-@pytest.mark.parametrize("cut", ["footer-1", "footer-26", "footer-all", "half", "first-block"])
+@pytest.mark.parametrize("cut", ["footer-1", "footer-26", "footer-all", "half", "first-block", "30-bytes"])
 def test_truncated_file_or_footer(layout: Layout, cut: str) -> None:
     size = {"footer-1": layout.size - 1, "footer-26": layout.size - 26, "footer-all": layout.footer_at,
-            "half": layout.size // 2, "first-block": layout.blocks[0].size + 60}[cut]
+            "half": layout.size // 2, "first-block": layout.blocks[0].size + 60, "30-bytes": 30}[cut]
     with pytest.raises(CorruptionError) as ei:
         open_table(layout.data[:size])
-    assert_corrupt(ei, size - FOOTER_BYTES + 44, "bad table magic")
+    assert_corrupt(ei, size - 8, "bad table magic")
 
 
 @pytest.mark.parametrize("which", ["index", "filter", "props"])
@@ -571,14 +718,15 @@ def test_footer_handle_past_footer(layout: Layout, which: str) -> None:
     assert_corrupt(ei, layout.footer_at, f"{which} handle")
 
 
+@pytest.mark.parametrize("mapped", [True, False])
 @pytest.mark.parametrize("which", ["first", "middle", "last"])
 @pytest.mark.parametrize("where", ["payload-start", "payload-mid", "payload-end", "compression", "checksum"])
-def test_flipped_byte_in_data_block(layout: Layout, which: str, where: str) -> None:
+def test_flipped_byte_in_data_block(layout: Layout, which: str, where: str, mapped: bool) -> None:
     i = {"first": 0, "middle": len(layout.blocks) // 2, "last": len(layout.blocks) - 1}[which]
     h = layout.blocks[i]
     at = h.offset + {"payload-start": 0, "payload-mid": h.size // 2, "payload-end": h.size - 1,
                      "compression": h.size, "checksum": h.size + 2}[where]
-    r = open_table(layout.flipped(at))  # data blocks are read lazily: open succeeds
+    r = open_table(layout.flipped(at), mapped=mapped)  # data blocks are read lazily: open succeeds
     with pytest.raises(CorruptionError) as ei:
         r.get(layout.index.keys[i], MAX_SEQUENCE)
     assert_corrupt(ei, h.offset, "block checksum")
@@ -665,11 +813,12 @@ def test_index_out_of_order_on_disk(layout: Layout) -> None:
     assert_corrupt(ei, layout.footer.index.offset, "out of order")
 
 
-def test_truncated_data_block(layout: Layout) -> None:
+@pytest.mark.parametrize("mapped", [True, False])
+def test_truncated_data_block(layout: Layout, mapped: bool) -> None:
     """A block whose handle reaches past the end of the file reads short."""
     handles = list(layout.blocks)
     handles[-1] = BlockHandle(handles[-1].offset, 1 << 20)
-    r = open_table(layout.with_index(encode_index_block(list(layout.index.keys), handles)))
+    r = open_table(layout.with_index(encode_index_block(list(layout.index.keys), handles)), mapped=mapped)
     with pytest.raises(CorruptionError) as ei:
         r.get(layout.index.keys[-1], MAX_SEQUENCE)
     assert_corrupt(ei, handles[-1].offset, "truncated block")
@@ -738,7 +887,7 @@ def test_zstd_frame_declaring_more_than_it_holds() -> None:
 
 
 def test_max_block_bytes_covers_one_maximal_value() -> None:
-    assert MAX_BLOCK_BYTES >= MAX_VALUE_BYTES + MAX_KEY_BYTES + 4 + 14 + 8
+    assert MAX_BLOCK_BYTES >= MAX_VALUE_BYTES + MAX_KEY_BYTES + 10 + 8 * 2 + 8
 
 
 def test_block_holding_two_large_versions_of_one_key_reads_back() -> None:

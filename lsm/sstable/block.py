@@ -1,16 +1,31 @@
-"""Data and index blocks, stored column-wise so that decoding is a few C-level
-``array`` copies rather than a Python loop per field (doc/format.md#data-block).
+"""Data, index and range-deletion blocks (doc/format.md#data-block).
 
-    data_block  := count:u32le key_len:u16le{count} value_len:u32le{count}
+Format 2 data blocks are columnar and searchable in place (in a memory map,
+without decoding): when every key of a block has one length and every
+value has one length, entry ``i``'s key and value sit at computed offsets;
+otherwise offset columns say where each one starts::
+
+    data_block  := count:u32le key_width:u16le value_width:u32le
+                   [key_offset:u32le{count+1}]      iff key_width == VARIABLE_KEY (0xFFFF)
+                   [value_offset:u32le{count+1}]    iff value_width == VARIABLE_VALUE (0xFFFFFFFF)
                    tag:u64le{count} key_bytes value_bytes
     tag         := sequence << 8 | kind
-    index_block := count:u32le key_len:u16le{count} offset:u64le{count}
-                   size:u32le{count} key_bytes
 
-Entries in a data block are sorted by user key ascending, then sequence
-descending. Every version of one user key lives in the same block (the writer
-never cuts a block between them), so a point read needs exactly one block.
-Each index entry holds the *last* user key of its data block.
+Offsets are relative to the start of ``key_bytes`` (``value_bytes``); the
+first is 0 and the last the column's length. Entries are sorted by user key
+ascending, then sequence descending, and every version of one user key lives
+in the same block (a writer never cuts a block between them), so a point
+read needs exactly one block.
+
+Format 1 data blocks (``count key_len:u16le{count} value_len:u32le{count}
+tag:u64le{count} key_bytes value_bytes``) are converted to the format 2
+layout when read (:func:`convert_v1_block`), so one search routine serves
+both.
+
+    index_block     := count:u32le key_len:u16le{count} offset:u64le{count}
+                       size:u32le{count} key_bytes         (one entry per data block: its last key)
+    range_del_block := count:u32le start_len:u16le{count} end_len:u16le{count}
+                       seq:u64le{count} start_bytes end_bytes      (format 2)
 """
 
 from __future__ import annotations
@@ -20,300 +35,226 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
-from typing import Iterator
+from typing import Sequence
 
 from ..coding import U32
 from ..errors import CorruptionError
-from ..invariants import check
 from .format import BlockHandle
 
-__all__ = ["Block", "BlockBuilder", "IndexBlock", "encode_index_block"]
+__all__ = ["BLOCK_HEADER", "VARIABLE_KEY", "VARIABLE_VALUE", "BlockLayout", "IndexBlock", "block_layout",
+           "column_struct", "convert_v1_block", "decode_range_dels", "encode_data_block",
+           "encode_index_block", "encode_range_dels", "read_entries"]
 
 _SWAP = sys.byteorder != "little"  # the format is little-endian; arrays are native
+BLOCK_HEADER = struct.Struct("<IHI")  # count, key_width, value_width
+VARIABLE_KEY = 0xFFFF
+VARIABLE_VALUE = 0xFFFFFFFF
 _U64 = struct.Struct("<Q")
-_ENTRY_CHARGE = 64  # block cache charge per entry, over the payload
 
 
-def _column(typecode: str, buf: bytes, start: int, count: int) -> tuple[array, int]:
-    a = array(typecode)
-    end = start + a.itemsize * count
-    a.frombytes(buf[start:end])
-    if _SWAP:
-        a.byteswap()
-    return a, end
-
-
-def _le_bytes(a: array) -> bytes:
+def _le(a: array) -> bytes:
     if _SWAP:
         a = array(a.typecode, a)
         a.byteswap()
     return a.tobytes()
 
 
-class BlockBuilder:
-    """Accumulates the entries of one data block.
+def _column(typecode: str, buf, start: int, count: int) -> array:
+    a = array(typecode)
+    a.frombytes(buf[start:start + a.itemsize * count])
+    if _SWAP:
+        a.byteswap()
+    return a
 
-    Requires: entries are added in (key ascending, sequence descending) order.
-    Thread safety: none.
+
+_structs: dict[tuple[int, int], struct.Struct] = {}
+
+
+def column_struct(width: int, count: int) -> struct.Struct:
+    """``Struct(f"{width}s" * count)``: cuts ``count`` fixed-width fields out of
+    a buffer with one C call. Cached (a block's widths and counts repeat)."""
+    s = _structs.get((width, count))
+    if s is None:
+        if len(_structs) > 4096:
+            _structs.clear()  # bounded: odd widths from many tables cannot grow it forever
+        s = _structs[(width, count)] = struct.Struct(f"{width}s" * count)
+    return s
+
+
+def encode_data_block(keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes]) -> bytes:
+    """One format 2 data block of ``keys[i], tags[i], values[i]``.
+
+    Requires: (key ascending, sequence descending) order; ``len(keys) ==
+    len(tags) == len(values) >= 1``.
     """
-
-    __slots__ = ("klens", "vlens", "tags", "keys", "values", "nbytes")
-
-    def __init__(self) -> None:
-        self.klens = array("H")
-        self.vlens = array("I")
-        self.tags = array("Q")
-        self.keys: list[bytes] = []
-        self.values: list[bytes] = []
-        self.nbytes = 4
-
-    def add(self, key: bytes, tag: int, value: bytes) -> None:
-        self.klens.append(len(key))
-        self.vlens.append(len(value))
-        self.tags.append(tag)
-        self.keys.append(key)
-        self.values.append(value)
-        self.nbytes += 14 + len(key) + len(value)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def finish(self) -> bytes:
-        return b"".join((U32.pack(len(self.keys)), _le_bytes(self.klens), _le_bytes(self.vlens),
-                         _le_bytes(self.tags), b"".join(self.keys), b"".join(self.values)))
+    n = len(keys)
+    klens = set(map(len, keys))
+    vlens = set(map(len, values))
+    kw = klens.pop() if len(klens) == 1 else VARIABLE_KEY
+    vw = vlens.pop() if len(vlens) == 1 else VARIABLE_VALUE
+    parts = [BLOCK_HEADER.pack(n, kw, vw)]
+    if kw == VARIABLE_KEY:  # (a uniform width of 0xFFFF itself also lands here)
+        parts.append(_le(array("I", accumulate(map(len, keys), initial=0))))
+    if vw == VARIABLE_VALUE:
+        parts.append(_le(array("I", accumulate(map(len, values), initial=0))))
+    parts.append(_le(array("Q", tags)))
+    parts.append(b"".join(keys))
+    parts.append(b"".join(values))
+    return b"".join(parts)
 
 
-class Block:
-    """A data block over its raw payload. Immutable after construction, so one
-    instance is shared by every reader through the block cache.
+class BlockLayout:
+    """Where the columns of one format 2 block start in its buffer (absolute
+    offsets). Built by :func:`block_layout`, which also checks that the
+    sizes add up. ``koffs``/``voffs`` are the offset columns' positions, or
+    -1 for a fixed width."""
 
-    Construction is O(1) when every key has one length and every value has
-    one length (checked with one bytes comparison per column): entry ``i``'s
-    key and value are then at computed offsets, and a point lookup bisects
-    by slicing ``data`` (about log2(n) slices) and reads one tag with
-    ``struct``; no per-entry Python object is made. Otherwise the key offsets
-    (and value lengths) are decoded at construction, as before. The lists
-    used by iteration (``keys``, ``tags``, ``voffs``) are built on first use.
-    """
+    __slots__ = ("count", "kw", "vw", "koffs", "voffs", "tags", "keys", "values", "end")
 
-    __slots__ = ("data", "count", "_kw", "_vw", "_kstart", "_vstart", "_tagpos",
-                 "_koffs", "_vlens", "_voffs", "_keys", "_tags", "nbytes")
-
-    def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
-        try:
-            (count,) = U32.unpack_from(payload, 0)
-        except struct.error as e:
-            raise CorruptionError(path, offset, f"malformed data block header: {e}") from None
-        vl = 4 + 2 * count  # value-length column
-        tp = vl + 4 * count  # tag column
-        ks = tp + 8 * count  # key bytes
-        if ks > len(payload):
-            raise CorruptionError(path, offset, f"malformed data block header: {count} entries "
-                                  f"need {ks} header bytes, block has {len(payload)}")
-        self.data = payload
+    def __init__(self, count: int, kw: int, vw: int, koffs: int, voffs: int, tags: int, keys: int,
+                 values: int, end: int) -> None:
         self.count = count
-        self._tagpos = tp
-        self._kstart = ks
-        if count and payload[4:6] * count == payload[4:vl]:  # one key length
-            kw = payload[4] | payload[5] << 8
-            self._kw = kw
-            self._koffs: list[int] | None = None
-            vs = ks + kw * count
-        else:
-            self._kw = -1
-            klens, _ = _column("H", payload, 4, count)
-            self._koffs = list(accumulate(klens, initial=ks))
-            vs = self._koffs[-1]
-        self._vstart = vs
-        if count and payload[vl:vl + 4] * count == payload[vl:tp]:  # one value length
-            (vw,) = U32.unpack_from(payload, vl)
-            self._vw = vw
-            self._vlens: array | None = None
-            need = vs + vw * count
-        else:
-            self._vw = -1
-            self._vlens, _ = _column("I", payload, vl, count)
-            need = vs + sum(self._vlens)
-        if need != len(payload):
-            raise CorruptionError(path, offset, f"data block sizes do not add up: {count} entries "
-                                  f"need {need} bytes, block has {len(payload)}")
-        self._voffs: list[int] | None = None
-        self._keys: list[bytes] | None = None
-        self._tags: array | None = None
-        self.nbytes = len(payload) + _ENTRY_CHARGE * count  # what the block cache charges
+        self.kw = kw
+        self.vw = vw
+        self.koffs = koffs
+        self.voffs = voffs
+        self.tags = tags
+        self.keys = keys
+        self.values = values
+        self.end = end
 
-    def __len__(self) -> int:
-        return self.count
 
-    @property
-    def koffs(self) -> list[int]:
-        """Start offset of every key, plus the end."""
-        ko = self._koffs
-        if ko is None:
-            ks, kw = self._kstart, self._kw
-            ko = self._koffs = [ks + i * kw for i in range(self.count + 1)]
-        return ko
+def block_layout(buf, o: int, size: int, path: str = "?", offset: int | None = None) -> BlockLayout:
+    """The layout of the format 2 block ``buf[o:o + size]``.
 
-    @property
-    def vlens(self) -> array:
-        vlens = self._vlens
-        if vlens is None:
-            vlens = self._vlens = array("I", [self._vw]) * self.count
-        return vlens
+    Raises: CorruptionError (at ``offset``, default ``o``) when its header and
+    sizes do not add up exactly to ``size`` bytes, or an offset column is
+    not ascending from 0.
+    """
+    at = o if offset is None else offset
+    if size < BLOCK_HEADER.size:
+        raise CorruptionError(path, at, f"data block of {size} bytes is shorter than its header")
+    n, kw, vw = BLOCK_HEADER.unpack_from(buf, o)
+    p = o + BLOCK_HEADER.size
+    end = o + size
+    koffs = voffs = -1
+    if kw == VARIABLE_KEY:
+        koffs, p = p, p + 4 * (n + 1)
+    if vw == VARIABLE_VALUE:
+        voffs, p = p, p + 4 * (n + 1)
+    tags, p = p, p + 8 * n
+    if n == 0 or p > end:
+        raise CorruptionError(path, at, f"malformed data block header: {n} entries need more than "
+                              f"the block's {size} bytes" if n else "data block with no entries")
+    keys = p
+    if koffs >= 0:
+        ko = _column("I", buf, koffs, n + 1)
+        if ko[0] != 0 or any(a > b for a, b in zip(ko, ko[1:])):
+            raise CorruptionError(path, at, "data block key offsets are not ascending from 0")
+        klen = ko[-1]
+    else:
+        klen = kw * n
+    values = keys + klen
+    if voffs >= 0:
+        vo = _column("I", buf, voffs, n + 1)
+        if vo[0] != 0 or any(a > b for a, b in zip(vo, vo[1:])):
+            raise CorruptionError(path, at, "data block value offsets are not ascending from 0")
+        vlen = vo[-1]
+    else:
+        vlen = vw * n
+    if values + vlen != end:
+        raise CorruptionError(path, at, f"data block sizes do not add up: {n} entries need "
+                              f"{values + vlen - o} bytes, block has {size}")
+    return BlockLayout(n, kw, vw, koffs, voffs, tags, keys, values, end)
 
-    @property
-    def tags(self) -> array:
-        """Every tag (``seq << 8 | kind``), in entry order (built on first use)."""
-        tags = self._tags
-        if tags is None:
-            tags, _ = _column("Q", self.data, self._tagpos, self.count)
-            self._tags = tags
-        return tags
 
-    def tag(self, i: int) -> int:
-        return _U64.unpack_from(self.data, self._tagpos + 8 * i)[0]
+def read_entries(buf, lay: BlockLayout, a: int = 0, b: int | None = None
+                 ) -> tuple[Sequence[bytes], array, Sequence[bytes]]:
+    """Keys, tags and values of entries ``a .. b-1`` (default: all) of a block:
+    fixed-width columns cut with one ``struct`` call each."""
+    n = lay.count if b is None else b
+    m = n - a
+    if m <= 0:
+        return (), array("Q"), ()
+    if lay.koffs < 0:
+        keys = column_struct(lay.kw, m).unpack_from(buf, lay.keys + a * lay.kw)
+    else:
+        ko = _column("I", buf, lay.koffs + 4 * a, m + 1)
+        base = lay.keys
+        keys = [buf[base + x:base + y] for x, y in zip(ko, ko[1:])]
+    if lay.voffs < 0:
+        values = column_struct(lay.vw, m).unpack_from(buf, lay.values + a * lay.vw)
+    else:
+        vo = _column("I", buf, lay.voffs + 4 * a, m + 1)
+        base = lay.values
+        values = [buf[base + x:base + y] for x, y in zip(vo, vo[1:])]
+    return keys, _column("Q", buf, lay.tags + 8 * a, m), values
 
-    @property
-    def voffs(self) -> list[int]:
-        """Start offset of every value, plus the end (built on first use)."""
-        voffs = self._voffs
-        if voffs is None:
-            voffs = self._voffs = list(accumulate(self.vlens, initial=self._vstart))
-        return voffs
 
-    @property
-    def keys(self) -> list[bytes]:
-        """Every key of the block, in order (built on first use)."""
-        keys = self._keys
-        if keys is None:
-            d, ko = self.data, self.koffs
-            keys = self._keys = [d[a:b] for a, b in zip(ko, ko[1:])]
-        return keys
+def convert_v1_block(payload: bytes, path: str = "?", offset: int = 0) -> bytes:
+    """A format 1 data block re-encoded in the format 2 layout (same entries).
 
-    def key(self, i: int) -> bytes:
-        kw = self._kw
-        if kw >= 0:
-            s = self._kstart + i * kw
-            return self.data[s:s + kw]
-        return self.data[self._koffs[i]:self._koffs[i + 1]]
-
-    def last_key(self) -> bytes:
-        return self.key(self.count - 1) if self.count else b""
-
-    def value(self, i: int) -> bytes:
-        vw = self._vw
-        if vw >= 0:
-            s = self._vstart + i * vw
-            return self.data[s:s + vw]
-        voffs = self._voffs
-        if voffs is None:  # one lookup: sum the lengths before it
-            start = self._vstart + sum(self._vlens[:i])
-            return self.data[start:start + self._vlens[i]]
-        return self.data[voffs[i]:voffs[i + 1]]
-
-    def _lower_bound(self, key: bytes) -> int:
-        """First index whose key is >= ``key``."""
-        if self._keys is not None:
-            return bisect_left(self._keys, key)
-        data, lo, hi = self.data, 0, self.count
-        kw = self._kw
-        if kw >= 0:
-            ks = self._kstart
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                s = ks + mid * kw
-                if data[s:s + kw] < key:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            return lo
-        ko = self._koffs
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if data[ko[mid]:ko[mid + 1]] < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-    def find(self, key: bytes, seq: int) -> int:
-        """Index of the newest entry for ``key`` with sequence <= ``seq``, or -1."""
-        i = self._lower_bound(key)
-        data, n, kw, tp = self.data, self.count, self._kw, self._tagpos
-        while i < n:
-            if kw >= 0:
-                s = self._kstart + i * kw
-                if data[s:s + kw] != key:
-                    return -1
-            elif data[self._koffs[i]:self._koffs[i + 1]] != key:
-                return -1
-            if _U64.unpack_from(data, tp + 8 * i)[0] >> 8 <= seq:
-                return i
-            i += 1
-        return -1
-
-    def iter_forward(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
-        """Yield ``(key, -seq, kind, value)`` for lo <= key < hi, in merge order."""
-        keys, tags, voffs, data = self.keys, self.tags, self.voffs, self.data
-        i = bisect_left(keys, lo) if lo else 0
-        j = len(keys) if hi is None else bisect_left(keys, hi)
-        for i in range(i, j):
-            t = tags[i]
-            yield keys[i], -(t >> 8), t & 0xFF, data[voffs[i]:voffs[i + 1]]
-
-    def iter_reverse(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
-        """Yield ``(key, seq, kind, value)`` for lo <= key < hi: keys descending,
-        and within one key sequence descending (the reverse-merge order)."""
-        keys, tags, voffs, data = self.keys, self.tags, self.voffs, self.data
-        i = bisect_left(keys, lo) if lo else 0
-        j = len(keys) if hi is None else bisect_left(keys, hi)
-        while j > i:
-            # versions of keys[j-1] occupy [s, j); emit them newest first
-            k = keys[j - 1]
-            s = bisect_left(keys, k, i, j)
-            for x in range(s, j):
-                t = tags[x]
-                yield k, t >> 8, t & 0xFF, data[voffs[x]:voffs[x + 1]]
-            j = s
-
-    def _check(self) -> None:
-        """Invariant: keys ascending; sequences strictly descending within a key."""
-        keys = self.keys
-        for i in range(1, len(keys)):
-            a, b = keys[i - 1], keys[i]
-            check(a < b or (a == b and self.tags[i - 1] >> 8 > self.tags[i] >> 8),
-                  f"block entries {i - 1},{i} out of order")
+    Raises: CorruptionError when the format 1 block's sizes do not add up.
+    """
+    try:
+        (count,) = U32.unpack_from(payload, 0)
+    except struct.error as e:
+        raise CorruptionError(path, offset, f"malformed data block header: {e}") from None
+    vl = 4 + 2 * count
+    tp = vl + 4 * count
+    ks = tp + 8 * count
+    if ks > len(payload) or count == 0:
+        raise CorruptionError(path, offset, f"malformed data block header: {count} entries "
+                              f"need {ks} header bytes, block has {len(payload)}")
+    klens = _column("H", payload, 4, count)
+    vlens = _column("I", payload, vl, count)
+    ko = list(accumulate(klens, initial=ks))
+    vs = ko[-1]
+    vo = list(accumulate(vlens, initial=vs))
+    if vo[-1] != len(payload):
+        raise CorruptionError(path, offset, f"data block sizes do not add up: {count} entries "
+                              f"need {vo[-1]} bytes, block has {len(payload)}")
+    keys = [payload[x:y] for x, y in zip(ko, ko[1:])]
+    values = [payload[x:y] for x, y in zip(vo, vo[1:])]
+    return encode_data_block(keys, _column("Q", payload, tp, count), values)
 
 
 def encode_index_block(last_keys: list[bytes], handles: list[BlockHandle]) -> bytes:
     klens = array("H", [len(k) for k in last_keys])
     offs = array("Q", [h.offset for h in handles])
     sizes = array("I", [h.size for h in handles])
-    return b"".join((U32.pack(len(last_keys)), _le_bytes(klens), _le_bytes(offs),
-                     _le_bytes(sizes), b"".join(last_keys)))
+    return b"".join((U32.pack(len(last_keys)), _le(klens), _le(offs), _le(sizes), b"".join(last_keys)))
 
 
 class IndexBlock:
-    """The decoded sparse index: the last key of every data block, and its handle."""
+    """The decoded sparse index: the last key of every data block, and its
+    handle. Immutable after construction; ``keys`` is a list so that a read
+    bisects it in C."""
 
     __slots__ = ("keys", "offsets", "sizes")
 
     def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
         try:
             (count,) = U32.unpack_from(payload, 0)
-            klens, pos = _column("H", payload, 4, count)
-            offs, pos = _column("Q", payload, pos, count)
-            sizes, pos = _column("I", payload, pos, count)
+            if 4 + 14 * count > len(payload):
+                raise ValueError(f"{count} entries need more than {len(payload)} bytes")
+            klens = _column("H", payload, 4, count)
+            pos = 4 + 2 * count
+            offs = _column("Q", payload, pos, count)
+            pos += 8 * count
+            sizes = _column("I", payload, pos, count)
+            pos += 4 * count
         except (struct.error, ValueError) as e:
             raise CorruptionError(path, offset, f"malformed index block: {e}") from None
         if pos + sum(klens) != len(payload):
             raise CorruptionError(path, offset, "index block sizes do not add up")
         koffs = list(accumulate(klens, initial=pos))
         self.keys = [payload[a:b] for a, b in zip(koffs, koffs[1:])]
-        self.offsets = offs
-        self.sizes = sizes
+        self.offsets = list(offs)
+        self.sizes = list(sizes)
+        keys = self.keys
         for i in range(1, count):
-            if not (self.keys[i - 1] < self.keys[i] and offs[i - 1] < offs[i]):
+            if not (keys[i - 1] < keys[i] and offs[i - 1] < offs[i]):
                 raise CorruptionError(path, offset, f"index entries {i - 1},{i} out of order")
 
     def __len__(self) -> int:
@@ -329,3 +270,41 @@ class IndexBlock:
     def find_last_before(self, key: bytes) -> int:
         """Index of the last block that may hold keys < ``key``."""
         return bisect_right(self.keys, key)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, approximately: the key objects, list slots and ints."""
+        return sum(map(len, self.keys)) + 105 * len(self.keys)
+
+
+def encode_range_dels(dels: Sequence[tuple[bytes, bytes, int]]) -> bytes:
+    """The range-deletion block of ``(start, end, seq)`` tombstones, each
+    deleting keys in ``[start, end)`` written before ``seq``. Requires: sorted
+    by start ascending, then seq descending."""
+    starts = [d[0] for d in dels]
+    ends = [d[1] for d in dels]
+    return b"".join((U32.pack(len(dels)), _le(array("H", map(len, starts))), _le(array("H", map(len, ends))),
+                     _le(array("Q", [d[2] for d in dels])), b"".join(starts), b"".join(ends)))
+
+
+def decode_range_dels(payload: bytes, path: str = "?", offset: int = 0) -> list[tuple[bytes, bytes, int]]:
+    """Inverse of :func:`encode_range_dels`. Raises: CorruptionError if malformed."""
+    try:
+        (count,) = U32.unpack_from(payload, 0)
+        if 4 + 12 * count > len(payload):
+            raise ValueError(f"{count} tombstones need more than {len(payload)} bytes")
+        slens = _column("H", payload, 4, count)
+        elens = _column("H", payload, 4 + 2 * count, count)
+        seqs = _column("Q", payload, 4 + 4 * count, count)
+    except (struct.error, ValueError) as e:
+        raise CorruptionError(path, offset, f"malformed range-deletion block: {e}") from None
+    pos = 4 + 12 * count
+    so = list(accumulate(slens, initial=pos))
+    eo = list(accumulate(elens, initial=so[-1]))
+    if eo[-1] != len(payload):
+        raise CorruptionError(path, offset, "range-deletion block sizes do not add up")
+    out = [(payload[so[i]:so[i + 1]], payload[eo[i]:eo[i + 1]], seqs[i]) for i in range(count)]
+    for i, (s, e, _) in enumerate(out):
+        if not s < e:
+            raise CorruptionError(path, offset, f"range tombstone {i} is empty or inverted")
+    return out

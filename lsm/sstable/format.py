@@ -1,12 +1,19 @@
 """SSTable framing: block handles, the block trailer and the footer
 (doc/format.md#sstable).
 
-    table        := data_block* filter_block props_block index_block footer
+    table        := data_block* range_del_block filter_block props_block index_block footer   (format 2)
+                  | data_block* filter_block props_block index_block footer                   (format 1)
     block_record := payload[size] compression:u8 checksum:u32le
     checksum     := xxh32(payload || compression)
     handle       := offset:u64le size:u32le            (size excludes the 5-byte trailer)
-    footer       := index:handle filter:handle props:handle version:u32le
-                    checksum:u32le magic:u64le          (52 bytes; checksum covers the 40 before it)
+    footer       := index:handle filter:handle props:handle range_del:handle
+                    version:u32le checksum:u32le magic:u64le     (format 2: 64 bytes)
+                  | index:handle filter:handle props:handle
+                    version:u32le checksum:u32le magic:u64le     (format 1: 52 bytes)
+
+Both footers end in ``version checksum magic``, so a reader finds the
+version 16 bytes from the end before it knows the footer's size; the
+checksum covers every footer byte before it.
 """
 
 from __future__ import annotations
@@ -21,21 +28,25 @@ from ..coding import checksum
 from ..errors import CorruptionError
 
 __all__ = ["BLOCK_TRAILER_BYTES", "BlockHandle", "COMPRESSION_NONE", "COMPRESSION_ZSTD",
-           "FOOTER_BYTES", "FORMAT_VERSION", "Footer", "MAGIC", "decode_footer",
-           "encode_block_record", "encode_footer", "unwrap_block"]
+           "FOOTER_BYTES", "FORMAT_VERSION", "Footer", "MAGIC", "decode_footer", "decode_footer_version",
+           "encode_block_record", "encode_footer", "footer_bytes", "unwrap_block"]
 
 MAGIC = 0x4C534D5353544231  # "LSMSSTB1" read as a big-endian u64; stored little-endian
-FORMAT_VERSION = 1  # bump on any incompatible change; readers refuse other versions
+FORMAT_VERSION = 2  # written; readers accept 1 and 2 and refuse any other (KNOWN_VERSIONS)
+KNOWN_VERSIONS = (1, 2)
 
 COMPRESSION_NONE = 0
 COMPRESSION_ZSTD = 1
 
 _TRAILER = struct.Struct("<BI")
 BLOCK_TRAILER_BYTES = _TRAILER.size  # 5
-_FOOTER = struct.Struct("<QIQIQIIIQ")
-FOOTER_BYTES = _FOOTER.size  # 52
+_TAIL = struct.Struct("<IIQ")  # version, checksum, magic: the last 16 bytes of every footer
+_HANDLE = struct.Struct("<QI")
+_HANDLES = {1: 3, 2: 4}  # handles per footer, by format version
+FOOTER_BYTES = 12 * _HANDLES[FORMAT_VERSION] + _TAIL.size  # 64 (format 1: 52)
+MAX_FOOTER_BYTES = FOOTER_BYTES
 MAX_BLOCK_BYTES = (256 << 20) + (1 << 20)  # default bound on a zstd frame's claimed size
-_ZSTD_LEVEL = 3  # zstd's default: ~3x on typical values at a few hundred MB/s
+ZSTD_LEVEL = 3  # zstd's default: ~3x on typical values at a few hundred MB/s
 
 
 class BlockHandle(NamedTuple):
@@ -43,44 +54,70 @@ class BlockHandle(NamedTuple):
     size: int
 
 
+EMPTY_HANDLE = BlockHandle(0, 0)
+
+
 class Footer(NamedTuple):
     index: BlockHandle
     filter: BlockHandle
     props: BlockHandle
     version: int
+    range_del: BlockHandle = EMPTY_HANDLE  # format 2; (0, 0) in format 1 tables
+
+
+def footer_bytes(version: int) -> int:
+    """Size of the footer of a table of format ``version``."""
+    return 12 * _HANDLES[version] + _TAIL.size
 
 
 def encode_footer(footer: Footer) -> bytes:
-    head = _FOOTER.pack(footer.index.offset, footer.index.size, footer.filter.offset,
-                        footer.filter.size, footer.props.offset, footer.props.size,
-                        footer.version, 0, MAGIC)
-    return head[:40] + struct.pack("<I", checksum(head[:40])) + head[44:]
+    handles = [footer.index, footer.filter, footer.props]
+    if footer.version >= 2:
+        handles.append(footer.range_del)
+    head = b"".join(_HANDLE.pack(*h) for h in handles) + struct.pack("<I", footer.version)
+    return head + struct.pack("<IQ", checksum(head), MAGIC)
+
+
+def decode_footer_version(tail: bytes) -> int:
+    """The format version in the last 16 bytes of ``tail`` (the end of a table
+    file), unchecked: for tools and tests. Readers use :func:`decode_footer`."""
+    return _TAIL.unpack_from(tail, len(tail) - _TAIL.size)[0]
 
 
 def decode_footer(data: bytes, path: str, file_size: int) -> Footer:
-    """Parse and check the last :data:`FOOTER_BYTES` of a table.
+    """Parse and check the footer at the end of ``data``, the last
+    ``min(file_size, MAX_FOOTER_BYTES)`` bytes of a table.
 
-    Raises: CorruptionError (with the footer's offset) on a short file, bad
-    magic, bad checksum, a format version this reader does not know, or a
+    Raises: CorruptionError (with the offset of the bad field) on a short file,
+    bad magic, bad checksum, a format version this reader does not know, or a
     handle that points outside the file.
     """
-    offset = file_size - FOOTER_BYTES
-    if offset < 0 or len(data) != FOOTER_BYTES:
-        raise CorruptionError(path, max(offset, 0),
-                              f"file of {file_size} bytes is too short for a {FOOTER_BYTES}-byte footer")
-    (io, isz, fo, fsz, po, psz, version, crc, magic) = _FOOTER.unpack(data)
+    if file_size < _TAIL.size or len(data) < _TAIL.size:
+        raise CorruptionError(path, 0, f"file of {file_size} bytes is too short for a table footer")
+    version, crc, magic = _TAIL.unpack_from(data, len(data) - _TAIL.size)
+    tail_at = file_size - _TAIL.size
     if magic != MAGIC:
-        raise CorruptionError(path, offset + 44, f"bad table magic 0x{magic:016x} (not an lsm SSTable)")
-    got = checksum(data[:40])
+        raise CorruptionError(path, tail_at + 8, f"bad table magic 0x{magic:016x} (not an lsm SSTable)")
+    if version not in KNOWN_VERSIONS:
+        # The version is not yet checked by the checksum here (the footer's size
+        # depends on it): a damaged version byte and a newer release look alike.
+        raise CorruptionError(path, tail_at, f"unsupported table format version {version} "
+                              f"(this reader knows {', '.join(map(str, KNOWN_VERSIONS))}; "
+                              "written by a newer lsm, or a damaged footer)")
+    size = footer_bytes(version)
+    offset = file_size - size
+    if offset < 0 or len(data) < size:
+        raise CorruptionError(path, 0, f"file of {file_size} bytes is too short for a {size}-byte footer")
+    head = data[len(data) - size:len(data) - 12]
+    got = checksum(head)
     if got != crc:
-        raise CorruptionError(path, offset + 40, f"footer checksum 0x{got:08x} != stored 0x{crc:08x}")
-    if version != FORMAT_VERSION:
-        raise CorruptionError(path, offset + 36, f"unsupported table format version {version} "
-                              f"(this reader knows {FORMAT_VERSION})")
-    for name, o, s in (("index", io, isz), ("filter", fo, fsz), ("props", po, psz)):
-        if o + s + BLOCK_TRAILER_BYTES > offset:
+        raise CorruptionError(path, tail_at + 4, f"footer checksum 0x{got:08x} != stored 0x{crc:08x}")
+    handles = [BlockHandle(*_HANDLE.unpack_from(head, 12 * i)) for i in range(_HANDLES[version])]
+    names = ("index", "filter", "props", "range_del")
+    for name, (o, s) in zip(names, handles):
+        if (o, s) != (0, 0) and o + s + BLOCK_TRAILER_BYTES > offset:
             raise CorruptionError(path, offset, f"{name} handle ({o}, {s}) points past the footer")
-    return Footer(BlockHandle(io, isz), BlockHandle(fo, fsz), BlockHandle(po, psz), version)
+    return Footer(handles[0], handles[1], handles[2], version, handles[3] if version >= 2 else EMPTY_HANDLE)
 
 
 def encode_block_record(payload: bytes, compression: int) -> bytes:
@@ -141,4 +178,4 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 def new_compressor() -> zstandard.ZstdCompressor:
     """A compressor for one writer (zstd compressors are not thread-safe)."""
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_content_size=True)
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)

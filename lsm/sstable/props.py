@@ -13,12 +13,14 @@ from __future__ import annotations
 from ..coding import DecodeError, decode_varint, encode_varint, get_length_prefixed, put_length_prefixed
 from ..errors import CorruptionError
 
-__all__ = ["INT_PROPS", "decode_props", "encode_props"]
+__all__ = ["BYTES_PROPS", "INT_PROPS", "OPTIONAL_INT_PROPS", "decode_props", "encode_props"]
 
 INT_PROPS = ("entries", "deletions", "ttl_entries", "data_blocks", "raw_key_bytes",
              "raw_value_bytes", "data_bytes", "min_seq", "max_seq", "bloom_bits_per_key",
              "compression", "unique_keys")
 BYTES_PROPS = ("smallest", "largest")
+# Written by newer writers, read with a default when absent (older tables).
+OPTIONAL_INT_PROPS = {"range_deletions": 0}
 
 
 def encode_props(props: dict[str, int | bytes]) -> bytes:
@@ -29,6 +31,10 @@ def encode_props(props: dict[str, int | bytes]) -> bytes:
     for name in BYTES_PROPS:
         put_length_prefixed(out, name.encode())
         put_length_prefixed(out, bytes(props[name]))
+    for name in OPTIONAL_INT_PROPS:
+        if name in props:
+            put_length_prefixed(out, name.encode())
+            put_length_prefixed(out, encode_varint(int(props[name])))
     return bytes(out)
 
 
@@ -43,7 +49,7 @@ def decode_props(payload: bytes, path: str, offset: int) -> dict[str, int | byte
             key = name.decode("ascii")
             if key in BYTES_PROPS:
                 props[key] = value
-            elif key in INT_PROPS:
+            elif key in INT_PROPS or key in OPTIONAL_INT_PROPS:
                 n, end = decode_varint(value, 0)
                 if end != len(value):
                     raise DecodeError(f"property {key!r} has trailing bytes")
@@ -53,4 +59,6 @@ def decode_props(payload: bytes, path: str, offset: int) -> dict[str, int | byte
     missing = [n for n in INT_PROPS + BYTES_PROPS if n not in props]
     if missing:
         raise CorruptionError(path, offset, f"properties block lacks {', '.join(missing)}")
+    for name, default in OPTIONAL_INT_PROPS.items():
+        props.setdefault(name, default)
     return props

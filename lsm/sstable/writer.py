@@ -1,46 +1,67 @@
-"""TableWriter: builds one SSTable (doc/format.md#sstable).
+"""TableWriter: builds one SSTable of the current format (doc/format.md#sstable).
 
-    table := data_block* filter_block props_block index_block footer
+    table := data_block* [range_del_block] filter_block props_block index_block footer
 
 Every block is framed as ``payload compression:u8 checksum:u32le``; the
-footer (52 bytes) locates the index, filter and properties blocks.
+64-byte footer locates the index, filter, properties and range-deletion
+blocks (the last with handle (0, 0) when the table has no range tombstones).
+
+Entries arrive one at a time (:meth:`TableWriter.add`) or a column at a
+time (:meth:`TableWriter.add_many`: a flush or a merge hands over lists of
+keys, tags and values, and blocks are cut and joined per column, with no
+Python code per entry).
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
+from itertools import accumulate
+from operator import add
+from typing import Sequence
+
 from ..fs import WritableFile
 from ..keys import DELETE, PUT_TTL
-from .block import BlockBuilder, encode_index_block
-from .bloom import build_filter
-from .format import (COMPRESSION_NONE, COMPRESSION_ZSTD, FORMAT_VERSION, BlockHandle, Footer,
+from .block import encode_data_block, encode_index_block, encode_range_dels
+from .bloom import build_blocked
+from .format import (COMPRESSION_NONE, COMPRESSION_ZSTD, EMPTY_HANDLE, FORMAT_VERSION, BlockHandle, Footer,
                      encode_block_record, encode_footer, new_compressor)
 from .props import encode_props
 
 __all__ = ["TableWriter"]
 
+_WRITE_BYTES = 256 << 10  # block records are written to the file in batches of about this size
+
 
 class TableWriter:
     """Writes entries, in order, into a new table file.
 
-    Requires: ``add`` is called with (key ascending, sequence descending), and
-    never with the same (key, sequence) twice.
+    Requires: entries arrive in (key ascending, sequence descending) order,
+    never the same (key, sequence) twice.
     Durability: ``finish`` fsyncs and closes the file; the caller makes the
     directory entry durable and records the table in the manifest.
     Thread safety: none; one writer per thread.
     """
 
-    def __init__(self, file: WritableFile, *, block_bytes: int = 16 << 10,
-                 bloom_bits_per_key: int = 10, compression: str = "zstd") -> None:
+    def __init__(self, file: WritableFile, *, block_bytes: int = 4 << 10,
+                 bloom_bits_per_key: int = 10, compression: str = "none") -> None:
         self.file = file
         self.block_bytes = block_bytes
         self.bloom_bits_per_key = bloom_bits_per_key
         self.compression = COMPRESSION_ZSTD if compression == "zstd" else COMPRESSION_NONE
         self._compressor = new_compressor() if self.compression == COMPRESSION_ZSTD else None
-        self._block = BlockBuilder()
+        # the pending block, as columns
+        self._keys: list[bytes] = []
+        self._tags: list[int] = []
+        self._values: list[bytes] = []
+        self._pending = 0  # payload bytes of the pending block, roughly (no offset columns)
+        self._out: list[bytes] = []  # block records not yet written to the file
+        self._out_bytes = 0
         self._offset = 0
         self._index_keys: list[bytes] = []
         self._index_handles: list[BlockHandle] = []
         self._filter_keys: list[bytes] = []
+        self._range_dels: list[tuple[bytes, bytes, int]] = []
         self._last_key: bytes | None = None
         self.entries = 0
         self.deletions = 0
@@ -55,33 +76,60 @@ class TableWriter:
     @property
     def estimated_size(self) -> int:
         """Bytes written so far plus the pending block (uncompressed)."""
-        return self._offset + self._block.nbytes
+        return self._offset + self._pending
 
     @property
     def last_key(self) -> bytes | None:
         return self._last_key
 
     def add(self, key: bytes, seq: int, kind: int, value: bytes) -> None:
+        """Append one entry. A block is cut only between two user keys."""
         last = self._last_key
         if key != last:
-            if self._block.nbytes >= self.block_bytes:
+            if self._pending >= self.block_bytes:
                 self._flush_block()
             if last is None:
                 self.smallest = key
-            self._filter_keys.append(key)
             self._last_key = key
-        self._block.add(key, seq << 8 | kind, value)
-        self.entries += 1
-        if kind == DELETE:
-            self.deletions += 1
-        elif kind == PUT_TTL:
-            self.ttl_entries += 1
-        self.raw_key_bytes += len(key)
-        self.raw_value_bytes += len(value)
-        if seq < self.min_seq:
-            self.min_seq = seq
-        if seq > self.max_seq:
-            self.max_seq = seq
+        self._keys.append(key)
+        self._tags.append(seq << 8 | kind)
+        self._values.append(value)
+        self._pending += 8 + len(key) + len(value)
+
+    def add_many(self, keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes]) -> None:
+        """Append ``keys[i], tags[i], values[i]`` (``tag = seq << 8 | kind``).
+
+        Requires: the order of :meth:`add`, and ``keys[0]`` greater than every
+        key added before (a user key's versions arrive in one call).
+        """
+        n = len(keys)
+        if not n:
+            return
+        if self._last_key is None:
+            self.smallest = keys[0]
+        # cum[j]: bytes of entries [0, j) of this call (key + value + 8-byte tag each)
+        cum = list(accumulate(map(add, map(len, keys), map(len, values)), initial=0))
+        cum = list(map(add, cum, range(0, 8 * n + 1, 8)))
+        pos = 0
+        bb = self.block_bytes
+        while pos < n:
+            if self._pending >= bb:
+                self._flush_block()
+            # take entries until the block reaches block_bytes, then to the end of that key
+            j = bisect_left(cum, cum[pos] + bb - self._pending, pos + 1)
+            end = min(j, n)
+            while end < n and keys[end] == keys[end - 1]:
+                end += 1
+            self._keys.extend(keys[pos:end])
+            self._tags.extend(tags[pos:end])
+            self._values.extend(values[pos:end])
+            self._pending += cum[end] - cum[pos]
+            pos = end
+        self._last_key = keys[-1]
+
+    def add_range_del(self, start: bytes, end: bytes, seq: int) -> None:
+        """Record a range tombstone: keys in ``[start, end)`` written before ``seq`` are deleted."""
+        self._range_dels.append((start, end, seq))
 
     def _write_block(self, payload: bytes, compressible: bool) -> BlockHandle:
         compression = COMPRESSION_NONE
@@ -92,18 +140,46 @@ class TableWriter:
                 payload, compression = packed, COMPRESSION_ZSTD
         record = encode_block_record(payload, compression)
         handle = BlockHandle(self._offset, len(payload))
-        self.file.write(record)
+        self._out.append(record)
+        self._out_bytes += len(record)
         self._offset += len(record)
+        if self._out_bytes >= _WRITE_BYTES:
+            self._drain()
         return handle
 
+    def _drain(self) -> None:
+        if self._out:
+            self.file.write(b"".join(self._out))
+            self._out.clear()
+            self._out_bytes = 0
+
     def _flush_block(self) -> None:
-        if not len(self._block):
+        keys, tags, values = self._keys, self._tags, self._values
+        if not keys:
             return
-        payload = self._block.finish()
+        payload = encode_data_block(keys, tags, values)
+        n = len(keys)
+        self.entries += n
+        kinds = array("Q", tags).tobytes()[0 if _LITTLE else 7::8]  # the low byte of each tag
+        self.deletions += kinds.count(DELETE)
+        self.ttl_entries += kinds.count(PUT_TTL)
+        lo, hi = min(tags) >> 8, max(tags) >> 8
+        if lo < self.min_seq:
+            self.min_seq = lo
+        if hi > self.max_seq:
+            self.max_seq = hi
+        self.raw_key_bytes += sum(map(len, keys))
+        self.raw_value_bytes += sum(map(len, values))
+        if len(set(keys)) == n:
+            self._filter_keys.extend(keys)
+        else:  # several versions of a key: the filter and unique_keys count it once
+            self._filter_keys.extend(k for k, nxt in zip(keys, keys[1:]) if k != nxt)
+            self._filter_keys.append(keys[-1])
         self.data_bytes += len(payload)
         self._index_handles.append(self._write_block(payload, True))
-        self._index_keys.append(self._last_key)
-        self._block = BlockBuilder()
+        self._index_keys.append(keys[-1])
+        self._keys, self._tags, self._values = [], [], []
+        self._pending = 0
 
     def finish(self) -> dict:
         """Write the filter, properties, index and footer; fsync and close.
@@ -111,19 +187,32 @@ class TableWriter:
         Returns the table's properties (see ``props.INT_PROPS``) plus ``file_size``.
         """
         self._flush_block()
-        filt = self._write_block(build_filter(self._filter_keys, self.bloom_bits_per_key), False)
-        props = {
+        dels = sorted(self._range_dels, key=lambda d: (d[0], -d[2]))
+        range_del = EMPTY_HANDLE
+        smallest, largest = self.smallest, self._last_key or b""
+        if dels:
+            range_del = self._write_block(encode_range_dels(dels), False)
+            lo = min(d[0] for d in dels)
+            hi = max(d[1] for d in dels)
+            smallest = lo if not self.entries or lo < smallest else smallest
+            largest = hi if not self.entries or hi > largest else largest
+            seqs = [d[2] for d in dels]
+            self.min_seq = min(self.min_seq, *seqs)
+            self.max_seq = max(self.max_seq, *seqs)
+        filt = self._write_block(build_blocked(self._filter_keys, self.bloom_bits_per_key), False)
+        props: dict = {
             "entries": self.entries, "deletions": self.deletions, "ttl_entries": self.ttl_entries,
             "data_blocks": len(self._index_handles), "raw_key_bytes": self.raw_key_bytes,
             "raw_value_bytes": self.raw_value_bytes, "data_bytes": self.data_bytes,
-            "min_seq": self.min_seq if self.entries else 0, "max_seq": self.max_seq,
+            "min_seq": self.min_seq if self.entries or dels else 0, "max_seq": self.max_seq,
             "bloom_bits_per_key": self.bloom_bits_per_key, "compression": self.compression,
             "unique_keys": len(self._filter_keys),
-            "smallest": self.smallest, "largest": self._last_key or b"",
+            "smallest": smallest, "largest": largest, "range_deletions": len(dels),
         }
         prop_handle = self._write_block(encode_props(props), False)
         index = self._write_block(encode_index_block(self._index_keys, self._index_handles), False)
-        self.file.write(encode_footer(Footer(index, filt, prop_handle, FORMAT_VERSION)))
+        self._out.append(encode_footer(Footer(index, filt, prop_handle, FORMAT_VERSION, range_del)))
+        self._drain()
         self.file.sync()
         self.file.close()
         props["file_size"] = self.file.size
@@ -135,3 +224,6 @@ class TableWriter:
             self.file.close()
         except OSError:
             pass
+
+
+_LITTLE = array("Q", [1]).tobytes()[0] == 1

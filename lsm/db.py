@@ -128,6 +128,7 @@ class DB(Background, Reads, MutableMapping):
         self._tables = TableCache(self._fs, lambda n: make_table_name(self._path, n),
                                   self._opts.max_open_files, self._block_cache, self._opts.paranoid_checks)
         self._views: weakref.WeakSet[View] = weakref.WeakSet()  # guarded by _views_mu
+        self._scans: weakref.WeakSet = weakref.WeakSet()  # guarded by _views_mu: open scans, closed by close()
         self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
         self._pending_outputs: set[int] = set()  # guarded by _mu
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
@@ -253,6 +254,10 @@ class DB(Background, Reads, MutableMapping):
             self._bg_cv.notify_all()
             if not self._opts.read_only and self._bg_error is None:
                 self._delete_obsolete_locked()
+        with self._views_mu:
+            scans = list(self._scans)
+        for chunks in scans:  # an open scan raises ClosedError from its next entry on
+            chunks.close(self._closed_error())
         for t in self._threads:
             t.join()
         if self._worker is not None:

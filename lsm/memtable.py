@@ -76,6 +76,11 @@ class Memtable:
 
     def add(self, seq: int, kind: int, key: bytes, value: bytes) -> None:
         """Requires: one writer at a time; ``seq`` greater than every sequence added before."""
+        # Order matters to lock-free readers (module docstring): the counters a
+        # scan checks, then the older version, then the new one.
+        self.max_seq = seq
+        if kind != PUT:
+            self.special += 1
         old = self._dget(key)
         if old is None:
             self._tail.append(key)
@@ -88,17 +93,14 @@ class Memtable:
         self._d[key] = (seq, kind, value)
         self.nbytes += len(key) + len(value) + ENTRY_OVERHEAD
         self.entries += 1
-        if kind != PUT:
-            self.special += 1
-        self.max_seq = seq
 
     def add_range_del(self, seq: int, start: bytes, end: bytes) -> None:
         """Record a range tombstone over ``[start, end)`` at ``seq`` (same rules as ``add``)."""
+        self.max_seq = seq
+        self.special += 1
         self.range_dels.append((start, end, seq))
         self.nbytes += len(start) + len(end) + ENTRY_OVERHEAD
         self.entries += 1
-        self.special += 1
-        self.max_seq = seq
 
     # -- point reads ------------------------------------------------------
 

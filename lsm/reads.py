@@ -18,12 +18,10 @@ import time
 from bisect import bisect_left
 from typing import Iterator
 
-from .cache import TableCache
 from .errors import DiskError
-from .iterators import merge, prefix_successor, visible
+from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor
 from .keys import DELETE, MAX_SEQUENCE, PUT, check_key
-from .manifest import FileMeta
-from .snapshot import Entry, ScanIterator, Snapshot, SuperVersion, View
+from .snapshot import Entry, ScanChunks, ScanIterator, Snapshot, SuperVersion, View
 from .sstable.bloom import filter_hash
 from .version import Version
 
@@ -66,8 +64,49 @@ class Reads:
                 if r is not None:
                     break
             else:
+                # The tables: _table_get, written out here (a call and the
+                # counters cost a tenth of a miss). Tables hold published
+                # writes only, so no sequence check is needed.
                 try:
-                    r = self._table_get(sv.version, key, MAX_SEQUENCE)
+                    version = sv.version
+                    h = filter_hash(key)
+                    hi = h >> 32
+                    lo = h & 4095
+                    reader = self._tables.reader
+                    for f in version.levels[0]:
+                        if f.smallest <= key <= f.largest:
+                            t = f.reader or reader(f)
+                            b = t.bloom
+                            if b is not None:
+                                words, nw, pat = b
+                                m = pat[lo]
+                                if words[(hi * nw) >> 32] & m != m:
+                                    continue
+                            elif not t.may_contain(key):
+                                continue
+                            r = t.get(key, MAX_SEQUENCE)
+                            if r is not None:
+                                break
+                    else:
+                        for largest, files in version.deep:
+                            i = bisect_left(largest, key)
+                            if i == len(files):
+                                continue
+                            f = files[i]
+                            if key < f.smallest:
+                                continue
+                            t = f.reader or reader(f)
+                            b = t.bloom
+                            if b is not None:
+                                words, nw, pat = b
+                                m = pat[lo]
+                                if words[(hi * nw) >> 32] & m != m:
+                                    continue
+                            elif not t.may_contain(key):
+                                continue
+                            r = t.get(key, MAX_SEQUENCE)
+                            if r is not None:
+                                break
                 except (DiskError, ValueError) as e:
                     r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
                 if r is None:
@@ -83,14 +122,32 @@ class Reads:
         return default
 
     def _timed_get(self, key: bytes, default):
-        """One get in :data:`_SAMPLE_EVERY`, timed and counted as that many.
-        The call it makes is not sampled again (the counter moved on)."""
-        self._gets += 1
+        """One get in :data:`_SAMPLE_EVERY`: timed, counted as that many, and
+        the only one that counts filter probes (``stats()["bloom"]``, scaled
+        by the sample rate). The same read as ``get``, through the shared
+        helpers rather than ``get``'s inlined copy."""
         t = _clock()
         try:
-            return self.get(key, default)
+            seq = self._versions.last_sequence
+            sv = self._sv
+            r = sv.mem.get_at(key, seq)
+            if r is None:
+                for imm in sv.imms:
+                    r = imm._dget(key)
+                    if r is not None:
+                        break
+                else:
+                    try:
+                        r = self._table_get(sv.version, key, MAX_SEQUENCE, _SAMPLE_EVERY)
+                    except (DiskError, ValueError) as e:
+                        r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
+            if r is None or r[1] == DELETE:
+                return default
+            if r[1] == PUT:
+                return r[2]
+            return r[2][8:] if _F64.unpack_from(r[2])[0] > self._now() else default
         finally:
-            self._metrics.record("get", _clock() - t, n=_SAMPLE_EVERY)
+            self._metrics.record("get", _clock() - t, n=_SAMPLE_EVERY)  # type: ignore[union-attr]
 
     def get_entry(self, key: bytes) -> Entry | None:
         """The value of ``key`` with its version and expiry, or None."""
@@ -139,13 +196,18 @@ class Reads:
                 exc = e
         raise exc
 
-    def _table_get(self, version: Version, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
+    def _table_get(self, version: Version, key: bytes, seq: int, count: int = 0) -> tuple[int, int, bytes] | None:
         """Newest version <= ``seq`` of ``key`` in the tables of ``version``: L0
         newest first, then the one candidate file of each deeper level.
 
         Each table's filter is probed inline with one hash of the key shared
-        by every table (format 2 filters); format 1 tables probe their own."""
+        by every table (format 2 filters); format 1 tables probe their own.
+        The loop is written out twice (L0, deeper levels) on purpose: this is
+        the hot path of every point read (``get`` has its own copy). ``count``:
+        add that many times the probes made to ``stats()["bloom"]``."""
         h = filter_hash(key)
+        hi = h >> 32
+        lo = h & 4095
         checked = useful = 0
         r = None
         reader = self._tables.reader
@@ -153,10 +215,11 @@ class Reads:
             if f.smallest <= key <= f.largest:
                 t = f.reader or reader(f)
                 checked += 1
-                bw = t.bwords
-                if bw is not None:
-                    m = t.bpat[h & 4095]
-                    if bw[((h >> 32) * t.bnw) >> 32] & m != m:
+                b = t.bloom
+                if b is not None:
+                    words, nw, pat = b
+                    m = pat[lo]
+                    if words[(hi * nw) >> 32] & m != m:
                         useful += 1
                         continue
                 elif not t.may_contain(key):
@@ -167,7 +230,6 @@ class Reads:
                     break
         else:
             # deeper levels: the one file per level whose range may hold the key
-            # (the same probe as above, inlined: this is the hot path)
             for largest, files in version.deep:
                 i = bisect_left(largest, key)
                 if i == len(files):
@@ -177,10 +239,11 @@ class Reads:
                     continue
                 t = f.reader or reader(f)
                 checked += 1
-                bw = t.bwords
-                if bw is not None:
-                    m = t.bpat[h & 4095]
-                    if bw[((h >> 32) * t.bnw) >> 32] & m != m:
+                b = t.bloom
+                if b is not None:
+                    words, nw, pat = b
+                    m = pat[lo]
+                    if words[(hi * nw) >> 32] & m != m:
                         useful += 1
                         continue
                 elif not t.may_contain(key):
@@ -189,9 +252,9 @@ class Reads:
                 r = t.get(key, seq)
                 if r is not None:
                     break
-        if checked:
-            self._bloom_checked += checked
-            self._bloom_useful += useful
+        if count and checked:
+            self._bloom_checked += checked * count
+            self._bloom_useful += useful * count
         return r
 
     # -- views ----------------------------------------------------------------
@@ -229,32 +292,48 @@ class Reads:
         ([(b'a1', b'A1'), (b'a2', b'A2')], [b'b1', b'a2', b'a1'])
         >>> db.close()
         """
-        return ScanIterator(self, self._new_view(), prefix, start, stop, reverse, keys_only)
+        lo, hi = self._scan_range(prefix, start, stop, reverse, keys_only)
+        return self._scan(self._new_view(), lo, hi, reverse, keys_only)
 
-    def _iterate(self, view: View, prefix: bytes, start: bytes | None, stop: bytes | None,
-                 reverse: bool, keys_only: bool) -> Iterator:
-        lo, hi = _bounds(prefix, start, stop)
+    @staticmethod
+    def _scan_range(prefix: bytes, start: bytes | None, stop: bytes | None, reverse: bool,
+                    keys_only: bool) -> tuple[bytes, bytes | None]:
+        """``[lo, hi)`` of a scan's arguments (hi None: unbounded), checked.
+        Raises: TypeError/ValueError naming the bad argument."""
+        _check_bool(reverse, "reverse")
+        _check_bool(keys_only, "keys_only")
+        return _bounds(prefix, start, stop)
+
+    def _scan(self, view: View, lo: bytes, hi: bytes | None, reverse: bool, keys_only: bool,
+              owned: bool = True) -> ScanIterator:
+        """A scan of ``[lo, hi)`` over ``view`` (released at its end if ``owned``)."""
+        release = (lambda: self._release_view(view)) if owned else None
         if hi is not None and hi <= lo:
-            return iter(())
-        sv = view.sv
-        tables = self._tables
-        sources = []
-        if reverse:
-            sources.append(sv.mem.iter_reverse(lo, hi))
-            sources.extend(m.iter_reverse(lo, hi) for m in sv.imms)
+            gen: Iterator = iter(())
         else:
-            sources.append(sv.mem.iter_forward(lo, hi))
-            sources.extend(m.iter_forward(lo, hi) for m in sv.imms)
-        hi_incl = hi  # overlapping() is inclusive; a file starting at hi adds nothing
-        for level, files in enumerate(sv.version.levels):
-            files = sv.version.overlapping(level, lo, hi_incl)
-            if not files:
-                continue
-            if level == 0:
-                sources.extend(_table_iter(tables, [f], lo, hi, reverse) for f in files)
-            else:
-                sources.append(_table_iter(tables, files, lo, hi, reverse))
-        return visible(merge(sources, reverse), view.seq, self._now(), reverse, keys_only)
+            gen = merge_windows(self._window_sources(view.sv, view.seq, lo, hi, reverse), reverse)
+        chunks = ScanChunks(self, gen, keys_only, release)
+        with self._views_mu:
+            self._scans.add(chunks)  # DB.close() closes the scans still open
+        return ScanIterator._start(chunks)
+
+    def _window_sources(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes | None, reverse: bool) -> list:
+        """The sources of a scan of ``[lo, hi)``, newest first: memtables,
+        each L0 table, then one run per deeper level."""
+        now = self._now()
+        sources: list = [MemWindows(m, lo, hi, reverse, seq, now) for m in (sv.mem,) + sv.imms if len(m)]
+        version = sv.version
+        opener = self._tables.reader
+        for f in version.levels[0]:
+            if f.largest >= lo and (hi is None or f.smallest < hi):
+                sources.append(TableWindows([f], [f.smallest], [f.largest], opener, lo, hi, reverse, seq, now))
+        for level in version.deep_levels:
+            largest = version.largest(level)
+            smallest = version.smallest[level]
+            if largest[-1] >= lo and (hi is None or smallest[0] < hi):
+                sources.append(TableWindows(version.levels[level], smallest, largest, opener, lo, hi, reverse,
+                                            seq, now))
+        return sources
 
     def _release_view(self, view: View) -> None:
         with self._views_mu:
@@ -278,12 +357,6 @@ def _bounds(prefix: bytes, start: bytes | None, stop: bytes | None) -> tuple[byt
     return lo, hi
 
 
-def _table_iter(tables: TableCache, files: list[FileMeta], lo: bytes, hi: bytes | None,
-                reverse: bool) -> Iterator[tuple]:
-    """Entries of a run of disjoint sorted files (one level), opening each lazily."""
-    if reverse:
-        for f in reversed(files):
-            yield from tables.reader(f).iter_reverse(lo, hi)
-    else:
-        for f in files:
-            yield from tables.reader(f).iter_forward(lo, hi)
+def _check_bool(value: object, name: str) -> None:
+    if type(value) is not bool:
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")

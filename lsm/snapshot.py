@@ -5,12 +5,13 @@
 A view pins its super version: its memtables and its ``Version`` stay alive,
 so the tables it reads are not deleted while it is open (doc/design.md#read-path).
 These classes call back into the DB only through ``_get_entry``,
-``_iterate`` and ``_release_view``.
+``_scan`` and ``_release_view``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from typing import Any, Iterator
 
 from .errors import ClosedError
 from .keys import check_key
@@ -106,7 +107,9 @@ class Snapshot:
     def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
              reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
         """Like ``DB.scan``, over this snapshot's frozen state."""
-        return ScanIterator(self._db, self._live(), prefix, start, stop, reverse, keys_only, owned=False)
+        view = self._live()
+        lo, hi = self._db._scan_range(prefix, start, stop, reverse, keys_only)
+        return self._db._scan(view, lo, hi, reverse, keys_only, owned=False)
 
     def close(self) -> None:
         """Release the snapshot (idempotent); later use raises ClosedError."""
@@ -123,45 +126,109 @@ class Snapshot:
         self.close()
 
 
-class ScanIterator:
-    """Iterator returned by ``scan()``. Its view was fixed when ``scan()`` was
-    called. ``close()`` releases the view early; using it after its ``close()``
-    or the DB's raises ClosedError."""
+class _Raiser:
+    """An iterator that raises ``error`` on every call: the chunk a closed scan
+    hands its ``itertools.chain``, which keeps calling it (a chain forgets an
+    input only when it ends, not when it raises)."""
 
-    __slots__ = ("_db", "_view", "_it", "_owned", "_exhausted")
+    __slots__ = ("error",)
 
-    def __init__(self, db: Any, view: View, prefix: bytes, start: bytes | None, stop: bytes | None,
-                 reverse: bool, keys_only: bool, owned: bool = True) -> None:
-        self._db = db
-        self._view: View | None = view
-        self._owned = owned
-        self._exhausted = False
-        self._it = db._iterate(view, prefix, start, stop, reverse, keys_only)
+    def __init__(self, error: ClosedError) -> None:
+        self.error = error
 
-    def __iter__(self) -> "ScanIterator":
+    def __iter__(self) -> "_Raiser":
         return self
 
     def __next__(self):
-        if self._view is None:
-            if self._exhausted:
+        raise ClosedError(str(self.error))
+
+
+_OPEN, _EXHAUSTED, _CLOSED = 0, 1, 2
+
+
+class ScanChunks:
+    """The input of a :class:`ScanIterator`: merged chunks of ``(keys, values)``
+    from ``gen``, handed out one C-level iterator (a ``zip``) per chunk.
+
+    Closure is checked once per chunk; :meth:`close` (the iterator's, or the
+    DB's when it closes) also empties the chunk being iterated, by clearing
+    its key list (a ``zip`` over a list stops when the list is empty), so no
+    entry is returned after a close.
+    """
+
+    __slots__ = ("db", "gen", "keys_only", "current", "state", "release", "raiser", "__weakref__")
+
+    def __init__(self, db: Any, gen: Iterator[tuple[list, list]], keys_only: bool, release) -> None:
+        self.db = db
+        self.gen = gen
+        self.keys_only = keys_only
+        self.current: list = []
+        self.state = _OPEN
+        self.release = release  # called once when the scan ends or closes (releases its view)
+        self.raiser: _Raiser | None = None
+
+    def __iter__(self) -> "ScanChunks":
+        return self
+
+    def __next__(self):
+        if self.state is not _OPEN:
+            if self.state is _EXHAUSTED:
                 raise StopIteration
-            raise ClosedError("scan iterator is closed")
-        if self._db._closed:
-            raise ClosedError(f"database {self._db._path} is closed")
+            return self.raiser
+        db = self.db
+        if db._closed:
+            self.close(db._closed_error())
+            return self.raiser
         try:
-            return next(self._it)
+            keys, values = next(self.gen)
         except StopIteration:
-            self.close()
-            self._exhausted = True
+            self._end(_EXHAUSTED)
             raise
+        except ValueError:
+            if db._closed:  # a table's map was closed under the scan by DB.close()
+                self.close(db._closed_error())
+                return self.raiser
+            raise
+        self.current = keys
+        return iter(keys) if self.keys_only else zip(keys, values)
+
+    def close(self, error: ClosedError | None = None) -> None:
+        """Stop the scan: later calls raise ``error`` (default: "scan iterator is closed")."""
+        if self.state is _OPEN:
+            self.raiser = _Raiser(error or ClosedError("scan iterator is closed"))
+            self.current.clear()
+            self._end(_CLOSED)
+
+    def _end(self, state: int) -> None:
+        self.state = state
+        self.gen = iter(())
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+
+class ScanIterator(itertools.chain):
+    """Iterator returned by ``scan()``: ``(key, value)`` pairs (bare keys with
+    ``keys_only``) in scan order. Its view was fixed when ``scan()`` was
+    called. ``close()`` releases the view early (also on leaving a ``with``
+    block); using it after its ``close()`` or the DB's raises ClosedError.
+
+    An ``itertools.chain`` of per-chunk iterators: ``next()`` runs in C, and
+    the Python code runs once per chunk of a few hundred entries.
+    Thread safety: none (like any iterator); use one per thread.
+    """
+
+    __slots__ = ("_chunks",)
+
+    @classmethod
+    def _start(cls, chunks: ScanChunks) -> "ScanIterator":
+        it = cls.from_iterable(chunks)
+        it._chunks = chunks
+        return it
 
     def close(self) -> None:
         """Release the iterator's view early (idempotent)."""
-        if self._view is not None:
-            view, self._view = self._view, None
-            self._it = iter(())
-            if self._owned and not self._db._closed:
-                self._db._release_view(view)
+        self._chunks.close()
 
     def __enter__(self) -> "ScanIterator":
         return self

@@ -35,7 +35,7 @@ class Version:
     deeper level is sorted by ``smallest`` with no two files overlapping.
     """
 
-    __slots__ = ("levels", "_largest", "deep_levels", "deep", "__weakref__")
+    __slots__ = ("levels", "_largest", "smallest", "deep_levels", "deep", "__weakref__")
 
     def __init__(self, levels: list[list[FileMeta]]) -> None:
         self.levels = levels
@@ -43,6 +43,7 @@ class Version:
         self.deep_levels = [lv for lv in range(1, len(levels)) if levels[lv]]
         # per level >= 1: the largest keys, for bisecting to the one candidate file
         self._largest = [[f.largest for f in lvl] for lvl in levels]
+        self.smallest = [[f.smallest for f in lvl] for lvl in levels]
         # what a point read walks after L0: (largest keys, files) of each non-empty deeper level
         self.deep = [(self._largest[lv], levels[lv]) for lv in self.deep_levels]
 
@@ -53,6 +54,10 @@ class Version:
 
     def numbers(self) -> set[int]:
         return {f.number for lvl in self.levels for f in lvl}
+
+    def largest(self, level: int) -> list[bytes]:
+        """The largest key of each file of ``level`` (L1+: ascending)."""
+        return self._largest[level]
 
     def candidates(self, key: bytes) -> list[FileMeta]:
         """The files a point read of ``key`` must consult, in the order it must

@@ -450,7 +450,7 @@ def test_classic_bloom_reads_format_1_filters() -> None:
 
 def test_table_without_bloom_filter() -> None:
     r = open_table(write_table(sample_entries(50), bloom_bits_per_key=0))
-    assert r.filter is None and r.bwords is None
+    assert r.filter is None and r.bloom is None
     assert r.may_contain(b"definitely absent")
     assert r.props["bloom_bits_per_key"] == 0
 

@@ -65,8 +65,8 @@ class TableReader:
     """
 
     __slots__ = ("file", "path", "number", "file_size", "version", "props", "index", "ikeys", "offsets",
-                 "sizes", "state", "buf", "cache", "cache_base", "verify", "filter", "bwords", "bnw",
-                 "bpat", "range_dels", "smallest", "largest", "data_limit", "plain", "__weakref__")
+                 "sizes", "state", "buf", "cache", "cache_base", "verify", "filter", "bloom",
+                 "range_dels", "smallest", "largest", "data_limit", "plain", "__weakref__")
 
     def __init__(self, file: RandomAccessFile, number: int, cache: BlockCacheLike | None = None,
                  verify_checksums: bool = True) -> None:
@@ -87,10 +87,12 @@ class TableReader:
             self.filter = decode_filter(self._read(footer.filter), self.version)
         except ValueError as e:
             raise CorruptionError(path, footer.filter.offset, f"malformed filter block: {e}") from None
-        if isinstance(self.filter, BlockedBloom):
-            self.bwords, self.bnw, self.bpat = self.filter.words, self.filter.nwords, self.filter.pattern
-        else:
-            self.bwords = self.bnw = self.bpat = None
+        # What a read probes inline: (words, nwords, patterns) of a format 2
+        # filter, with the read's one hash h: m = patterns[h & 4095];
+        # words[((h >> 32) * nwords) >> 32] & m == m. None: probe ``filter``
+        # itself (format 1), or no filter.
+        f = self.filter
+        self.bloom = (f.words, f.nwords, f.pattern) if isinstance(f, BlockedBloom) else None
         self.range_dels = (decode_range_dels(self._read(footer.range_del), path, footer.range_del.offset)
                            if footer.range_del.size else [])
         if len(index) != self.props["data_blocks"]:

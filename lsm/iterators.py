@@ -33,13 +33,16 @@ from typing import Iterable, Iterator, Sequence
 
 from .keys import DELETE, PUT, PUT_TTL
 
-__all__ = ["TOMB", "MemWindows", "TableWindows", "WINDOW", "merge", "merge_windows", "prefix_successor",
-           "resolve", "visible"]
+__all__ = ["EAGER_BLOCKS", "TOMB", "MemWindows", "TableWindows", "WINDOW", "merge", "merge_parts", "merge_windows",
+           "prefix_successor", "read_range", "resolve", "resolve_mem", "visible"]
 
 _F64 = struct.Struct("<d")
 _VALUE = itemgetter(2)
 
 WINDOW = 512  # entries a source reads ahead per window: enough to amortise a window, small for memory
+FIRST_WINDOW = 16  # a scan's first window per source; each next one doubles, up to WINDOW (a seek
+# that reads a few entries should not decode hundreds)
+EAGER_BLOCKS = 24  # a bounded scan covering at most this many blocks in all is read whole at the call
 
 
 class _Tomb:
@@ -88,7 +91,7 @@ class TableWindows:
     them.
     """
 
-    __slots__ = ("files", "open_reader", "lo", "hi", "reverse", "seq", "now", "fi", "bi", "done")
+    __slots__ = ("files", "open_reader", "lo", "hi", "reverse", "seq", "now", "fi", "bi", "done", "want")
 
     def __init__(self, files: list, smallest: list[bytes], largest: list[bytes], open_reader, lo: bytes,
                  hi: bytes | None, reverse: bool, seq: int, now: float) -> None:
@@ -106,137 +109,147 @@ class TableWindows:
         else:
             self.fi = bisect_left(largest, lo)  # the first file that may hold keys >= lo
         self.bi = -1  # block of files[fi] to read next (-1: position in the file first)
+        self.want = FIRST_WINDOW
 
-    def next_window(self, want: int = WINDOW) -> tuple[list, list, bool] | None:
+    def next_window(self) -> tuple[list, list, bool] | None:
         """``(keys, values, has_tomb)`` of the next entries (ascending within
-        the window), or None once the run is exhausted."""
+        the window), or None once the run is exhausted. ``self.done`` is set
+        once a window is the run's last."""
         if self.done:
             return None
+        want = self.want
+        self.want = min(2 * want, WINDOW)
+        files, lo, hi, seq, reverse = self.files, self.lo, self.hi, self.seq, self.reverse
         parts = []
         n = 0
+        tomb = False
+        fi, bi = self.fi, self.bi
         while n < want:
-            got = self._next_block()
-            if got is None:
+            if not 0 <= fi < len(files):
                 self.done = True
                 break
-            parts.append(got)
-            n += len(got[0])
-        if not parts:
-            return None
-        if self.reverse:
-            parts.reverse()
-        if len(parts) == 1:
-            ks, vs, tomb = parts[0]
-            return (ks if type(ks) is list else list(ks)), vs, tomb
-        keys: list = []
-        values: list = []
-        tomb = False
-        for ks, vs, t in parts:
-            keys += ks
-            values += vs
-            tomb = tomb or t
-        return keys, values, tomb
-
-    def _next_block(self) -> tuple | None:
-        """The next block's entries in range, resolved; None at the end."""
-        files, lo, hi = self.files, self.lo, self.hi
-        while 0 <= self.fi < len(files):
-            f = files[self.fi]
+            f = files[fi]
             r = f.reader or self.open_reader(f)
             nblocks = len(r.ikeys)
-            if self.bi < 0:
-                if self.reverse:
-                    self.bi = nblocks - 1 if hi is None else min(bisect_left(r.ikeys, hi), nblocks - 1)
+            if bi < 0:  # position in a new file
+                if reverse:
+                    bi = nblocks - 1 if hi is None else min(bisect_left(r.ikeys, hi), nblocks - 1)
                 else:
-                    self.bi = bisect_left(r.ikeys, lo) if lo else 0
-            bi = self.bi
-            if not 0 <= bi < nblocks:
-                self._next_file()
-                continue
-            keys, tags, values = r.columns(bi)
-            a = bisect_left(keys, lo) if lo and keys[0] < lo else 0
-            b = len(keys) if hi is None or keys[-1] < hi else bisect_left(keys, hi)
-            if self.reverse:
-                if a > 0:
-                    self._finish()  # lo falls in this block: nothing below it is in range
+                    bi = bisect_left(r.ikeys, lo) if lo else 0
+                if not 0 <= bi < nblocks:
+                    fi, bi = fi + (-1 if reverse else 1), -1
+                    continue
+            plain = r.plain and f.max_seq <= seq
+            keys, tags, values, below, above = r.cut(bi, lo, hi, not plain)
+            if reverse:
+                if below:
+                    fi = -1  # lo falls in this block: nothing below it is in range
                 elif bi == 0:
-                    self._next_file()
+                    fi, bi = fi - 1, -1
                 else:
-                    self.bi = bi - 1
-            elif b < len(keys):
-                self._finish()  # hi falls in this block
+                    bi -= 1
+            elif above:
+                fi = len(files)  # hi falls in this block
             elif bi + 1 == nblocks:
-                self._next_file()
+                fi, bi = fi + 1, -1
             else:
-                self.bi = bi + 1
-            if a >= b:
+                bi += 1
+            if not keys:
                 continue
-            if a or b < len(keys):
-                keys, tags, values = keys[a:b], tags[a:b], values[a:b]
-            if r.plain and f.max_seq <= self.seq:
-                return keys, values, False
-            ks, vs = resolve(keys, tags, values, self.seq, self.now)
-            if ks:
-                return ks, vs, True
-        return None
+            if not plain:
+                keys, values = resolve(keys, tags, values, seq, self.now)
+                if not keys:
+                    continue
+                tomb = True
+            parts.append((keys, values))
+            n += len(keys)
+        self.fi, self.bi = fi, bi
+        if not parts:
+            self.done = True
+            return None
+        if len(parts) == 1:
+            ks, vs = parts[0]
+            return (ks if type(ks) is list else list(ks)), vs, tomb
+        if reverse:
+            parts.reverse()
+        keys = []
+        values = []
+        for ks, vs in parts:
+            keys += ks
+            values += vs
+        return keys, values, tomb
 
-    def _next_file(self) -> None:
-        self.fi += -1 if self.reverse else 1
-        self.bi = -1
 
-    def _finish(self) -> None:
-        self.fi = -2 if self.reverse else len(self.files)
+def resolve_mem(mem, keys: list[bytes], seq: int, now: float) -> tuple[list, list, bool]:
+    """``keys`` of memtable ``mem`` (in the order given) with their newest
+    version at or below ``seq``: ``(keys, values, has_tomb)``, keys with no
+    such version left out, :data:`TOMB` for deleted or expired ones."""
+    dget = mem._dget
+    if not mem.special and mem.max_seq <= seq:
+        values = list(map(_VALUE, map(dget, keys)))
+        # Checked after the values were read: the writer raises max_seq (and
+        # special) before it stores a version, so an unchanged max_seq means
+        # no version above seq was read.
+        if not mem.special and mem.max_seq <= seq and not mem.has_older():
+            return keys, values, False
+    out_k, out_v = [], []
+    tomb = False
+    for k in keys:
+        v = dget(k)
+        if v[0] > seq:
+            v = mem.get_at(k, seq)
+            if v is None:
+                continue
+        kind = v[1]
+        out_k.append(k)
+        if kind == PUT:
+            out_v.append(v[2])
+        elif kind == DELETE:
+            out_v.append(TOMB)
+            tomb = True
+        elif _F64.unpack_from(v[2])[0] > now:
+            out_v.append(v[2][8:])
+        else:
+            out_v.append(TOMB)
+            tomb = True
+    return out_k, out_v, tomb
 
 
 class MemWindows:
     """Windows of a memtable within ``[lo, hi)``: its keys in order, each
     with its newest version at or below ``seq``."""
 
-    __slots__ = ("mem", "chunks", "seq", "now", "reverse")
+    __slots__ = ("mem", "lo", "hi", "inclusive", "seq", "now", "reverse", "done", "want")
 
     def __init__(self, mem, lo: bytes, hi: bytes | None, reverse: bool, seq: int, now: float) -> None:
         self.mem = mem
-        self.chunks = mem.key_chunks(lo, hi, reverse, WINDOW)
+        self.lo = lo
+        self.hi = hi
+        self.inclusive = (True, False)
         self.seq = seq
         self.now = now
         self.reverse = reverse
+        self.done = False
+        self.want = FIRST_WINDOW
 
-    def next_window(self, want: int = WINDOW) -> tuple[list, list, bool] | None:
-        mem, seq = self.mem, self.seq
-        for keys in self.chunks:
+    def next_window(self) -> tuple[list, list, bool] | None:
+        mem = self.mem
+        while not self.done:
+            want = self.want
+            self.want = min(2 * want, WINDOW)
+            keys = mem.keys_in(self.lo, self.hi, self.inclusive, self.reverse, want)
+            if len(keys) < want:
+                self.done = True
+            elif self.reverse:
+                self.hi = keys[-1]
+            else:
+                self.lo = keys[-1]
+                self.inclusive = (False, False)
             if self.reverse:
                 keys.reverse()
-            dget = mem._dget
-            if not mem.special and mem.max_seq <= seq:
-                values = list(map(_VALUE, map(dget, keys)))
-                # Checked after the values were read: the writer raises max_seq
-                # (and special) before it stores a version, so an unchanged
-                # max_seq means no version above seq was read.
-                if not mem.special and mem.max_seq <= seq and not mem.has_older():
-                    return keys, values, False
-            out_k, out_v = [], []
-            now = self.now
-            tomb = False
-            for k in keys:
-                v = dget(k)
-                if v[0] > seq:
-                    v = mem.get_at(k, seq)
-                    if v is None:
-                        continue
-                kind = v[1]
-                out_k.append(k)
-                if kind == PUT:
-                    out_v.append(v[2])
-                elif kind == DELETE:
-                    out_v.append(TOMB)
-                    tomb = True
-                elif _F64.unpack_from(v[2])[0] > now:
-                    out_v.append(v[2][8:])
-                else:
-                    out_v.append(TOMB)
-                    tomb = True
-            if out_k:
-                return out_k, out_v, tomb
+            got = resolve_mem(mem, keys, self.seq, self.now)
+            if got[0]:
+                return got
         return None
 
 
@@ -262,20 +275,21 @@ def merge_windows(sources: list, reverse: bool) -> Iterator[tuple[list, list]]:
         if len(act) == 1:
             a = act[0]
             s, ks, vs, tomb, p = a
-            if reverse:
-                ks, vs = ks[:p], vs[:p][::-1]
-                ks.reverse()
-            elif p:
-                ks, vs = ks[p:], vs[p:]
-            yield _live(ks, vs) if tomb else (ks, vs)
+            yield merge_parts([(ks[:p], vs[:p], tomb) if reverse else (ks[p:] if p else ks, vs[p:] if p else vs,
+                                                                        tomb)], reverse)
             w = s.next_window()
             if w is None:
                 return
             a[1], a[2], a[3], a[4] = w[0], w[1], w[2], len(w[0]) if reverse else 0
             continue
         parts = []
+        # A chunk takes every key up to the bound: the lowest last key among
+        # the windows of sources that have more to come (a source's window
+        # holds all of its keys up to its last one). Sources whose window is
+        # their last do not bound it; a short scan is then one chunk.
+        open_ = [a for a in act if not a[0].done]
         if reverse:
-            bound = max(a[1][0] for a in act)  # every source holds all its keys >= bound
+            bound = max(a[1][0] for a in open_) if open_ else b""
             for a in act:
                 e = a[4]
                 s = bisect_left(a[1], bound, 0, e)
@@ -283,28 +297,15 @@ def merge_windows(sources: list, reverse: bool) -> Iterator[tuple[list, list]]:
                     parts.append((a[1][s:e], a[2][s:e], a[3]))
                 a[4] = s
         else:
-            bound = min(a[1][-1] for a in act)  # every source holds all its keys <= bound
+            bound = min(a[1][-1] for a in open_) if open_ else None
             for a in act:
                 p = a[4]
-                e = bisect_right(a[1], bound, p)
+                e = bisect_right(a[1], bound, p) if bound is not None else len(a[1])
                 if e > p:
                     parts.append((a[1][p:e], a[2][p:e], a[3]))
                 a[4] = e
-        if len(parts) == 1:
-            ks, vs, tomb = parts[0]
-            if reverse:
-                ks.reverse()
-                vs = vs[::-1]
-            yield _live(ks, vs) if tomb else (ks, vs)
-        elif parts:
-            d: dict = {}
-            tomb = False
-            for ks, vs, t in reversed(parts):  # oldest first: newer versions overwrite
-                d.update(zip(ks, vs))
-                tomb = tomb or t
-            keys = sorted(d, reverse=reverse)
-            values = list(map(d.__getitem__, keys))
-            yield _live(keys, values) if tomb else (keys, values)
+        if parts:
+            yield merge_parts(parts, reverse)
         for a in list(act):
             if (a[4] == 0) if reverse else (a[4] == len(a[1])):
                 w = a[0].next_window()
@@ -312,6 +313,80 @@ def merge_windows(sources: list, reverse: bool) -> Iterator[tuple[list, list]]:
                     act.remove(a)
                 else:
                     a[1], a[2], a[3], a[4] = w[0], w[1], w[2], len(w[0]) if reverse else 0
+
+
+def merge_parts(parts: list[tuple[list, Sequence, bool]], reverse: bool) -> tuple[list, list]:
+    """One chunk from ``(keys, values, has_tomb)`` parts of sources, newest
+    first, each ascending: every key once with its newest value, tombstoned
+    keys left out, in scan order. The lists returned are new."""
+    if len(parts) == 1:
+        ks, vs, tomb = parts[0]
+        if reverse:
+            ks = ks[::-1]
+            vs = vs[::-1]
+        elif type(ks) is not list:
+            ks = list(ks)
+        return _live(ks, vs) if tomb else (ks, vs)
+    d: dict = {}
+    tomb = False
+    for ks, vs, t in reversed(parts):  # oldest first: newer versions overwrite
+        d.update(zip(ks, vs))
+        tomb = tomb or t
+    keys = sorted(d, reverse=reverse)
+    values = list(map(d.__getitem__, keys))
+    return _live(keys, values) if tomb else (keys, values)
+
+
+def read_range(mems: Sequence, runs: Sequence[list], open_reader, lo: bytes, hi: bytes, reverse: bool, seq: int,
+               now: float, max_blocks: int = EAGER_BLOCKS) -> tuple[list, list] | None:
+    """All of ``[lo, hi)`` at ``seq`` as one chunk ``(keys, values)`` in scan
+    order, read at once; or None when the tables hold more than
+    ``max_blocks`` blocks of it (or the memtables more than
+    ``max_blocks * 32`` keys): a long range is read in windows instead.
+
+    ``mems`` are memtables, newest first; ``runs`` are lists of key-disjoint
+    table metas in key order (one L0 table, or one level's overlapping
+    files), newest first."""
+    parts = []
+    for m in mems:
+        keys = m.keys_in(lo, hi, (True, False), False, 32 * max_blocks + 1)
+        if len(keys) > 32 * max_blocks:
+            return None
+        if keys:
+            part = resolve_mem(m, keys, seq, now)
+            if part[0]:
+                parts.append(part)
+    budget = max_blocks
+    for run in runs:
+        keys_acc: list = []
+        values_acc: list = []
+        tomb = False
+        for f in run:
+            r = f.reader or open_reader(f)
+            ikeys = r.ikeys
+            nb = len(ikeys)
+            b0 = bisect_left(ikeys, lo) if lo else 0
+            if b0 == nb:
+                continue
+            b1 = min(bisect_left(ikeys, hi, b0), nb - 1)
+            budget -= b1 - b0 + 1
+            if budget < 0:
+                return None
+            plain = r.plain and f.max_seq <= seq
+            for bi in range(b0, b1 + 1):
+                keys, tags, values, _, _ = r.cut(bi, lo, hi, not plain)
+                if not keys:
+                    continue
+                if not plain:
+                    keys, values = resolve(keys, tags, values, seq, now)
+                    tomb = True
+                keys_acc += keys
+                values_acc += values
+        if keys_acc:
+            parts.append((keys_acc, values_acc, tomb))
+    if not parts:
+        return [], []
+    return merge_parts(parts, reverse)
 
 
 def merge(sources: list[Iterator[tuple]], reverse: bool = False) -> Iterator[tuple]:

@@ -172,24 +172,13 @@ class Memtable:
                 lo = chunk[-1]
                 inclusive = (False, False)
 
-    def key_chunks(self, lo: bytes, hi: bytes | None, reverse: bool = False, size: int = 512
-                   ) -> Iterator[list[bytes]]:
-        """Like :meth:`iter_keys`, a list of up to ``size`` keys at a time."""
-        idx = self._index
-        inclusive = (True, False)
-        while True:
-            with self.lock:
-                self._fold_locked()
-                chunk = list(islice(idx.irange(lo, hi, inclusive, reverse), size))
-            if chunk:
-                yield chunk
-            if len(chunk) < size:
-                return
-            if reverse:
-                hi = chunk[-1]
-            else:
-                lo = chunk[-1]
-                inclusive = (False, False)
+    def keys_in(self, lo: bytes, hi: bytes | None, inclusive: tuple[bool, bool], reverse: bool,
+                limit: int) -> list[bytes]:
+        """Up to ``limit`` keys between ``lo`` and ``hi`` (``inclusive`` says
+        whether each end is), ascending or (``reverse``) descending."""
+        with self.lock:
+            self._fold_locked()
+            return list(islice(self._index.irange(lo, hi, inclusive, reverse), limit))
 
     def iter_forward(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
         """Yield ``(key, -seq, kind, value)`` for lo <= key < hi: key ascending,

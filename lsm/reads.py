@@ -19,7 +19,7 @@ from bisect import bisect_left
 from typing import Iterator
 
 from .errors import DiskError
-from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor
+from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor, read_range
 from .keys import DELETE, MAX_SEQUENCE, PUT, check_key
 from .snapshot import Entry, ScanChunks, ScanIterator, Snapshot, SuperVersion, View
 from .sstable.bloom import filter_hash
@@ -293,7 +293,33 @@ class Reads:
         >>> db.close()
         """
         lo, hi = self._scan_range(prefix, start, stop, reverse, keys_only)
+        if hi is not None:
+            # A short bounded range is read whole now, at the scan's sequence:
+            # it needs no registered view (nothing is read later).
+            self._check_open()
+            seq = self._versions.last_sequence
+            got = self._read_range(self._sv, seq, lo, hi, reverse)
+            if got is not None:
+                return self._scan_chunks(iter((got,)), keys_only, None)
         return self._scan(self._new_view(), lo, hi, reverse, keys_only)
+
+    def _read_range(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes,
+                    reverse: bool) -> tuple[list, list] | None:
+        """``[lo, hi)`` at ``seq`` as one chunk, or None when it is long
+        (iterators.read_range)."""
+        if hi <= lo:
+            return [], []
+        version = sv.version
+        runs = [[f] for f in version.levels[0] if f.largest >= lo and f.smallest < hi]
+        for level in version.deep_levels:
+            largest = version.largest(level)
+            smallest = version.smallest[level]
+            a = bisect_left(largest, lo)
+            b = bisect_left(smallest, hi, a)
+            if a < b:
+                runs.append(version.levels[level][a:b])
+        mems = [m for m in (sv.mem,) + sv.imms if len(m)]
+        return read_range(mems, runs, self._tables.reader, lo, hi, reverse, seq, self._now())
 
     @staticmethod
     def _scan_range(prefix: bytes, start: bytes | None, stop: bytes | None, reverse: bool,
@@ -312,6 +338,9 @@ class Reads:
             gen: Iterator = iter(())
         else:
             gen = merge_windows(self._window_sources(view.sv, view.seq, lo, hi, reverse), reverse)
+        return self._scan_chunks(gen, keys_only, release)
+
+    def _scan_chunks(self, gen: Iterator[tuple[list, list]], keys_only: bool, release) -> ScanIterator:
         chunks = ScanChunks(self, gen, keys_only, release)
         with self._views_mu:
             self._scans.add(chunks)  # DB.close() closes the scans still open

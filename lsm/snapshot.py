@@ -108,8 +108,13 @@ class Snapshot:
              reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
         """Like ``DB.scan``, over this snapshot's frozen state."""
         view = self._live()
-        lo, hi = self._db._scan_range(prefix, start, stop, reverse, keys_only)
-        return self._db._scan(view, lo, hi, reverse, keys_only, owned=False)
+        db = self._db
+        lo, hi = db._scan_range(prefix, start, stop, reverse, keys_only)
+        if hi is not None:
+            got = db._read_range(view.sv, view.seq, lo, hi, reverse)
+            if got is not None:
+                return db._scan_chunks(iter((got,)), keys_only, None)
+        return db._scan(view, lo, hi, reverse, keys_only, owned=False)
 
     def close(self) -> None:
         """Release the snapshot (idempotent); later use raises ClosedError."""

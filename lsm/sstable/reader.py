@@ -26,8 +26,8 @@ from typing import Iterator, Protocol
 from ..coding import U32, checksum
 from ..errors import CorruptionError
 from ..fs import RandomAccessFile
-from .block import (BLOCK_HEADER, VARIABLE_KEY, VARIABLE_VALUE, BlockLayout, IndexBlock, block_layout,
-                    convert_v1_block, decode_range_dels, read_entries)
+from .block import (BLOCK_HEADER, VARIABLE_KEY, VARIABLE_VALUE, BlockLayout, IndexBlock, _column, block_layout,
+                    column_struct, convert_v1_block, decode_range_dels, read_entries)
 from .bloom import BlockedBloom, ClassicBloom, decode_filter
 from .format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, MAX_FOOTER_BYTES, BlockHandle, decode_footer,
                      unwrap_block)
@@ -288,6 +288,37 @@ class TableReader:
         """``(keys, tags, values)`` of every entry of data block ``i``."""
         buf, o = self.block(i)
         return read_entries(buf, layout_of(buf, o))
+
+    def cut(self, i: int, lo: bytes, hi: bytes | None, with_tags: bool) -> tuple:
+        """The entries of data block ``i`` with ``lo <= key < hi`` (``hi`` None:
+        unbounded): ``(keys, tags, values, below, above)``, ``tags`` None
+        unless ``with_tags``; ``below``/``above``: the block holds keys below
+        ``lo`` / at or above ``hi`` (the range starts / ends in it).
+
+        Fixed-width blocks cut the keys with one ``struct`` call and only the
+        values in range with another: the scan path's inner step."""
+        if self.state[i] == MAPPED:
+            buf, o = self.buf, self.offsets[i]
+        else:
+            buf, o = self._slow_block(i)
+        n, kw, vw = _HDR(buf, o)
+        if kw != VARIABLE_KEY and vw != VARIABLE_VALUE:
+            t = o + 10
+            ks = t + 8 * n
+            keys = column_struct(kw, n).unpack_from(buf, ks)
+            a = bisect_left(keys, lo) if lo and keys[0] < lo else 0
+            b = n if hi is None or keys[-1] < hi else bisect_left(keys, hi)
+            if a >= b:
+                return (), None, (), a > 0, b < n
+            values = column_struct(vw, b - a).unpack_from(buf, ks + kw * n + vw * a)
+            tags = _column("Q", buf, t + 8 * a, b - a) if with_tags else None
+            return (keys[a:b] if a or b < n else keys), tags, values, a > 0, b < n
+        keys, tags, values = read_entries(buf, layout_of(buf, o))
+        a = bisect_left(keys, lo) if lo and keys[0] < lo else 0
+        b = n if hi is None or keys[-1] < hi else bisect_left(keys, hi)
+        if a or b < n:
+            keys, tags, values = keys[a:b], tags[a:b], values[a:b]
+        return keys, tags if with_tags else None, values, a > 0, b < n
 
     def iter_entries(self, lo: bytes = b"", hi: bytes | None = None
                      ) -> Iterator[tuple[bytes, int, int, bytes]]:

@@ -44,7 +44,7 @@ class Background:
         go oldest first), not for memtables that later writes fill, so it
         returns under a continuous write load too.
         """
-        w = Writer([], 0, False)
+        w = Writer([], [], 0, False)
         w.force_switch = True
         self._submit(w)
         with self._mu:
@@ -140,22 +140,31 @@ class Background:
         interval = self._opts.sync_interval
         while not self._stop:
             time.sleep(interval)
-            if not self._unsynced:
+            log = self._log
+            if log is None or log.size == self._synced_pos:
                 continue
+            # The published sequence first, then the log's size: every write at
+            # or below that sequence was appended before it was published, so
+            # the fsync below covers it.
+            seq = self._versions.last_sequence
             failed = None
             with self._log_sync_mu:
-                log = self._log
-                self._unsynced = False
+                if self._log is not log:
+                    continue  # switched meanwhile: the switch synced it
+                pos = log.size
                 try:
                     log.sync()
                 except BaseException as e:  # noqa: BLE001
                     failed = self._log_sync_error = e
-            if failed is not None:
-                # _mu only after _log_sync_mu is released: the documented order
-                # is _mu -> _log_sync_mu (a memtable switch takes both).
-                with self._mu:
+            # _mu only after _log_sync_mu is released: the documented order
+            # is _mu -> _log_sync_mu (a memtable switch takes both).
+            with self._mu:
+                if failed is not None:
                     self._set_bg_error_locked(failed, "periodic WAL fsync failed")
-                return
+                    return
+                if self._log is log:
+                    self._synced_pos = max(self._synced_pos, pos)
+                    self._synced_seq = max(self._synced_seq, seq)
 
     def _snapshot_seqs_locked(self) -> list[int]:
         with self._views_mu:
@@ -198,7 +207,8 @@ class Background:
         finally:
             self._pending_outputs.difference_update(numbers)  # on failure too
         cur = self._sv
-        self._sv = SuperVersion(cur.mem, tuple(m for m in cur.imms if m is not imm), vs.current)
+        self._install_sv_locked(SuperVersion(cur.mem, tuple(m for m in cur.imms if m is not imm), vs.current))
+        self._close_obsolete_logs_locked()
         c = self._counters
         c["flushes"] += 1
         c["flush_bytes_written"] += sum(m.size for m in metas)
@@ -239,7 +249,7 @@ class Background:
             edit.delete_file(c.level, f.number)
             edit.add_file(c.output_level, f)
             vs.log_and_apply(edit)
-            self._sv = SuperVersion(self._sv.mem, self._sv.imms, vs.current)
+            self._install_sv_locked(SuperVersion(self._sv.mem, self._sv.imms, vs.current))
             self._counters["trivial_moves"] += 1
             return
         snaps = self._snapshot_seqs_locked()
@@ -293,7 +303,7 @@ class Background:
             vs.log_and_apply(edit)
         finally:
             self._pending_outputs -= numbers
-        self._sv = SuperVersion(self._sv.mem, self._sv.imms, vs.current)
+        self._install_sv_locked(SuperVersion(self._sv.mem, self._sv.imms, vs.current))
         k = self._counters
         k["compactions"] += 1
         k["compactions_in_worker"] += 1 if use_worker else 0
@@ -360,8 +370,9 @@ class Background:
                     pass
         except DiskError:
             pass
-        user = c["user_bytes_written"]
-        written = c["flush_bytes_written"] + c["compaction_bytes_written"] + c["wal_bytes_written"]
+        user = self._user_bytes
+        wal_bytes = self._wal_bytes_done + (self._log.size if self._log else 0)
+        written = c["flush_bytes_written"] + c["compaction_bytes_written"] + wal_bytes
         bottom = max((lv for lv in range(NUM_LEVELS) if v.levels[lv]), default=0)
         bottom_bytes = v.level_bytes(bottom) if bottom else 0
         return {
@@ -370,7 +381,7 @@ class Background:
                          "immutable": len(sv.imms), "immutable_bytes": sum(m.nbytes for m in sv.imms)},
             "wal": {"bytes": self._log.size if self._log else 0,
                     "number": self._log.number if self._log else None,
-                    "bytes_written": c["wal_bytes_written"]},
+                    "bytes_written": wal_bytes},
             "recovery": self._recovery.as_dict(),
             "compaction": {"count": c["compactions"], "in_worker": c["compactions_in_worker"],
                            "worker_failures": self._worker_failures, "worker_note": self._worker_note,

@@ -3,26 +3,53 @@
 A batch is the unit of atomicity: the whole batch is one WAL record, and its
 operations get consecutive sequence numbers starting at ``first_seq``.
 
-    batch   := first_seq:u64le count:u32le op{count}
-    op      := kind:u8 key_len:varint key [value_len:varint value]   (value only for PUT/PUT_TTL)
+    batch   := first_seq:u64le count:u32le synced:u64le op{count}      (format 2, write-ahead log format 3)
+             | first_seq:u64le count:u32le op{count}                   (format 1, write-ahead log format 2)
+    op      := kind:u8 key_len:varint key [value_len:varint value]   (no value for DELETE)
 
-For ``PUT_TTL`` the value field is ``expires_at:f64le`` followed by the user value.
+``synced`` is the last sequence number that was durable (fsynced) when the
+batch was written: recovery uses it to tell writes lost to a power cut
+(never acknowledged as durable) from damage to acknowledged data. For
+``PUT_TTL`` the value is ``expires_at:f64le`` followed by the user value;
+for ``RANGE_DELETE`` the key is the range's start and the value its end.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from .coding import DecodeError, decode_varint, encode_varint
 from .errors import Error
-from .keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, TTL_PREFIX_BYTES, check_key, check_value
+from .keys import (DELETE, MAX_SEQUENCE, PUT, PUT_TTL, RANGE_DELETE, TTL_PREFIX_BYTES, check_key,
+                   check_value)
 
-__all__ = ["HEADER", "WriteBatch", "decode_batch", "encode_batch"]
+__all__ = ["FORMAT_VERSION", "HEADER", "HEADER_V1", "Batch", "WriteBatch", "decode_batch", "encode_batch",
+           "encode_ttl_value", "op_prefix"]
 
-HEADER = struct.Struct("<QI")  # first_seq, count
+FORMAT_VERSION = 2
+HEADER = struct.Struct("<QIQ")  # first_seq, count, synced
+HEADER_V1 = struct.Struct("<QI")  # first_seq, count
 _OP_BYTES = 24  # memtable accounting overhead per op, beyond key and value
+_MAX_TTL = 1e9  # seconds (~31 years): beyond this a ttl is a mistake, not a lifetime
+_F64 = struct.Struct("<d")
+
+# Precomputed encodings for the sizes most keys and values have: varint(n)
+# for n < 4096, and kind:u8 + varint(n) for keys shorter than 256 bytes.
+_SMALL_VALUE = 4096
+_SMALL_KEY = 256
+VARINT = [encode_varint(n) for n in range(_SMALL_VALUE)]
+_PREFIX = [[bytes((k,)) + VARINT[n] for n in range(_SMALL_KEY)] for k in range(RANGE_DELETE + 1)]
+
+
+def op_prefix(kind: int, n: int) -> bytes:
+    """``kind:u8 varint(n)``: the start of an op whose key is ``n`` bytes."""
+    return _PREFIX[kind][n] if n < _SMALL_KEY else bytes((kind,)) + encode_varint(n)
+
+
+def varint(n: int) -> bytes:
+    return VARINT[n] if n < _SMALL_VALUE else encode_varint(n)
 
 
 class WriteBatch:
@@ -33,6 +60,10 @@ class WriteBatch:
     validated and copied when added, so a bad argument raises at the call that
     passed it and nothing partial is ever written.
 
+    Each operation is kept twice: as ``(kind, key, value)`` for the memtable,
+    and already encoded (``_parts``), so that writing the batch joins its
+    log record in one step.
+
     Thread safety: none; build a batch in one thread.
 
     >>> b = WriteBatch()
@@ -42,10 +73,11 @@ class WriteBatch:
     2
     """
 
-    __slots__ = ("ops", "nbytes", "_db", "_sync")
+    __slots__ = ("ops", "nbytes", "_parts", "_db", "_sync")
 
     def __init__(self) -> None:
         self.ops: list[tuple[int, bytes, bytes]] = []  # (kind, key, stored value)
+        self._parts: list[bytes] = []  # the ops encoded, in order
         self.nbytes = 0
         self._db = None  # set by DB.write_batch() for context-manager use
         self._sync: bool | None = None
@@ -54,10 +86,12 @@ class WriteBatch:
         """Queue ``key = value`` (expiring ``ttl`` seconds after the batch is built)."""
         key = check_key(key)
         value = check_value(value)
-        if ttl is None:
-            self.ops.append((PUT, key, value))
-        else:
-            self.ops.append((PUT_TTL, key, encode_ttl_value(ttl, value)))
+        kind = PUT
+        if ttl is not None:
+            value = encode_ttl_value(ttl, value)
+            kind = PUT_TTL
+        self.ops.append((kind, key, value))
+        self._parts += (op_prefix(kind, len(key)), key, varint(len(value)), value)
         self.nbytes += len(key) + len(value) + _OP_BYTES
         return self
 
@@ -65,12 +99,20 @@ class WriteBatch:
         """Queue a deletion of ``key``."""
         key = check_key(key)
         self.ops.append((DELETE, key, b""))
+        self._parts += (op_prefix(DELETE, len(key)), key)
         self.nbytes += len(key) + _OP_BYTES
         return self
+
+    def _range_delete(self, start: bytes, end: bytes) -> None:
+        """Queue a range tombstone over ``[start, end)`` (arguments already checked)."""
+        self.ops.append((RANGE_DELETE, start, end))
+        self._parts += (op_prefix(RANGE_DELETE, len(start)), start, varint(len(end)), end)
+        self.nbytes += len(start) + len(end) + _OP_BYTES
 
     def clear(self) -> None:
         """Drop every queued operation."""
         self.ops.clear()
+        self._parts.clear()
         self.nbytes = 0
 
     def __len__(self) -> int:
@@ -91,25 +133,30 @@ class WriteBatch:
 
 
 def encode_ttl_value(ttl: float, value: bytes) -> bytes:
-    """Stored value of a ``PUT_TTL``: absolute wall-clock expiry + user value."""
+    """Stored value of a ``PUT_TTL``: absolute wall-clock expiry + user value.
+
+    Raises: TypeError (not a number), ValueError (not in ``0 < ttl <= 1e9``).
+    """
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
-    if not ttl > 0 or ttl != ttl or ttl == float("inf"):
-        raise ValueError(f"ttl must be a finite number of seconds > 0; got {ttl}")
-    return struct.pack("<d", time.time() + ttl) + value
+    try:
+        ok = 0 < ttl <= _MAX_TTL
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok:
+        raise ValueError(f"ttl must be a number of seconds in (0, {_MAX_TTL:g}]; got {ttl!r}")
+    return _F64.pack(time.time() + ttl) + value
 
 
-def encode_batch(first_seq: int, ops: list[tuple[int, bytes, bytes]]) -> bytes:
-    """Encode ``ops`` as one batch payload starting at ``first_seq``."""
-    parts = [HEADER.pack(first_seq, len(ops))]
-    append = parts.append
+def encode_batch(first_seq: int, ops: list[tuple[int, bytes, bytes]], synced: int = 0) -> bytes:
+    """Encode ``ops`` as one batch payload (format 2) starting at ``first_seq``."""
+    parts = [HEADER.pack(first_seq, len(ops), synced)]
     for kind, key, value in ops:
-        append(bytes((kind,)))
-        append(encode_varint(len(key)))
-        append(key)
+        parts.append(op_prefix(kind, len(key)))
+        parts.append(key)
         if kind != DELETE:
-            append(encode_varint(len(value)))
-            append(value)
+            parts.append(varint(len(value)))
+            parts.append(value)
     return b"".join(parts)
 
 
@@ -117,32 +164,52 @@ class BatchDecodeError(Error):
     """Internal: a batch payload is malformed (the WAL reader adds path and offset)."""
 
 
-def decode_batch(payload: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
-    """Decode a batch payload into ``(first_seq, ops)``.
+class Batch(NamedTuple):
+    """A decoded batch: op ``i`` has sequence ``first_seq + i``; ``synced`` is
+    the durable sequence when it was written (0 in format 1, which has none)."""
+
+    first_seq: int
+    ops: list[tuple[int, bytes, bytes]]
+    synced: int
+
+
+def decode_batch(payload: bytes, version: int = FORMAT_VERSION) -> Batch:
+    """Decode a batch payload of format ``version`` (2, or 1 from logs of
+    write-ahead log format 2).
 
     Raises: BatchDecodeError when the payload is malformed (it passed the
     record checksum, so this means a writer bug or a format mismatch).
     """
-    if len(payload) < HEADER.size:
+    head = HEADER if version >= 2 else HEADER_V1
+    if len(payload) < head.size:
         raise BatchDecodeError(f"batch payload of {len(payload)} bytes is shorter than its header")
-    first_seq, count = HEADER.unpack_from(payload, 0)
+    if version >= 2:
+        first_seq, count, synced = head.unpack_from(payload, 0)
+    else:
+        first_seq, count = head.unpack_from(payload, 0)
+        synced = 0
     if first_seq < 1 or first_seq + count - 1 > MAX_SEQUENCE:
         raise BatchDecodeError(f"batch sequence range {first_seq}..{first_seq + count - 1} is outside "
                                f"1..{MAX_SEQUENCE}")
-    pos = HEADER.size
+    pos = head.size
     ops: list[tuple[int, bytes, bytes]] = []
+    kinds = (PUT, PUT_TTL, RANGE_DELETE) if version >= 2 else (PUT, PUT_TTL)
     try:
         for _ in range(count):
             kind = payload[pos]
             pos += 1
             n, pos = decode_varint(payload, pos)
             key = payload[pos:pos + n]
+            if len(key) != n:
+                raise IndexError("key runs past the end")
             pos += n
             if kind == DELETE:
                 value = b""
-            elif kind == PUT or kind == PUT_TTL:
+            elif kind in kinds:
                 n, pos = decode_varint(payload, pos)
                 value = payload[pos:pos + n]
+                if len(value) != n:
+                    raise IndexError("value runs past the end")
                 pos += n
                 if kind == PUT_TTL and n < TTL_PREFIX_BYTES:
                     raise BatchDecodeError(f"PUT_TTL value of {n} bytes lacks the 8-byte expiry")
@@ -154,11 +221,11 @@ def decode_batch(payload: bytes) -> tuple[int, list[tuple[int, bytes, bytes]]]:
     if pos != len(payload):
         raise BatchDecodeError(f"batch payload has {len(payload) - pos} trailing bytes "
                                f"(count {count}) or a truncated op")
-    return first_seq, ops
+    return Batch(first_seq, ops, synced)
 
 
-def iter_entries(payload: bytes) -> Iterator[tuple[int, int, bytes, bytes]]:
+def iter_entries(payload: bytes, version: int = FORMAT_VERSION) -> Iterator[tuple[int, int, bytes, bytes]]:
     """Yield ``(seq, kind, key, value)`` for each op of an encoded batch."""
-    first_seq, ops = decode_batch(payload)
+    first_seq, ops, _ = decode_batch(payload, version)
     for i, (kind, key, value) in enumerate(ops):
         yield first_seq + i, kind, key, value

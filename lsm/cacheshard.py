@@ -59,7 +59,7 @@ from .cachelog import (FORMAT_VERSION, OP_DELETE, OP_EVICT, OP_EXPIRE, OP_HEADER
 from .errors import BackgroundError, ClosedError, CorruptionError, DiskError
 from .fs import FileSystem
 from .metrics import SampledRate
-from .wal import CACHE, HEADER_BYTES, WalWriter, encode_record, frame_record, iter_records
+from .record import CACHE, HEADER_BYTES, RecordWriter, encode_record, frame_record, iter_records
 
 __all__ = ["Shard", "ShardConfig", "map_step"]
 
@@ -143,7 +143,7 @@ class Shard:
         self._heap: list[tuple[float, bytes]] = []  # guarded by _mu: (expires_at, key), may be stale
         self._bytes = 0  # guarded by _mu: sum of len(key) + len(value)
         self._pending = bytearray()  # guarded by _mu: EXPIRE ops from get(), for the next record
-        self._log: WalWriter | None = None  # guarded by _mu and _file_mu
+        self._log: RecordWriter | None = None  # guarded by _mu and _file_mu
         self._map_step = map_step(cfg.shards)
         self._dirty = False  # written since the last fsync (for sync_mode="periodic")
         self._dir_dirty = False  # guarded by _mu: a checkpoint rename awaits its directory fsync
@@ -390,7 +390,7 @@ class Shard:
     def _prepare_log_locked(self, now: float) -> None:
         """Make the log writable (finishing an interrupted checkpoint) and compact it if due."""
         if self._log is None:  # a checkpoint's rename succeeded but reopening the log failed
-            log = WalWriter(self._fs.open_mapped(self._log_path, step=self._map_step))
+            log = RecordWriter(self._fs.open_mapped(self._log_path, step=self._map_step))
             with self._file_mu:
                 self._log = log
         if self._dir_dirty:
@@ -434,7 +434,7 @@ class Shard:
         except BaseException:  # noqa: BLE001 - the caller re-raises the write's own error
             self._failed = error
 
-    def _sync_locked(self, log: WalWriter) -> None:
+    def _sync_locked(self, log: RecordWriter) -> None:
         """fsync after an append; a failure refuses writes until reopen (the
         page cache state is unknown). Raises: DiskError."""
         try:
@@ -470,7 +470,7 @@ class Shard:
         f = fs.open_writable(self._tmp_path)
         try:
             try:
-                w = WalWriter(f)
+                w = RecordWriter(f)
                 w.add_record(encode_header(self.index, self._cfg.shards), CACHE)
                 buf = bytearray()
                 expiry = self._expiry
@@ -509,7 +509,7 @@ class Shard:
             self.expirations += 1
         self._rebuild_heap_locked()
         self.checkpoints += 1
-        log = WalWriter(fs.open_mapped(self._log_path, step=self._map_step))
+        log = RecordWriter(fs.open_mapped(self._log_path, step=self._map_step))
         with self._file_mu:
             self._log = log
         fs.fsync_dir(self._cfg.path)
@@ -588,14 +588,14 @@ class Shard:
         if first:  # no intact header: a new log, or one whose creation was cut short
             if data:
                 fs.truncate(path, 0)
-            log = WalWriter(fs.open_mapped(path, step=self._map_step))
+            log = RecordWriter(fs.open_mapped(path, step=self._map_step))
             log.add_record(header, CACHE)
             log.sync()
             self._log = log
             return True
         if good < len(data):
             fs.truncate(path, good)  # drop the torn tail so new records follow intact ones
-        self._log = WalWriter(fs.open_mapped(path, step=self._map_step))
+        self._log = RecordWriter(fs.open_mapped(path, step=self._map_step))
         if good < len(data):
             self._log.sync()
         return False

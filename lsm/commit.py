@@ -39,17 +39,21 @@ MAX_GROUP_BYTES = 1 << 20  # cap on a group, so a small write behind a big one w
 
 
 class Writer:
-    """One pending write. ``ops`` is a list of ``(kind, key, stored_value)``.
+    """One pending write. ``ops`` is a list of ``(kind, key, stored_value)``,
+    ``parts`` the same ops encoded for the log (lsm.batch), joined behind the
+    record's header by the leader.
 
     ``kind`` of the writer: a plain write; a compare-and-swap (``cas`` set,
     checked by the leader at its linearization point); or a control request
     (``force_switch``: switch the memtable so it can be flushed).
     """
 
-    __slots__ = ("ops", "nbytes", "sync", "done", "seq", "error", "cas", "force_switch", "switched", "wake")
+    __slots__ = ("ops", "parts", "nbytes", "sync", "done", "seq", "error", "cas", "force_switch", "switched",
+                 "wake")
 
-    def __init__(self, ops: list[tuple[int, bytes, bytes]], nbytes: int, sync: bool) -> None:
+    def __init__(self, ops: list[tuple[int, bytes, bytes]], parts: list[bytes], nbytes: int, sync: bool) -> None:
         self.ops = ops
+        self.parts = parts
         self.nbytes = nbytes
         self.sync = sync
         self.done = False
@@ -67,6 +71,9 @@ class CommitQueue:
     def __init__(self, mu) -> None:
         self._mu = mu
         self._queue: deque[Writer] = deque()  # guarded by _mu
+        # The same deque, for the fast path's "is anyone queued?" (under _mu):
+        # a writer may take the fast path only when it is empty.
+        self.waiting = self._queue
 
     def submit(self, w: Writer, run_group: Callable[[list[Writer]], None]) -> Writer:
         """Enqueue ``w``; return once it is done. Re-raises the group's error."""

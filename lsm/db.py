@@ -27,17 +27,17 @@ import weakref
 from typing import TYPE_CHECKING, Iterator, MutableMapping
 
 from . import forks
-from .batch import WriteBatch, encode_batch, encode_ttl_value
+from .batch import WriteBatch
 from .cache import BlockCache, TableCache
-from .commit import CommitQueue, Writer
+from .commit import CommitQueue
 from .background import Background
 from .reads import Reads
+from .writes import Writes
 from .compaction import drop_obsolete, write_tables
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
 from .fs import FileSystem, OsFileSystem
 from .invariants import assert_held, make_lock
-from .keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, MAX_VALUE_BYTES, PUT, PUT_TTL, check_key, check_value
 from .manifest import VersionEdit
 from .metrics import Metrics
 from .memtable import Memtable
@@ -45,7 +45,7 @@ from .options import Options
 from .recovery import RecoveryStats, lock_and_load, replay_logs
 from .snapshot import Entry, Snapshot, SuperVersion, View
 from .version import apply_edit
-from .wal import WalWriter, encode_record
+from .wal import WalWriter
 from .worker import CompactionWorker
 
 if TYPE_CHECKING:  # annotations only: typed and serde sit above db
@@ -56,12 +56,6 @@ __all__ = ["DB", "Entry", "Snapshot", "open"]
 
 _typed_view_class = None  # set by lsm.typed (see DB.typed)
 _SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
-_SLOWDOWN_SECONDS = 0.001  # one delay per write past l0_slowdown_trigger, as LevelDB
-# With sync_mode="always" the log's length runs this far ahead of its records
-# (lsm.fs preallocate), so the fdatasync after an append has no size change to
-# make durable: on ext4 that is one metadata write (or journal commit) less per
-# synced put. The log is trimmed back to its records when switched or closed.
-WAL_PREALLOCATE_BYTES = 1 << 20
 _MISSING = object()
 
 
@@ -88,7 +82,7 @@ class _Clock:
         return t
 
 
-class DB(Background, Reads, MutableMapping):
+class DB(Background, Reads, Writes, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:
@@ -123,6 +117,7 @@ class DB(Background, Reads, MutableMapping):
         self._mu = make_lock()
         self._bg_cv = threading.Condition(self._mu)  # type: ignore[arg-type]
         self._queue = CommitQueue(self._mu)
+        self._waiting = self._queue.waiting  # writers queued: the fast path waits its turn behind them
         self._now = _Clock()
         self._block_cache = BlockCache(self._opts.block_cache_bytes) if self._opts.block_cache_bytes else None
         self._tables = TableCache(self._fs, lambda n: make_table_name(self._path, n),
@@ -135,16 +130,30 @@ class DB(Background, Reads, MutableMapping):
         self._bg_error: BaseException | None = None  # guarded by _mu
         self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now
         self._manual: list[tuple[bytes | None, bytes | None]] = []  # guarded by _mu
-        self._log: WalWriter | None = None  # owned by the commit leader
+        self._log: WalWriter | None = None  # written under _mu (fast path) or by the commit leader
         self._log_sync_mu = threading.Lock()  # serialises log sync/close with the periodic syncer
-        self._unsynced = False
         self._log_sync_error: BaseException | None = None  # guarded by _log_sync_mu: a failed log fsync
+        # Durability bookkeeping (written under _mu; lsm.writes): the last
+        # sequence known durable, which every record carries (lsm.batch
+        # "synced"); the current log's size at its last fsync; older logs
+        # left unsynced by a switch in sync_mode="never" (a synced write syncs
+        # them first); log bytes of logs already switched away from.
+        self._synced_seq = 0
+        self._synced_pos = 0
+        self._unsynced_logs: list[WalWriter] = []
+        self._wal_bytes_done = 0
+        # Write path state read on every write (lsm.writes): see _install_sv_locked.
+        self._fast = False
+        self._sync_always = self._opts.sync_mode == "always"
+        self._memtable_bytes = self._opts.memtable_bytes
+        self._writes = 0  # writes counted for metrics sampling (statistics: races may lose one)
+        self._user_bytes = 0  # key + value bytes written by users
         self._threads: list[threading.Thread] = []
         self._stop = False
         self._recovery = RecoveryStats()
         self._counters = {
             "compactions": 0, "flushes": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0,
-            "flush_bytes_written": 0, "wal_bytes_written": 0, "user_bytes_written": 0,
+            "flush_bytes_written": 0,
             "stall_seconds": 0.0, "slowdown_writes": 0,
             "trivial_moves": 0, "intra_l0_compactions": 0, "entries_dropped": 0, "compactions_in_worker": 0,
         }
@@ -167,9 +176,9 @@ class DB(Background, Reads, MutableMapping):
         """Shadow the public operations with sampling wrappers (instance
         attributes), so a DB opened with ``metrics=False`` pays nothing."""
         record = self._metrics.record
-        # get samples itself (lsm.reads): a wrapper frame would cost more than a hit
-        for name, op in (("get_entry", "get"), ("put", "put"), ("delete", "delete"),
-                         ("write", "write"), ("compare_and_swap", "cas"), ("scan", "scan")):
+        # get, put, delete, write and compare_and_swap sample themselves
+        # (lsm.reads, lsm.writes): a wrapper frame would cost more than a hit
+        for name, op in (("get_entry", "get"), ("scan", "scan")):
             setattr(self, name, _sampled(getattr(self, name), op, record))
 
     # -- opening and closing ---------------------------------------------
@@ -183,7 +192,7 @@ class DB(Background, Reads, MutableMapping):
             vs = self._versions
             if opts.read_only:
                 mem.immutable = True
-                self._sv = SuperVersion(Memtable(0), (mem,) if len(mem) else (), vs.current)
+                self._install_sv_locked(SuperVersion(Memtable(0), (mem,) if len(mem) else (), vs.current))
             else:
                 # Recovered writes go to an L0 table and a fresh log; the new
                 # manifest snapshot records both, then old logs become obsolete.
@@ -200,7 +209,8 @@ class DB(Background, Reads, MutableMapping):
                     vs.install(apply_edit(vs.current, edit))
                     vs.log_number = log_number
                     vs.write_new_manifest()
-                    self._sv = SuperVersion(Memtable(log_number), (), vs.current)
+                    self._synced_seq = vs.last_sequence  # recovered writes are in tables now
+                    self._install_sv_locked(SuperVersion(Memtable(log_number), (), vs.current))
                     self._delete_obsolete_locked()
                 self._start_threads()
                 forks.track(self)
@@ -241,6 +251,7 @@ class DB(Background, Reads, MutableMapping):
             if self._closed:
                 return
             self._closed = True
+            self._fast = False
             self._stop = True
             if self._worker is not None:
                 # Abandon a merge in the worker rather than wait for it (it may
@@ -268,9 +279,14 @@ class DB(Background, Reads, MutableMapping):
                 with self._log_sync_mu:
                     try:
                         if self._opts.sync_mode != "never" and self._bg_error is None:
+                            for old in self._unsynced_logs:
+                                old.sync()
                             self._log.trim()
                             self._log.sync()
                     finally:
+                        for old in self._unsynced_logs:
+                            self._close_log(old)
+                        self._unsynced_logs = []
                         self._log.close()
         finally:
             self._versions.close()
@@ -293,6 +309,7 @@ class DB(Background, Reads, MutableMapping):
     def _forked(self) -> None:
         """In a forked child (lsm.forks): closed, without touching files or locks."""
         self._closed = True
+        self._fast = False
         self._stop = True
 
     @property
@@ -303,302 +320,21 @@ class DB(Background, Reads, MutableMapping):
     def options(self) -> Options:
         return self._opts
 
-    # -- writes -------------------------------------------------------------
-
-    def put(self, key: bytes, value: bytes, *, ttl: float | None = None, sync: bool | None = None) -> int:
-        """Set ``key`` to ``value``; return the write's sequence number (its version).
-
-        :param ttl: seconds until the entry expires (stored as wall-clock time).
-        :param sync: force (True) or skip (False) the fsync; None follows ``sync_mode``.
-        Raises: TypeError/ValueError for bad arguments (nothing written),
-        ReadOnlyError, BackgroundError, ClosedError, DiskError.
-        """
-        # fast path: plain bytes under the limits skip the validator's frame
-        if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
-            key = check_key(key)
-        if type(value) is not bytes or len(value) > MAX_VALUE_BYTES:
-            value = check_value(value)
-        if ttl is None:
-            op = (PUT, key, value)
-        else:
-            op = (PUT_TTL, key, encode_ttl_value(ttl, value))
-        return self._submit(Writer([op], len(key) + len(value), self._want_sync(sync))).seq
-
-    def delete(self, key: bytes, *, sync: bool | None = None) -> int:
-        """Delete ``key`` (absent keys too); return the tombstone's sequence number."""
-        if type(key) is not bytes:
-            key = check_key(key)
-        return self._submit(Writer([(DELETE, key, b"")], len(key), self._want_sync(sync))).seq
-
-    def write(self, batch: WriteBatch, *, sync: bool | None = None) -> int:
-        """Apply ``batch`` atomically; return the last sequence it used (0 if empty).
-
-        Each operation gets its own consecutive sequence number.
-        """
-        if not isinstance(batch, WriteBatch):
-            raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
-        if not batch.ops:
-            self._check_open()
-            return 0
-        return self._submit(Writer(list(batch.ops), batch.nbytes, self._want_sync(sync))).seq
-
-    def write_batch(self, *, sync: bool | None = None) -> WriteBatch:
-        """A batch applied when its ``with`` block exits cleanly (discarded if it raises).
-
-        >>> import tempfile
-        >>> db = open(tempfile.mkdtemp())
-        >>> with db.write_batch() as b:
-        ...     _ = b.put(b"a", b"1").put(b"b", b"2")
-        >>> db.get(b"b")
-        b'2'
-        >>> db.close()
-        """
-        self._check_open()
-        b = WriteBatch()
-        b._db = self
-        b._sync = sync
-        return b
-
-    def compare_and_swap(self, key: bytes, expected_version: int, value: bytes | None, *,
-                         ttl: float | None = None, sync: bool | None = None) -> int | None:
-        """Write ``value`` (or delete, for None) only if ``key``'s version is
-        ``expected_version`` (0: absent). Return the new version, or None on mismatch.
-
-        The check and the write happen at one point in the commit order (the
-        leader's turn), so no other write can come between them.
-        """
-        key = check_key(key)
-        if isinstance(expected_version, bool) or not isinstance(expected_version, int) or expected_version < 0:
-            raise TypeError(f"expected_version must be a non-negative int, not {expected_version!r}")
-        if value is None:
-            if ttl is not None:
-                raise ValueError("ttl cannot be given when value is None (a delete)")
-            op = (DELETE, key, b"")
-        else:
-            value = check_value(value)
-            op = (PUT, key, value) if ttl is None else (PUT_TTL, key, encode_ttl_value(ttl, value))
-        w = Writer([op], len(key) + len(op[2]), self._want_sync(sync))
-        w.cas = (key, expected_version)
-        self._submit(w)
-        return w.seq or None
-
-    def _want_sync(self, sync: bool | None) -> bool:
-        if sync is None:
-            return self._opts.sync_mode == "always"
-        return bool(sync)
-
-    def _submit(self, w: Writer) -> Writer:
-        if self._closed:
-            raise self._closed_error()
-        if self._opts.read_only:
-            raise ReadOnlyError(f"database {self._path} was opened read-only")
-        return self._queue.submit(w, self._run_group_locked)
-
-    def _run_group_locked(self, group: list[Writer]) -> None:
-        """Leader: make room, assign sequences, log, insert, publish. Mutex held
-        on entry and exit; released around the WAL I/O and memtable inserts."""
-        assert_held(self._mu)
-        lead = group[0]
-        if self._bg_error is not None or (self._closed and not lead.force_switch):
-            self._check_writable_locked()
-        sv = self._sv
-        if lead.force_switch or sv.mem.nbytes >= self._opts.memtable_bytes or (
-                len(sv.version.levels[0]) >= self._opts.l0_slowdown_trigger
-                and not self._opts.disable_auto_compactions):
-            self._make_room_locked(force=lead.force_switch)
-            if lead.force_switch:
-                if self._sv.mem is not sv.mem:
-                    lead.switched = sv.mem
-                return
-        vs = self._versions
-        if lead.cas is not None:
-            # The check may read tables: not under _mu (installs and every
-            # writer's enqueue need it). Still atomic with the write below: the
-            # leader is the only writer until it returns, so no write and no
-            # memtable switch can come between; an install meanwhile only
-            # replaces the super version, and the one read here stays valid.
-            sv = self._sv
-            self._mu.release()
-            try:
-                matches = self._cas_matches(sv, *lead.cas)
-            finally:
-                self._mu.acquire()
-            if not matches:
-                return  # lead.seq stays 0: mismatch
-        first = vs.last_sequence + 1
-        if len(group) == 1:
-            ops = lead.ops
-            last = lead.seq = first + len(ops) - 1
-            records = encode_record(encode_batch(first, ops))
-            sync = lead.sync
-            nbytes = lead.nbytes
-        else:
-            parts = []
-            seq = first
-            sync = False
-            nbytes = 0
-            for w in group:
-                parts.append(encode_record(encode_batch(seq, w.ops)))
-                seq += len(w.ops)
-                w.seq = seq - 1
-                sync = sync or w.sync
-                nbytes += w.nbytes
-            last = seq - 1
-            records = b"".join(parts)
-        if last > MAX_SEQUENCE:
-            raise Error("sequence numbers exhausted")
-        mem = self._sv.mem
-        log = self._log
-        self._mu.release()
-        try:
-            try:
-                log.file.write(records)
-                if sync:
-                    # Under _log_sync_mu: if the periodic syncer's fsync failed
-                    # first, ours could return 0 with the data lost (the kernel
-                    # reports a writeback error once): check its verdict too.
-                    with self._log_sync_mu:
-                        log.sync()
-                        if self._log_sync_error is not None:
-                            raise self._log_sync_error
-                else:
-                    self._unsynced = True
-            except BaseException as e:
-                # The log may now end in a torn record: no later write may go
-                # after it, and a failed fsync is never retried as if it worked.
-                with self._mu:
-                    self._set_bg_error_locked(e, "write-ahead log append/fsync failed")
-                raise
-            add = mem.add
-            s = first
-            with mem.lock:
-                for w in group:
-                    for kind, key, value in w.ops:
-                        add(s, kind, key, value)
-                        s += 1
-        finally:
-            self._mu.acquire()
-        vs.last_sequence = last
-        c = self._counters
-        c["user_bytes_written"] += nbytes
-        c["wal_bytes_written"] += len(records)
-
-    def _check_writable_locked(self) -> None:
-        if self._closed:
-            raise ClosedError(f"database {self._path} is closed")
-        if self._bg_error is not None:
-            raise BackgroundError(f"database {self._path} refuses writes after a background error: "
-                                  f"{self._bg_error}") from self._bg_error
-
-    def _cas_matches(self, sv: SuperVersion, key: bytes, expected: int) -> bool:
-        """Requires: called by the leader (mutex held or not), with ``sv`` the
-        super version as of its turn: every earlier write is in it and no
-        later one can start until the leader is done."""
-        e = self._get_entry(sv, key, MAX_SEQUENCE)
-        return (e.version if e is not None else 0) == expected
-
-    def _make_room_locked(self, force: bool) -> None:
-        """Switch the memtable when full (or ``force``d), stalling while too
-        many memtables or L0 files wait. Requires: mutex held, caller is leader."""
-        assert_held(self._mu)
-        opts = self._opts
-        slowed = False
-        while True:
-            if self._bg_error is not None:
-                raise BackgroundError(f"database {self._path} refuses writes after a background error: "
-                                      f"{self._bg_error}") from self._bg_error
-            sv = self._sv
-            # With auto compactions off nothing would ever shrink L0: its
-            # triggers do not apply (bulk loads; the user compacts by hand).
-            l0 = 0 if opts.disable_auto_compactions else len(sv.version.levels[0])
-            if not slowed and not force and l0 >= opts.l0_slowdown_trigger:
-                # let compaction catch up: one short delay per write
-                slowed = True
-                t = time.monotonic()
-                self._mu.release()
-                try:
-                    time.sleep(_SLOWDOWN_SECONDS)
-                finally:
-                    self._mu.acquire()
-                self._counters["stall_seconds"] += time.monotonic() - t
-                self._counters["slowdown_writes"] += 1
-                continue
-            if not force and sv.mem.nbytes < opts.memtable_bytes:
-                return
-            if force and not len(sv.mem):
-                return
-            if len(sv.imms) >= opts.max_immutable_memtables or l0 >= opts.l0_stop_trigger:
-                if self._closed:
-                    return
-                t = time.monotonic()
-                self._bg_cv.notify_all()
-                self._bg_cv.wait(1.0)
-                self._counters["stall_seconds"] += time.monotonic() - t
-                continue
-            self._switch_memtable_locked()
-            return
-
-    def _switch_memtable_locked(self) -> None:
-        """Start a new log and memtable; queue the old memtable for flush.
-
-        Crash points: after creating the new log (an empty log replays to
-        nothing); the old log stays until its table is in the manifest.
-        """
-        fs, path = self._fs, self._path
-        old = self._log
-        # Old log first: once a newer log exists, damage at this one's end is
-        # no longer a torn tail for recovery. (In "never" mode it stays
-        # unsynced; recovery accepts a damaged end when no later log holds a
-        # record, which is all a power cut can leave here.)
-        # A preallocated log is cut back to its records first, durably: zeros
-        # are accepted only at the end of the newest log that holds a record.
-        if self._opts.sync_mode != "never":
-            with self._log_sync_mu:
-                try:
-                    if old.trim() or self._unsynced:
-                        old.sync()
-                except BaseException as e:
-                    self._set_bg_error_locked(e, "fsync of the write-ahead log failed")
-                    raise
-                self._unsynced = False
-        number = self._versions.new_file_number()
-        new_log = self._new_log(number)
-        try:
-            # The new log's name must be durable before any manifest edit can
-            # name it as log_number (recovery treats a missing one as damage).
-            # Once per memtable, so every sync mode pays it. A failure is a
-            # background error: a retried directory fsync may report success
-            # for entries the failed one lost.
-            fs.fsync_dir(path)
-        except BaseException as e:
-            new_log.close()
-            self._set_bg_error_locked(e, "fsync of the database directory failed")
-            raise
-        with self._log_sync_mu:
-            try:
-                old.close()
-            except BaseException as e:
-                self._set_bg_error_locked(e, "closing the write-ahead log failed")
-                new_log.close()
-                raise
-            self._log = new_log
-            self._unsynced = False
-        sv = self._sv
-        sv.mem.immutable = True
-        self._sv = SuperVersion(Memtable(number), (sv.mem,) + sv.imms, sv.version)
-        self._bg_cv.notify_all()
-
-    def _new_log(self, number: int) -> WalWriter:
-        """Create log ``number``; preallocated when every write is fsynced
-        (``periodic`` fsyncs too seldom for the saving to matter)."""
-        prealloc = WAL_PREALLOCATE_BYTES if self._opts.sync_mode == "always" else 0
-        return WalWriter(self._fs.open_writable(make_log_name(self._path, number), preallocate=prealloc), number)
-
     def _set_bg_error_locked(self, exc: BaseException, what: str) -> None:
         if self._bg_error is None:
             self._bg_error = BackgroundError(f"{what}: {exc}")
             self._bg_error.__cause__ = exc
+        self._fast = False
         self._bg_cv.notify_all()
+
+    def _install_sv_locked(self, sv: SuperVersion) -> None:
+        """Make ``sv`` the super version reads start from, and recompute
+        whether writes may take the fast path (no back-pressure due, no
+        error, open). Requires: ``_mu`` held."""
+        self._sv = sv
+        opts = self._opts
+        self._fast = (self._bg_error is None and not self._closed and not opts.read_only and (
+            opts.disable_auto_compactions or len(sv.version.levels[0]) < opts.l0_slowdown_trigger))
 
     # -- mapping sugar -------------------------------------------------------
 

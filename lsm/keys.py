@@ -13,8 +13,8 @@ from enum import IntEnum
 
 from .errors import Error
 
-__all__ = ["Kind", "MAX_KEY_BYTES", "MAX_SEQUENCE", "MAX_VALUE_BYTES", "TTL_PREFIX_BYTES",
-           "check_key", "check_value"]
+__all__ = ["DELETE", "Kind", "MAX_KEY_BYTES", "MAX_SEQUENCE", "MAX_VALUE_BYTES", "PUT", "PUT_TTL", "RANGE_DELETE",
+           "TTL_PREFIX_BYTES", "check_key", "check_value"]
 
 
 class Kind(IntEnum):
@@ -26,11 +26,13 @@ class Kind(IntEnum):
     DELETE = 0
     PUT = 1
     PUT_TTL = 2  # stored value = expires_at:f64le + user value
+    RANGE_DELETE = 3  # in write batches only: key = start, value = end (tables keep range tombstones apart)
 
 
 DELETE = int(Kind.DELETE)
 PUT = int(Kind.PUT)
 PUT_TTL = int(Kind.PUT_TTL)
+RANGE_DELETE = int(Kind.RANGE_DELETE)
 
 MAX_SEQUENCE = (1 << 56) - 1  # seq and kind share one u64 in SSTable blocks: seq << 8 | kind
 MAX_KEY_BYTES = 65535  # keys are length-prefixed with a u16 in SSTable blocks

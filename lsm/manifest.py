@@ -24,12 +24,16 @@ from .coding import DecodeError, decode_varint, encode_varint, get_length_prefix
 from .errors import CorruptionError, DiskError
 from .filenames import make_current_name, make_manifest_name, make_temp_name
 from .fs import FileSystem
-from .wal import EDIT, WalWriter, iter_records
+from .record import EDIT, RecordWriter, iter_records
 
-__all__ = ["FORMAT_VERSION", "FileMeta", "ManifestWriter", "VersionEdit", "install_current",
+__all__ = ["FORMAT_VERSION", "KNOWN_VERSIONS", "FileMeta", "ManifestWriter", "VersionEdit", "install_current",
            "read_current", "read_manifest"]
 
-FORMAT_VERSION = 1  # of the edit encoding; the first edit of a manifest carries it
+# Of the database as a whole, carried by the first edit of every manifest: 2
+# since SSTable format 2 and WAL format 3 (so a release that cannot read them
+# refuses the database at open instead of misreading it). Readers take 1 and 2.
+FORMAT_VERSION = 2
+KNOWN_VERSIONS = (1, 2)
 
 # Field tags. Persistent: never renumber or reuse a retired value.
 TAG_LOG_NUMBER = 1
@@ -209,9 +213,10 @@ def read_manifest(fs: FileSystem, path: str) -> Iterator[tuple[int, VersionEdit]
             raise CorruptionError(path, offset, f"record type {rtype} in a manifest (want {EDIT})")
         edit = VersionEdit.decode(payload, path, offset)
         if first:
-            if edit.format_version != FORMAT_VERSION:
+            if edit.format_version not in KNOWN_VERSIONS:
                 raise CorruptionError(path, offset, f"unsupported manifest format version "
-                                      f"{edit.format_version} (this reader knows {FORMAT_VERSION})")
+                                      f"{edit.format_version} (this reader knows "
+                                      f"{', '.join(map(str, KNOWN_VERSIONS))})")
             first = False
         yield offset, edit
     if first:
@@ -228,7 +233,7 @@ class ManifestWriter:
     def __init__(self, fs: FileSystem, dbpath: str, number: int) -> None:
         self.number = number
         self.path = make_manifest_name(dbpath, number)
-        self._log = WalWriter(fs.open_writable(self.path), number)
+        self._log = RecordWriter(fs.open_writable(self.path), number)
 
     @property
     def size(self) -> int:

@@ -38,7 +38,7 @@ from typing import Iterator
 from sortedcontainers import SortedList
 
 from .invariants import check
-from .keys import PUT
+from .keys import PUT, RANGE_DELETE
 
 __all__ = ["ENTRY_OVERHEAD", "Memtable"]
 
@@ -93,6 +93,18 @@ class Memtable:
         self._d[key] = (seq, kind, value)
         self.nbytes += len(key) + len(value) + ENTRY_OVERHEAD
         self.entries += 1
+
+    def add_ops(self, first: int, ops: list[tuple[int, bytes, bytes]]) -> None:
+        """Add ``ops`` (``(kind, key, value)``) at sequences ``first``, ``first + 1``, ...
+        Requires: as :meth:`add`."""
+        seq = first
+        add = self.add
+        for kind, key, value in ops:
+            if kind == RANGE_DELETE:
+                self.add_range_del(seq, key, value)
+            else:
+                add(seq, kind, key, value)
+            seq += 1
 
     def add_range_del(self, seq: int, start: bytes, end: bytes) -> None:
         """Record a range tombstone over ``[start, end)`` at ``seq`` (same rules as ``add``)."""

@@ -2,17 +2,33 @@
 version, and write-ahead-log replay under the ``wal_recovery`` policy.
 
 Format readers only report damage (STYLE habit 6); this module decides what
-each ``wal_recovery`` mode does with it:
+each ``wal_recovery`` mode does with it. Every record carries its sequence
+numbers (consecutive across all logs, and each log starts by naming its
+first one) and ``synced``, the last sequence that was durable when it was
+written. So a replay knows, at any damaged region, whether writes were
+lost there (the next intact record does not continue the sequence: a
+*hole*), and whether what was lost had been made durable (a later record
+says it was synced) or not (it was in flight, or never fsynced, when a
+process crash or power cut came):
 
 =================  ==========================================================
-mode               on a damaged region of a log
+mode               on damage, or on a hole
 =================  ==========================================================
-tolerate_tail      drop it if no intact record follows (a torn last write);
-                   otherwise raise CorruptionError
-absolute           raise CorruptionError
-point_in_time      stop replay there; later records and later logs are ignored
-skip_corrupt       skip it and go on with the next intact record
+tolerate_tail      damage at the end of the last log: drop it (a torn last
+                   write). A hole whose writes no later record saw synced:
+                   stop there (writes never durable, lost to a power cut;
+                   nothing after them can be replayed without a gap). A
+                   hole of synced writes, or a record that does not decode:
+                   raise CorruptionError. Damage with no writes lost: go on.
+absolute           raise CorruptionError on any damage or hole
+point_in_time      stop replay at the first damage or hole; later records
+                   and later logs are ignored
+skip_corrupt       skip damaged regions and holes; replay every intact record
 =================  ==========================================================
+
+Zero bytes to the end of the last log are its unwritten (preallocated) end,
+not damage, in every mode. Logs of write-ahead log format 2 carry no
+``synced``: a hole before one of their records counts as synced (raise).
 """
 
 from __future__ import annotations
@@ -29,7 +45,8 @@ from .fs import FileLock, FileSystem
 from .memtable import Memtable
 from .options import Options
 from .version import VersionSet
-from .wal import BATCH, OVERHEAD, has_intact_record, iter_records
+from .record import Damage
+from .wal import BATCH, FILE_HEADER, FRAGMENT_HEADER, START, scan_log
 
 __all__ = ["RecoveryStats", "lock_and_load", "obsolete_files", "replay_logs"]
 
@@ -81,8 +98,7 @@ def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLo
             kind = parsed[0] if parsed else None
             # Data lives in tables and logs. A manifest alone (a creation that
             # stopped before CURRENT was installed) holds none: it is replaced.
-            if kind is FileType.TABLE or (
-                    kind is FileType.LOG and fs.file_size(os.path.join(dbpath, name)) > 0):
+            if kind is FileType.TABLE or (kind is FileType.LOG and _holds_writes(fs, os.path.join(dbpath, name))):
                 leftovers.append(name)
         if leftovers:
             # Tables or written logs without CURRENT: a damaged database,
@@ -101,7 +117,8 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
     """Replay every log numbered >= the manifest's log number into one memtable.
 
     Returns ``(memtable, log_numbers)``; ``versions.last_sequence`` is raised
-    to cover what was replayed. Raises: CorruptionError per ``wal_recovery``.
+    to cover what was replayed. Raises: CorruptionError per ``wal_recovery``
+    (module docstring).
     """
     start = time.monotonic()
     logs = sorted(n for n, t in _list(fs, dbpath) if t is FileType.LOG and n >= versions.log_number)
@@ -114,68 +131,196 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
                               "the manifest's current write-ahead log is missing (a manifest cut "
                               "short or a deleted log); run `lsm-dump repair`")
     mem = Memtable(0)
-    mode = options.wal_recovery
-    stop_all = False
-    contents = {n: fs.read_file(make_log_name(dbpath, n)) for n in logs}
-    # A log can end in a torn write only if nothing was written after it: no
-    # later log holds an intact record (a power cut can leave an empty newer
-    # log whose creation was made durable before the old log's tail was).
-    last_with_records = max((n for n in logs if has_intact_record(contents[n])), default=-1)
     for number in logs:
         versions.mark_file_number_used(number)
-        if stop_all:
-            continue
-        path = make_log_name(dbpath, number)
-        data = contents[number]
-        stats.logs += 1
-        halted = [False]
-        newest = number >= last_with_records
-
-        def report(offset: int, nbytes: int, reason: str, at_tail: bool, path: str = path,
-                   halted: list = halted, newest: bool = newest) -> bool:
-            # Only the last log with records can end in a torn write: an
-            # older log was complete before anything was written to the next.
-            tail = at_tail and newest
-            if tail and getattr(reason, "zero_fill", False):
-                # Zeros to the end of the newest log: the space a preallocating
-                # writer extended it by (lsm.fs), or a length that reached the
-                # disk before its data. Not a record, and in no mode damage.
-                return True
-            if mode == "absolute" or (mode == "tolerate_tail" and not tail):
-                raise CorruptionError(path, offset, reason)
-            stats.problems.append(f"{path} at offset {offset}: {reason} ({nbytes} bytes dropped)")
-            stats.bytes_dropped += nbytes
-            if mode == "point_in_time":
-                halted[0] = True
-                return False
-            return True  # skip_corrupt, or tolerate_tail at the tail (nothing follows)
-
-        for offset, rtype, payload in iter_records(data, report, path):
-            if rtype != BATCH:
-                if not report(offset, len(payload) + OVERHEAD, f"record type {rtype} in a write-ahead log",
-                              False):
-                    break
-                continue
-            try:
-                first_seq, ops = decode_batch(payload)
-            except BatchDecodeError as e:
-                # the checksum matched, so this is not a torn write: never "tail"
-                if not report(offset, len(payload) + OVERHEAD, str(e), False):
-                    break
-                continue
-            seq = first_seq
-            for kind, key, value in ops:
-                mem.add(seq, kind, key, value)
-                seq += 1
-            stats.records += 1
-            stats.entries += len(ops)
-            if seq - 1 > versions.last_sequence:
-                versions.last_sequence = seq - 1
-        if halted[0]:
-            stop_all = True
-            stats.bytes_dropped += sum(fs.file_size(make_log_name(dbpath, n)) for n in logs if n > number)
+    events = _log_events(fs, dbpath, logs, stats)
+    _Replay(events, options.wal_recovery, mem, versions, stats).run()
     stats.seconds += time.monotonic() - start
     return mem, logs
+
+
+# An event of a replay, in log order: a record (a batch, or a log's start)
+# or a damaged region. ``synced`` of a record from a format 2 log is INF.
+_INF = float("inf")
+
+
+class _Event:
+    __slots__ = ("path", "offset", "nbytes", "damage", "first_seq", "ops", "synced", "start", "hint", "intact")
+
+    def __init__(self, path: str, offset: int, nbytes: int, damage: Damage | None = None,
+                 first_seq: int = 0, ops: list | None = None, synced: float = 0, start: bool = False,
+                 hint: bool = False, intact: bool = False) -> None:
+        self.path = path
+        self.offset = offset
+        self.nbytes = nbytes
+        self.damage = damage
+        self.first_seq = first_seq
+        self.ops = ops
+        self.synced = synced
+        self.start = start
+        self.hint = hint
+        self.intact = intact  # damage that is an intact record (checksum good) that is no batch
+
+
+def _log_events(fs: FileSystem, dbpath: str, logs: list[int], stats: RecoveryStats) -> list[_Event]:
+    events: list[_Event] = []
+    for number in logs:
+        path = make_log_name(dbpath, number)
+        scan = scan_log(fs.read_file(path), path)
+        stats.logs += 1
+        found: list[_Event] = [_Event(path, off, nbytes, damage=d) for off, nbytes, d in scan.damage]
+        for off, rtype, body in scan.records:
+            size = len(body) + 1
+            if scan.version >= 3 and rtype == START and len(body) == 8:
+                found.append(_Event(path, off, size, first_seq=int.from_bytes(body, "little"), start=True))
+                continue
+            if rtype != BATCH:
+                found.append(_Event(path, off, size, damage=Damage(f"record type {rtype} in a write-ahead log"),
+                                    intact=True))
+                continue
+            try:
+                b = decode_batch(body, 2 if scan.version >= 3 else 1)
+            except BatchDecodeError as e:
+                # the checksum matched, so this is not a torn write: a writer bug or a format mismatch
+                found.append(_Event(path, off, size, damage=Damage(str(e)), intact=True))
+                continue
+            found.append(_Event(path, off, size, first_seq=b.first_seq, ops=b.ops,
+                                synced=b.synced if scan.version >= 3 else _INF))
+        for off, rtype, body in scan.hints:
+            # Records that check out inside damage: never replayed, but they
+            # show that writes came after the damage, and what was durable then.
+            try:
+                synced = decode_batch(body, 2).synced if rtype == BATCH else 0
+            except BatchDecodeError:
+                synced = 0
+            found.append(_Event(path, off, 0, synced=synced, hint=True))
+        found.sort(key=lambda e: e.offset)
+        events += found
+    return events
+
+
+class _Replay:
+    """Applies events to the memtable under one ``wal_recovery`` mode."""
+
+    def __init__(self, events: list[_Event], mode: str, mem: Memtable, versions: VersionSet,
+                 stats: RecoveryStats) -> None:
+        self.events = events
+        self.mode = mode
+        self.mem = mem
+        self.versions = versions
+        self.stats = stats
+        # for each i, over events i.. : the highest "synced" a record (or a
+        # hint) carries, and how many records (not hints) there are
+        self.later_synced = [0.0] * (len(events) + 1)
+        self.later_records = [0] * (len(events) + 1)
+        for i in range(len(events) - 1, -1, -1):
+            e = events[i]
+            self.later_synced[i] = max(self.later_synced[i + 1], e.synced)
+            self.later_records[i] = self.later_records[i + 1] + (e.damage is None and not e.hint)
+
+    def run(self) -> None:
+        events, mode, stats = self.events, self.mode, self.stats
+        expected = 0  # the next sequence a record must start at (0: not known yet)
+        pending = -1  # index of the first damage since the last record, -1: none
+        for i, e in enumerate(events):
+            if e.hint:
+                continue
+            if e.damage is not None:
+                if e.intact:
+                    # an intact record that is not a batch: a writer bug or a
+                    # format mismatch, never a torn write
+                    if mode in ("tolerate_tail", "absolute"):
+                        raise CorruptionError(e.path, e.offset, e.damage)
+                    if mode == "point_in_time":
+                        self._drop(e, e.damage, self._rest_bytes(i))
+                        return
+                    self._skip(e, e.damage)
+                    continue
+                if not self.later_records[i + 1]:
+                    # Nothing replayable after it: the end of the last log.
+                    if e.damage.zero_fill and self.later_synced[i] == 0:
+                        return  # unwritten, preallocated space: not damage in any mode
+                    if mode == "absolute" or (mode == "tolerate_tail" and expected
+                                              and self.later_synced[i] >= expected):
+                        # records found inside the damage say it held durable writes
+                        raise CorruptionError(e.path, e.offset, e.damage if mode == "absolute" else
+                                              f"{e.damage}; records after it show the writes it held "
+                                              "had been made durable")
+                    self._drop(e, e.damage, self._rest_bytes(i))
+                    return
+                if mode == "absolute":
+                    raise CorruptionError(e.path, e.offset, e.damage)
+                if mode == "point_in_time":
+                    self._drop(e, e.damage, self._rest_bytes(i))
+                    return
+                if mode == "skip_corrupt":
+                    self._skip(e, e.damage)
+                if pending < 0:
+                    pending = i
+                continue
+            first = e.first_seq
+            if expected and first != expected:
+                # A hole: writes expected..first-1 are missing (lost in the
+                # damaged region before this record, or at an older log's end).
+                where = events[pending] if pending >= 0 else e
+                if first < expected:
+                    reason = f"sequence goes back: a record starts at {first}, {expected} was expected"
+                else:
+                    reason = f"writes {expected}..{first - 1} are missing before this record" + (
+                        f" ({where.damage})" if pending >= 0 else "")
+                if mode == "absolute":
+                    raise CorruptionError(where.path, where.offset, reason)
+                if mode == "point_in_time":
+                    self._drop(where, reason, self._rest_bytes(i))
+                    return
+                if mode == "tolerate_tail":
+                    if self.later_synced[pending if pending >= 0 else i] >= expected:
+                        raise CorruptionError(where.path, where.offset, reason + "; later records show "
+                                              "they had been made durable")
+                    self._drop(where, reason + "; never made durable (a crash or power cut while "
+                               "they were written)", self._rest_bytes(i))
+                    return
+                stats.problems.append(f"{where.path} at offset {where.offset}: {reason}")  # skip_corrupt
+            elif pending >= 0 and mode == "tolerate_tail":
+                p = events[pending]
+                stats.problems.append(f"{p.path} at offset {p.offset}: {p.damage} "
+                                      f"({p.nbytes} bytes, no write lost)")
+                stats.bytes_dropped += p.nbytes
+            pending = -1
+            if e.start:
+                expected = first
+                continue
+            self.mem.add_ops(first, e.ops)
+            last = first + len(e.ops) - 1
+            expected = last + 1
+            stats.records += 1
+            stats.entries += len(e.ops)
+            if last > self.versions.last_sequence:
+                self.versions.last_sequence = last
+
+    def _rest_bytes(self, i: int) -> int:
+        return sum(e.nbytes for e in self.events[i:])
+
+    def _drop(self, e: _Event, reason: str, nbytes: int) -> None:
+        self.stats.problems.append(f"{e.path} at offset {e.offset}: {reason} ({nbytes} bytes dropped)")
+        self.stats.bytes_dropped += nbytes
+
+    def _skip(self, e: _Event, reason: str) -> None:
+        self.stats.problems.append(f"{e.path} at offset {e.offset}: {reason} ({e.nbytes} bytes skipped)")
+        self.stats.bytes_dropped += e.nbytes
+
+
+def _holds_writes(fs: FileSystem, path: str) -> bool:
+    """Whether a log holds any write (or bytes that may have been one): not
+    just empty, or a file header and its START record."""
+    if fs.file_size(path) <= _START_BYTES:
+        return False  # at most a file header and a START record, whole or cut short
+    scan = scan_log(fs.read_file(path), path)
+    return (any(rtype != START for _, rtype, _ in scan.records)
+            or any(off >= _START_BYTES and not d.zero_fill for off, _, d in scan.damage))
+
+
+_START_BYTES = len(FILE_HEADER) + FRAGMENT_HEADER + 9  # what a new log holds before its first write
 
 
 def _list(fs: FileSystem, dbpath: str) -> list[tuple[int, FileType]]:

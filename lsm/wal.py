@@ -1,273 +1,132 @@
-"""Record framing shared by the write-ahead log and the manifest, and the WAL
-writer (doc/format.md#log-records).
+"""The write-ahead log: format 3 block framing, its writer and its reader
+(doc/format.md#write-ahead-log).
 
-    record       := header payload[length] checksum:u32le
-    header       := magic:u16le version:u8 type:u8 length:u32le header_check:u32le
-    header_check := xxh32(magic .. length)            (the 8 bytes before it)
-    checksum     := xxh32(header .. payload)          (every byte of the record before it)
+    log          := file_header fragment-stream             (blocks of 32 KiB from offset 0)
+    file_header  := "LSMWAL" version:u8 0x00                 (version 3; 8 bytes, in block 0)
+    fragment     := checksum:u32le length:u16le type:u8 payload[length]
+    type         := 1 FULL | 2 FIRST | 3 MIDDLE | 4 LAST
+    checksum     := xxh32(payload, seed = length << 8 | type)
+    record       := a FULL payload, or FIRST MIDDLE* LAST payloads joined
+    record data  := rtype:u8 body              (1 BATCH: a write batch, lsm.batch format 2;
+                                                2 START: first_seq:u64le, a log's first record)
 
-``magic`` is 0xB1A5 and ``version`` is :data:`FORMAT_VERSION`. ``type`` says what
-the payload is: :data:`BATCH` (a write batch, lsm.batch) in ``NNNNNN.log``
-files, :data:`EDIT` (a version edit) in manifests, :data:`CACHE` in
-persistent-cache logs. A log is a plain concatenation of records; there is no
-file header and no padding.
+A fragment never crosses a 32 KiB block boundary: when fewer than 7 bytes
+(a fragment header) remain in a block, they are zero padding, and a record
+that does not fit in what remains is split into fragments. So after damage
+a reader resynchronises at the next block start, where a fragment always
+begins: it never mistakes bytes inside a user value for a record.
 
-Why a header check: it makes ``length`` trustworthy. A record whose header
-checks out but whose bytes run past the end of the file is a torn last write
-(its extent is known, so nothing inside it is ever mistaken for a record); a
-header that does not check out is damage, and the reader resynchronises on
-the next intact record.
+Logs written before format 3 are plain concatenations of lsm.record
+records (a header check, type BATCH, batch format 1); :func:`scan_log`
+reads both.
 
-Readers never decide policy (STYLE habit 6): :func:`iter_records` yields every
-intact record and reports each damaged region to an ``on_corruption``
-callback, which says whether to go on. The one exception: a record written
-by a newer format version always raises, whatever the callback would do.
+Readers never decide policy: :func:`scan_log` returns every intact record
+and every damaged region; lsm.recovery decides, by each ``wal_recovery``
+mode and the sequence numbers and sync points the records carry.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Callable, Iterator
+from typing import NamedTuple
 
-from .coding import checksum
+import xxhash
+
 from .errors import CorruptionError
 from .fs import WritableFile
+from .record import BATCH as RECORD_BATCH
+from .record import FORMAT_VERSION as RECORD_FORMAT_VERSION
+from .record import MAGIC as RECORD_MAGIC
+from .record import Damage, iter_records
 
-__all__ = ["BATCH", "CACHE", "EDIT", "FORMAT_VERSION", "MAGIC", "OVERHEAD", "Damage", "WalWriter",
-           "encode_record", "frame_record", "has_intact_record", "iter_records", "strict_reporter"]
+__all__ = ["BATCH", "BLOCK_BYTES", "FILE_HEADER", "FIRST", "FORMAT_VERSION", "FRAGMENT_HEADER", "FULL", "LAST",
+           "MIDDLE", "START", "LogScan", "WalWriter", "frame_fragments", "scan_log"]
 
-MAGIC = 0xB1A5
-FORMAT_VERSION = 2  # 2: header check added. Readers refuse any other version.
-BATCH = 1  # payload: lsm.batch encoding
-EDIT = 2   # payload: lsm.manifest VersionEdit encoding
-CACHE = 3  # payload: lsm.pcache operation
+FORMAT_VERSION = 3  # of the write-ahead log; 2 was the plain record framing of lsm.record
+BLOCK_BYTES = 32 << 10
+FILE_HEADER = b"LSMWAL" + bytes((FORMAT_VERSION, 0))
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+BATCH = 1  # rtype of a record holding a write batch (lsm.batch, format 2)
+START = 2  # rtype of a log's first record: the sequence its first write will have (u64le)
 
-_HEAD = struct.Struct("<HBBI")
-_U32 = struct.Struct("<I")
-HEADER_BYTES = _HEAD.size + 4  # 12
-OVERHEAD = HEADER_BYTES + 4  # 16
-_MAGIC_BYTES = struct.pack("<H", MAGIC)
-_MAX_PAYLOAD = (1 << 32) - 1
-
-
-class Damage(str):
-    """The reason string given to ``on_corruption``, plus ``truncated``: True
-    when the region is a record cut short by the end of the data (a torn
-    last write), False for damaged bytes; and ``zero_fill``: True when the
-    region runs to the end of the data and every byte of it is zero (space a
-    preallocating writer extended the file by, or bytes whose length reached
-    the disk before their data: never a record)."""
-
-    truncated: bool
-    zero_fill: bool
-
-    def __new__(cls, reason: str, truncated: bool = False, zero_fill: bool = False) -> "Damage":
-        self = super().__new__(cls, reason)
-        self.truncated = truncated
-        self.zero_fill = zero_fill
-        return self
+_FRAG = struct.Struct("<IHB")
+FRAGMENT_HEADER = _FRAG.size  # 7
+_ZERO_HEADER = bytes(FRAGMENT_HEADER)
+_MAX_FRAGMENT = BLOCK_BYTES - FRAGMENT_HEADER
+_LEGACY_START = struct.pack("<HB", RECORD_MAGIC, RECORD_FORMAT_VERSION)  # a5 b1 02
+_xxh32 = xxhash.xxh32_intdigest
 
 
-def _zeros_to_end(data: bytes, pos: int) -> bool:
-    return data.count(0, pos) == len(data) - pos
-
-
-OnCorruption = Callable[[int, int, str, bool], bool]
-"""``on_corruption(offset, nbytes, reason, at_tail) -> keep_going``.
-
-``offset`` is where the damaged region starts, ``nbytes`` its length up to the
-next intact record (or the end), ``reason`` a :class:`Damage`, ``at_tail``
-true when no intact record follows. Return ``True`` to skip the region and
-continue, ``False`` to stop. It may also raise, which propagates.
-"""
-
-
-def encode_record(payload: bytes, rtype: int = BATCH) -> bytes:
-    """Frame ``payload`` as one record.
-
-    >>> encode_record(b"hi").hex()
-    'a5b1020102000000c10a8b346869074cb9a0'
-    """
+def frame_fragments(payload: bytes, pos: int) -> list[bytes]:
+    """The bytes that append the record ``payload`` to a log whose next byte
+    is at offset ``pos``: padding to the next block when a header does not
+    fit, then its fragments. (The writer's hot path inlines the one-fragment
+    case.)"""
+    out = []
     n = len(payload)
-    if n > _MAX_PAYLOAD:
-        raise ValueError(f"record payload of {n} bytes exceeds {_MAX_PAYLOAD}")
-    head = _HEAD.pack(MAGIC, FORMAT_VERSION, rtype, n)
-    body = head + _U32.pack(checksum(head)) + payload
-    return body + _U32.pack(checksum(body))
-
-
-def frame_record(buf: bytearray, rtype: int = BATCH) -> bytearray:
-    """Frame a record in place and return ``buf``: its first :data:`HEADER_BYTES`
-    bytes are reserved (any value) and the payload follows them. Gives the
-    same bytes as ``encode_record(buf[HEADER_BYTES:], rtype)`` without copying
-    the payload twice, which matters on small hot records (the cache's puts).
-
-    >>> frame_record(bytearray(HEADER_BYTES) + b"hi") == encode_record(b"hi")
-    True
-    """
-    n = len(buf) - HEADER_BYTES
-    if n < 0:
-        raise ValueError(f"buf has {len(buf)} bytes; the {HEADER_BYTES} header bytes must be reserved")
-    if not 0 <= rtype <= 0xFF:
-        raise ValueError(f"record type must fit a byte; got {rtype}")
-    key = n << 8 | rtype
-    head = _FRAMED_HEADS.get(key)
-    if head is None:
-        if n > _MAX_PAYLOAD:
-            raise ValueError(f"record payload of {n} bytes exceeds {_MAX_PAYLOAD}")
-        head = _HEAD.pack(MAGIC, FORMAT_VERSION, rtype, n)
-        head += _U32.pack(checksum(head))
-        if n < _FRAMED_HEADS_BELOW:
-            _FRAMED_HEADS[key] = head
-    buf[:HEADER_BYTES] = head
-    buf += _U32.pack(checksum(buf))
-    return buf
-
-
-# Complete headers (with their check) of small records, by length << 8 | type:
-# at most 3 * 4096 entries of 12 bytes. Filled on first use; a racing fill
-# stores equal bytes.
-_FRAMED_HEADS: dict[int, bytes] = {}
-_FRAMED_HEADS_BELOW = 4096
-
-
-def _header_at(data: bytes, pos: int) -> tuple[int, int, int] | None:
-    """``(version, type, length)`` if a header that checks out starts at ``pos``."""
-    if len(data) - pos < HEADER_BYTES:
-        return None
-    magic, version, rtype, length = _HEAD.unpack_from(data, pos)
-    if magic != MAGIC or _U32.unpack_from(data, pos + 8)[0] != checksum(memoryview(data)[pos:pos + 8]):
-        return None
-    return version, rtype, length
-
-
-def _intact_at(data: bytes, pos: int) -> bool:
-    h = _header_at(data, pos)
-    if h is None:
-        return False
-    end = pos + HEADER_BYTES + h[2]
-    return end + 4 <= len(data) and _U32.unpack_from(data, end)[0] == checksum(memoryview(data)[pos:end])
-
-
-def _resync(data: bytes, pos: int) -> int | None:
-    """Offset of the next intact record at or after ``pos``, or None."""
+    start = 0
+    first = True
     while True:
-        pos = data.find(_MAGIC_BYTES, pos)
-        if pos < 0:
-            return None
-        if _intact_at(data, pos):
-            return pos
-        pos += 1
-
-
-def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
-                 ) -> Iterator[tuple[int, int, bytes]]:
-    """Yield ``(offset, type, payload)`` for each intact record in ``data``.
-
-    Damage is classified and reported through ``on_corruption``:
-
-    * fewer than 12 bytes left, or a header that checks out with a length
-      running past the end: a truncated last record (``truncated=True``,
-      ``at_tail=True``); nothing after it is examined;
-    * a header that checks out, with a bad record checksum: that record's
-      extent is skipped (``at_tail`` when no intact record follows);
-    * a header that does not check out: skipped up to the next intact
-      record, found by scanning for the magic (``at_tail`` if there is none).
-
-    A region reported with ``at_tail`` that holds only zero bytes has
-    ``zero_fill=True`` (a preallocated log's unwritten end, doc/format.md).
-
-    Raises: CorruptionError (naming ``path``) for a record of a format version
-    this reader does not know: newer data is never skipped silently.
-    """
-    pos = 0
-    n = len(data)
-    view = memoryview(data)
-    while pos < n:
-        h = _header_at(data, pos)
-        if h is not None:
-            version, rtype, length = h
-            if version != FORMAT_VERSION:
-                raise CorruptionError(path, pos, f"record format version {version}, this reader knows "
-                                      f"{FORMAT_VERSION} (written by a newer lsm?)")
-            end = pos + HEADER_BYTES + length
-            if end + 4 > n:
-                on_corruption(pos, n - pos, Damage(
-                    f"truncated record: {length}-byte payload and checksum need {length + 4} bytes, "
-                    f"{n - pos - HEADER_BYTES} present", truncated=True), True)
-                return
-            want = _U32.unpack_from(data, end)[0]
-            got = checksum(view[pos:end])
-            if got == want:
-                yield pos, rtype, data[pos + HEADER_BYTES:end]
-                pos = end + 4
-                continue
-            nxt = end + 4
-            # at_tail means "no intact record follows", not "ends the data":
-            # a torn group commit can leave several damaged records at the end.
-            tail = nxt >= n or _resync(data, nxt) is None
-            if not on_corruption(pos, nxt - pos, Damage(f"record checksum 0x{got:08x} != stored 0x{want:08x}"),
-                                 tail):
-                return
-            pos = nxt
-            continue
-        if n - pos < HEADER_BYTES:  # no record fits: a header cut short
-            on_corruption(pos, n - pos, Damage(f"truncated record header ({n - pos} of {HEADER_BYTES} bytes)",
-                                               truncated=True, zero_fill=_zeros_to_end(data, pos)), True)
-            return
-        nxt = _resync(data, pos + 1)
-        stop = n if nxt is None else nxt
-        damage = Damage("bad record header (magic or header check)",
-                        zero_fill=nxt is None and _zeros_to_end(data, pos))
-        if not on_corruption(pos, stop - pos, damage, nxt is None) \
-                or nxt is None:
-            return
-        pos = nxt
-
-
-def has_intact_record(data: bytes) -> bool:
-    """True when ``data`` holds at least one intact record anywhere."""
-    return _intact_at(data, 0) or _resync(data, 0) is not None
-
-
-def strict_reporter(path: str) -> OnCorruption:
-    """An ``on_corruption`` that raises :class:`CorruptionError` for any damage."""
-
-    def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
-        raise CorruptionError(path, offset, reason)
-
-    return report
+        left = BLOCK_BYTES - pos % BLOCK_BYTES
+        if left < FRAGMENT_HEADER:
+            out.append(bytes(left))
+            pos += left
+            left = BLOCK_BYTES
+        take = min(n - start, left - FRAGMENT_HEADER)
+        last = start + take == n
+        ftype = (FULL if last else FIRST) if first else (LAST if last else MIDDLE)
+        part = payload[start:start + take]
+        out.append(_FRAG.pack(_xxh32(part, take << 8 | ftype), take, ftype))
+        out.append(part)
+        pos += FRAGMENT_HEADER + take
+        start += take
+        first = False
+        if last:
+            return out
 
 
 class WalWriter:
-    """Appends records to one log file.
+    """Appends records to one write-ahead log file.
 
-    Durability: ``add_records`` returns once the bytes are in the OS (one
-    ``write(2)`` for the whole group); ``sync`` makes them survive a power cut.
-    Thread safety: none; the commit leader (or the manifest owner) is the only
-    caller. A failed write may leave a torn record at the end of the file; the
-    caller must stop using the writer (the DB enters its background-error state)
-    and recovery drops the torn tail.
+    The file is normally a mapped file (``FileSystem.open_mapped``): a record
+    is stored into shared memory, which is the page cache, so it survives a
+    crash of the process as a ``write(2)`` would; ``sync`` (``fdatasync``)
+    makes it survive a power cut.
+
+    Durability: after :meth:`append` returns, the record is in the OS.
+    Thread safety: none; the DB's writer (the commit leader, or the one
+    writer of the fast path, under the DB mutex) is the only caller. A failed
+    append may leave a torn record: the caller must stop writing (the DB
+    enters its background-error state) and recovery drops the torn tail.
     """
 
-    __slots__ = ("file", "number")
+    __slots__ = ("file", "number", "pos", "write")
 
     def __init__(self, file: WritableFile, number: int = 0) -> None:
         self.file = file
         self.number = number
+        self.write = file.write
+        if file.size == 0:
+            file.write(FILE_HEADER)
+        self.pos = file.size
 
     @property
     def size(self) -> int:
-        return self.file.size
+        return self.pos
 
-    def add_record(self, payload: bytes, rtype: int = BATCH) -> None:
-        self.file.write(encode_record(payload, rtype))
-
-    def add_records(self, payloads: list[bytes], rtype: int = BATCH) -> None:
-        if len(payloads) == 1:
-            self.file.write(encode_record(payloads[0], rtype))
-        else:
-            self.file.write(b"".join([encode_record(p, rtype) for p in payloads]))
+    def append(self, payload: bytes) -> None:
+        """Append one record (``rtype body``)."""
+        pos = self.pos
+        n = len(payload)
+        left = BLOCK_BYTES - pos % BLOCK_BYTES
+        if n + FRAGMENT_HEADER <= left:  # the common case: one FULL fragment in this block
+            self.write(_FRAG.pack(_xxh32(payload, n << 8 | FULL), n, FULL))
+            self.write(payload)
+            self.pos = pos + FRAGMENT_HEADER + n
+            return
+        data = b"".join(frame_fragments(payload, pos))
+        self.write(data)
+        self.pos = pos + len(data)
 
     def sync(self) -> None:
         self.file.sync()
@@ -279,3 +138,179 @@ class WalWriter:
 
     def close(self) -> None:
         self.file.close()
+
+
+class LogScan(NamedTuple):
+    """What :func:`scan_log` found in one log: its format version, its intact
+    records ``(offset, rtype, body)`` in order, its damaged regions
+    ``(offset, nbytes, damage)`` in order, and ``hints``: records that check
+    out *inside* damaged regions ``(offset, rtype, body)``.
+
+    Hints are never replayed (a user value can hold a record's bytes); they
+    only tell recovery that damage was not at the end of the log, and what
+    was durable when the writes after it were made (see lsm.recovery)."""
+
+    version: int
+    records: list[tuple[int, int, bytes]]
+    damage: list[tuple[int, int, Damage]]
+    hints: list[tuple[int, int, bytes]] = []
+
+
+def _zeros_from(data: bytes, pos: int) -> bool:
+    return data.count(0, pos) == len(data) - pos
+
+
+def scan_log(data: bytes, path: str = "<log>") -> LogScan:
+    """Every intact record and every damaged region of a write-ahead log.
+
+    Format 3 (starts with :data:`FILE_HEADER`): fragments are read block by
+    block. A fragment whose header or checksum is bad, that runs past its
+    block, or that breaks the FIRST/MIDDLE/LAST order, is damage; the reader
+    goes on at the next block (or at the next FIRST or FULL fragment, for a
+    broken order). A record cut short by the end of the data is damage with
+    ``truncated`` set. Zero bytes where a fragment should start are
+    preallocated space that was never written: at the end of the data they
+    are not reported (the end of the log); followed by data they are damage
+    (pages a power cut did not write back). A region of damage is reported
+    with ``zero_fill`` when all its bytes are zero.
+
+    Format 2 (starts with ``a5 b1 02``): read by lsm.record.iter_records.
+
+    Raises: CorruptionError for a file header naming another WAL format
+    version (a newer release's log is never dropped as damage).
+    """
+    if data.startswith(_LEGACY_START):
+        return _scan_legacy(data, path)
+    if not data or _zeros_from(data, 0):
+        return LogScan(FORMAT_VERSION, [], [])  # created, nothing written (or not yet written back)
+    records: list[tuple[int, int, bytes]] = []
+    damage: list[tuple[int, int, Damage]] = []
+    if data.startswith(FILE_HEADER[:6]):
+        if data[6] != FORMAT_VERSION:
+            raise CorruptionError(path, 6, f"write-ahead log format version {data[6]}, this reader knows "
+                                  f"{FORMAT_VERSION} and 2 (written by a newer lsm?)")
+    else:  # a damaged file header: report it, and read the fragments after it
+        damage.append((0, len(FILE_HEADER), Damage("bad write-ahead log file header")))
+    n = len(data)
+    pos = len(FILE_HEADER)
+    start = -1  # offset of the record being assembled, -1: none
+    parts: list[bytes] = []
+    bad_from = -1  # start of the damaged region being skipped, -1: none
+
+    def close_bad(upto: int) -> None:
+        nonlocal bad_from
+        if bad_from >= 0:
+            if upto > bad_from:
+                zero = _zeros_from(data[:upto], bad_from)
+                damage.append((bad_from, upto - bad_from, Damage("damaged log fragment" if not zero
+                                                                 else "unwritten zeros before later records",
+                                                                 zero_fill=zero)))
+            bad_from = -1
+
+    def bad(at: int) -> None:
+        nonlocal bad_from, start
+        if start >= 0:  # a record in progress is lost with it
+            at, start = start, -1
+            parts.clear()
+        if bad_from < 0:
+            bad_from = at
+
+    while pos < n:
+        block_end = (pos // BLOCK_BYTES + 1) * BLOCK_BYTES
+        if block_end - pos < FRAGMENT_HEADER:
+            pos = block_end  # padding
+            continue
+        if n - pos < FRAGMENT_HEADER:
+            if not _zeros_from(data, pos):
+                bad(pos)
+            break
+        crc, length, ftype = _FRAG.unpack_from(data, pos)
+        if not crc and not length and not ftype:
+            # zeros: unwritten space. The end of the log if zeros run to the end.
+            if _zeros_from(data, pos):
+                break
+            bad(pos)
+            pos = block_end
+            continue
+        end = pos + FRAGMENT_HEADER + length
+        if ftype not in (FULL, FIRST, MIDDLE, LAST) or end > block_end:
+            bad(pos)
+            pos = block_end
+            continue
+        if end > n:
+            bad(pos)  # cut short by the end of the data: a torn last write
+            pos = n
+            break
+        payload = data[pos + FRAGMENT_HEADER:end]
+        if _xxh32(payload, length << 8 | ftype) != crc:
+            bad(pos)
+            pos = block_end
+            continue
+        if ftype == FULL or ftype == FIRST:
+            if start >= 0:
+                bad(start)  # a record left unfinished: its LAST is missing
+            close_bad(pos)
+            if ftype == FULL:
+                if payload:
+                    records.append((pos, payload[0], payload[1:]))
+                else:
+                    damage.append((pos, end - pos, Damage("empty log record")))
+            else:
+                start = pos
+                parts[:] = [payload]
+        elif start < 0:
+            bad(pos)  # MIDDLE or LAST of a record whose FIRST was lost
+        else:
+            parts.append(payload)
+            if ftype == LAST:
+                rec = b"".join(parts)
+                parts.clear()
+                if rec:
+                    records.append((start, rec[0], rec[1:]))
+                start = -1
+        pos = end
+    if start >= 0:
+        bad(start)
+    if bad_from >= 0:
+        # the damage runs to the end: a torn tail unless records follow (they cannot: nothing left)
+        zero = _zeros_from(data, bad_from)
+        damage.append((bad_from, n - bad_from, Damage("torn or damaged end of the log", truncated=True,
+                                                      zero_fill=zero)))
+    hints = [h for off, nbytes, d in damage if not d.zero_fill for h in _hints(data, off + 1, off + nbytes)]
+    return LogScan(FORMAT_VERSION, records, damage, hints)
+
+
+def _hints(data: bytes, lo: int, hi: int) -> list[tuple[int, int, bytes]]:
+    """FULL fragments that check out anywhere in ``data[lo:hi]`` (a damaged
+    region), as ``(offset, rtype, body)``. A byte-by-byte search: recovery
+    only, and only over damage."""
+    out = []
+    unpack = _FRAG.unpack_from
+    pos = lo
+    end = min(hi, len(data)) - FRAGMENT_HEADER
+    while pos < end:
+        crc, length, ftype = unpack(data, pos)
+        if ftype == FULL and length and pos + FRAGMENT_HEADER + length <= min(hi, len(data)) and \
+                (pos // BLOCK_BYTES) == (pos + FRAGMENT_HEADER + length - 1) // BLOCK_BYTES:
+            payload = data[pos + FRAGMENT_HEADER:pos + FRAGMENT_HEADER + length]
+            if _xxh32(payload, length << 8 | FULL) == crc:
+                out.append((pos, payload[0], payload[1:]))
+                pos += FRAGMENT_HEADER + length
+                continue
+        pos += 1
+    return out
+
+
+def _scan_legacy(data: bytes, path: str) -> LogScan:
+    """A write-ahead log of format 2: records of lsm.record framing."""
+    damage: list[tuple[int, int, Damage]] = []
+
+    def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
+        if not (at_tail and getattr(reason, "zero_fill", False)):
+            damage.append((offset, nbytes, reason if isinstance(reason, Damage) else Damage(reason)))
+        return True
+
+    records = [(offset, rtype, payload) for offset, rtype, payload in iter_records(data, report, path)]
+    # A format 2 batch record's type was RECORD_BATCH; recovery knows by the version.
+    assert RECORD_BATCH == BATCH
+    return LogScan(2, records, damage, [])

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsm.batch import HEADER, BatchDecodeError, WriteBatch, decode_batch, encode_batch, iter_entries
+from lsm.batch import HEADER, HEADER_V1, BatchDecodeError, WriteBatch, decode_batch, encode_batch, iter_entries
 from lsm.errors import Error
-from lsm.keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, TTL_PREFIX_BYTES
+from lsm.keys import DELETE, MAX_SEQUENCE, PUT, PUT_TTL, RANGE_DELETE, TTL_PREFIX_BYTES
 
 FAST = settings(max_examples=100, deadline=None)
 
@@ -30,34 +30,56 @@ ops = st.one_of(
 # --- encoding -------------------------------------------------------------------
 
 def test_header_layout() -> None:
-    assert HEADER.size == 12
-    assert encode_batch(0x0102030405060708, []) == bytes.fromhex("0807060504030201" "00000000")
+    assert HEADER.size == 20 and HEADER_V1.size == 12
+    assert encode_batch(0x0102030405060708, [], 9) == bytes.fromhex("0807060504030201" "00000000"
+                                                                       "0900000000000000")
 
 
 def test_known_encoding_matches_format_doc() -> None:
-    payload = encode_batch(5, [(PUT, b"k", b"v"), (DELETE, b"old", b"")])
-    assert payload.hex(" ") == "05 00 00 00 00 00 00 00 02 00 00 00 01 01 6b 01 76 00 03 6f 6c 64"
+    payload = encode_batch(5, [(PUT, b"k", b"v"), (DELETE, b"old", b"")], 4)
+    assert payload.hex(" ") == ("05 00 00 00 00 00 00 00 02 00 00 00 04 00 00 00 00 00 00 00 "
+                                "01 01 6b 01 76 00 03 6f 6c 64")
+
+
+def test_format_1_payloads_decode() -> None:
+    v1 = bytes.fromhex("05 00 00 00 00 00 00 00 02 00 00 00 01 01 6b 01 76 00 03 6f 6c 64")
+    assert decode_batch(v1, 1) == (5, [(PUT, b"k", b"v"), (DELETE, b"old", b"")], 0)
+    with pytest.raises(BatchDecodeError, match="unknown op kind 3"):  # format 1 had no range deletes
+        decode_batch(HEADER_V1.pack(1, 1) + bytes((RANGE_DELETE, 1)) + b"a" + bytes((1,)) + b"b", 1)
+
+
+def test_range_delete_op_carries_its_end() -> None:
+    payload = encode_batch(3, [(RANGE_DELETE, b"a", b"m")])
+    assert payload[HEADER.size:] == bytes((RANGE_DELETE, 1)) + b"a" + bytes((1,)) + b"m"
+    assert decode_batch(payload).ops == [(RANGE_DELETE, b"a", b"m")]
 
 
 def test_put_ttl_value_carries_expiry_prefix() -> None:
     value = struct.pack("<d", 1700000000.0) + b"v"
     payload = encode_batch(8, [(PUT_TTL, b"k", value)])
-    assert payload.hex() == "08000000000000000100000002016b0900000040fc54d94176"
-    assert decode_batch(payload) == (8, [(PUT_TTL, b"k", value)])
+    assert payload.hex() == "080000000000000001000000000000000000000002016b0900000040fc54d94176"
+    assert decode_batch(payload) == (8, [(PUT_TTL, b"k", value)], 0)
 
 
-@given(st.integers(min_value=1, max_value=MAX_SEQUENCE), st.lists(ops, max_size=20))
+@given(st.integers(min_value=1, max_value=MAX_SEQUENCE), st.lists(ops, max_size=20),
+       st.integers(0, MAX_SEQUENCE))
 @FAST
-def test_round_trip(first_seq: int, oplist: list[tuple[int, bytes, bytes]]) -> None:
+def test_round_trip(first_seq: int, oplist: list[tuple[int, bytes, bytes]], synced: int) -> None:
     first_seq = min(first_seq, MAX_SEQUENCE - len(oplist) + 1)  # sequences stay in 1..MAX_SEQUENCE
-    payload = encode_batch(first_seq, oplist)
-    assert decode_batch(payload) == (first_seq, oplist)
+    payload = encode_batch(first_seq, oplist, synced)
+    assert decode_batch(payload) == (first_seq, oplist, synced)
     assert list(iter_entries(payload)) == [(first_seq + i, k, key, v)
                                            for i, (k, key, v) in enumerate(oplist)]
 
 
+def test_write_batch_parts_encode_the_same_payload() -> None:
+    b = WriteBatch().put(b"k", b"v").delete(b"old").put(b"t", b"x" * 300, ttl=60)
+    b._range_delete(b"a", b"b")
+    assert HEADER.pack(9, len(b), 0) + b"".join(b._parts) == encode_batch(9, b.ops)
+
+
 def test_decoded_fields_are_bytes() -> None:
-    _, got = decode_batch(encode_batch(1, [(PUT, b"k", b"v")]))
+    got = decode_batch(encode_batch(1, [(PUT, b"k", b"v")])).ops
     assert all(type(x) is bytes for x in got[0][1:])
 
 
@@ -84,11 +106,12 @@ def test_write_batch_ttl_put_stores_absolute_expiry() -> None:
     assert stored[TTL_PREFIX_BYTES:] == b"value"
     (expires,) = struct.unpack("<d", stored[:TTL_PREFIX_BYTES])
     assert before + 60 <= expires <= after + 60
-    assert decode_batch(encode_batch(3, b.ops)) == (3, b.ops)
+    assert decode_batch(encode_batch(3, b.ops)) == (3, b.ops, 0)
 
 
 @pytest.mark.parametrize("ttl, exc", [(0, ValueError), (-1, ValueError), (float("nan"), ValueError),
-                                      (float("inf"), ValueError), ("5", TypeError), (True, TypeError)])
+                                      (float("inf"), ValueError), (10 ** 400, ValueError), (1e10, ValueError),
+                                      ("5", TypeError), (True, TypeError)])
 def test_write_batch_bad_ttl(ttl: object, exc: type) -> None:
     b = WriteBatch()
     with pytest.raises(exc, match="ttl"):
@@ -116,19 +139,20 @@ def test_write_batch_rejects_oversized_key() -> None:
 # --- malformed payloads --------------------------------------------------------------
 
 def _hdr(first_seq: int, count: int) -> bytes:
-    return struct.pack("<QI", first_seq, count)
+    return struct.pack("<QIQ", first_seq, count, 0)
 
 
 GOOD = encode_batch(7, [(PUT, b"key", b"value"), (DELETE, b"gone", b""), (PUT_TTL, b"t", b"\0" * 8 + b"x")])
 
 MALFORMED = {
     "empty": b"",
-    "short-header": _hdr(1, 0)[:11],
+    "short-header": _hdr(1, 0)[:19],
     "count-but-no-ops": _hdr(1, 1),
     "count-too-high": GOOD[:8] + struct.pack("<I", 4) + GOOD[12:],
     "count-too-low-trailing-bytes": GOOD[:8] + struct.pack("<I", 2) + GOOD[12:],
     "huge-count": _hdr(1, 0xFFFFFFFF) + bytes((PUT, 1)) + b"k" + bytes((1,)) + b"v",
-    "unknown-kind-3": _hdr(1, 1) + bytes((3, 1)) + b"k",
+    "range-delete-without-end": _hdr(1, 1) + bytes((RANGE_DELETE, 1)) + b"k",
+    "unknown-kind-4": _hdr(1, 1) + bytes((4, 1)) + b"k",
     "unknown-kind-255": _hdr(1, 1) + bytes((255, 1)) + b"k" + bytes((1,)) + b"v",
     "kind-only": _hdr(1, 1) + bytes((PUT,)),
     "key-len-truncated-varint": _hdr(1, 1) + bytes((PUT, 0x80)),
@@ -182,7 +206,7 @@ def test_put_ttl_value_shorter_than_expiry_is_malformed(n: int) -> None:
 def test_put_ttl_value_of_just_the_expiry_decodes() -> None:
     value = struct.pack("<d", 1700000000.0)
     assert decode_batch(_hdr(1, 1) + bytes((PUT_TTL, 1)) + b"k" + bytes((8,)) + value) == (
-        1, [(PUT_TTL, b"k", value)])
+        1, [(PUT_TTL, b"k", value)], 0)
 
 
 def test_sequence_past_max_sequence_is_malformed() -> None:
@@ -198,4 +222,4 @@ def test_first_sequence_outside_range_is_malformed(first_seq: int) -> None:
 
 def test_batch_ending_at_max_sequence_decodes() -> None:
     ops_ = [(PUT, b"a", b"1"), (DELETE, b"b", b"")]
-    assert decode_batch(encode_batch(MAX_SEQUENCE - 1, ops_)) == (MAX_SEQUENCE - 1, ops_)
+    assert decode_batch(encode_batch(MAX_SEQUENCE - 1, ops_)) == (MAX_SEQUENCE - 1, ops_, 0)

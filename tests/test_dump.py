@@ -123,7 +123,7 @@ def test_describe_manifest_matches_the_version(db_path: tuple[Path, Model]) -> N
     assert listed == {(lv["level"], f["number"]) for lv in stats["levels"] for f in lv["files"]}
     assert len(info.files) >= 2
     assert info.edit_count == len(info.edits) >= 2
-    assert info.edits[0].format_version == 1
+    assert info.edits[0].format_version == 2
     assert {f.number for e in info.edits for f in e.added} >= {f.number for f in info.files}
     logs = [int(p.name[:6]) for p in files_of(path, FileType.LOG)]
     assert info.log_number == max(logs)
@@ -213,7 +213,7 @@ def test_iter_wal_lists_every_operation(db_path: tuple[Path, Model]) -> None:
     assert [o.kind for o in ops[-2:]] == ["PUT", "DELETE"]
     seqs = [o.seq for o in ops]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert ops[0].offset == 0 and ops[1].offset > 0
+    assert ops[0].offset == 24 and ops[1].offset > 24  # after the file header and the START record
     assert ops[0].value == b"in-the-log-0"
 
 
@@ -227,10 +227,12 @@ def test_iter_wal_reports_damage_and_continues(db_path: tuple[Path, Model]) -> N
     damage = [o for o in out if isinstance(o, dump.Damage)]
     assert len(damage) == 1
     d = damage[0]
+    # the reader goes on at the next 32 KiB block: the rest of this (one-block) log is in the region;
+    # records that check out inside it show it is not a torn last write
     assert (d.path, d.offset, d.torn) == (str(log), victim.offset, False)
-    assert d.nbytes == ops[6].offset - victim.offset and "checksum" in d.reason
+    assert d.nbytes == log.stat().st_size - victim.offset
     survivors = [o.seq for o in out if isinstance(o, dump.WalOp)]
-    assert survivors == [o.seq for o in ops if o is not victim]
+    assert survivors == [o.seq for o in ops[:5]]
     assert out.index(d) == 5  # reported in file order
 
 
@@ -256,21 +258,15 @@ def test_iter_wal_zero_tail_is_not_damage(db_path: tuple[Path, Model]) -> None:
     assert severities(path)["warning"] == [] and severities(path)["error"] == []
 
 
-def test_verify_zero_tail_of_an_older_log_is_an_error(db_path: tuple[Path, Model]) -> None:
-    """As in recovery: zeros are the end of the newest log with records only; a
-    log is trimmed before a newer one gets a record, so zeros at the end of an
-    older one are damage (and a default open refuses the database)."""
+def test_verify_zero_tail_of_an_older_log_is_not_damage(db_path: tuple[Path, Model]) -> None:
+    """Zeros at the end of any log are its preallocated, unwritten end: a crash
+    before a switch trimmed it. No write is lost there (a newer log's records
+    must continue the sequence, which recovery checks)."""
     path, _ = db_path
     log = files_of(path, FileType.LOG)[-1]
-    data = log.read_bytes()
-    newer = path / ("%06d.log" % (int(log.name[:6]) + 1000))
-    newer.write_bytes(data)  # same records again, in a later log
     with open(log, "ab") as f:
         f.write(bytes(4096))
-    errors = severities(path)["error"]
-    assert [(e.path, e.offset) for e in errors] == [(str(log), len(data))]
-    with pytest.raises(lsm.CorruptionError):
-        lsm.open(path).close()
+    assert severities(path)["error"] == []
 
 
 def test_manifest_zero_tail_is_reported(db_path: tuple[Path, Model]) -> None:

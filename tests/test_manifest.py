@@ -17,7 +17,7 @@ from lsm.fs import OsFileSystem
 from lsm.manifest import (FORMAT_VERSION, TAG_COMPACT_POINTER, TAG_DELETED_FILE, TAG_FORMAT_VERSION,
                           TAG_LAST_SEQUENCE, TAG_LOG_NUMBER, TAG_NEW_FILE, TAG_NEXT_FILE, FileMeta,
                           ManifestWriter, VersionEdit, install_current, read_current, read_manifest)
-from lsm.wal import BATCH, EDIT, HEADER_BYTES, MAGIC, encode_record
+from lsm.record import BATCH, EDIT, HEADER_BYTES, MAGIC, encode_record
 
 FAST = settings(max_examples=100, deadline=None)
 FS = OsFileSystem()
@@ -34,7 +34,7 @@ def edit_fields(e: VersionEdit) -> tuple:
 def test_tags_are_frozen() -> None:
     assert (TAG_LOG_NUMBER, TAG_NEXT_FILE, TAG_LAST_SEQUENCE, TAG_COMPACT_POINTER, TAG_DELETED_FILE,
             TAG_NEW_FILE, TAG_FORMAT_VERSION) == (1, 2, 3, 4, 5, 6, 7)
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2
 
 
 def test_known_encoding_matches_format_doc() -> None:
@@ -239,7 +239,7 @@ def test_bad_edit_payload_raises_at_its_record(tmp_path) -> None:
     assert (ei.value.path, ei.value.offset) == (path, len(data))
 
 
-@pytest.mark.parametrize("version", [None, 0, 2])
+@pytest.mark.parametrize("version", [None, 0, 3])
 def test_first_edit_must_carry_known_format_version(tmp_path, version) -> None:
     first = snapshot_edit()
     first.format_version = version
@@ -247,6 +247,14 @@ def test_first_edit_must_carry_known_format_version(tmp_path, version) -> None:
     with pytest.raises(CorruptionError, match="unsupported manifest format version") as ei:
         list(read_manifest(FS, path))
     assert ei.value.offset == 0
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_both_known_format_versions_are_read(tmp_path, version) -> None:
+    first = snapshot_edit()
+    first.format_version = version
+    path, _, _ = write_manifest(tmp_path, [first] + later_edits())
+    assert len(list(read_manifest(FS, path))) == 1 + len(later_edits())
 
 
 @pytest.mark.parametrize("content, reason", [("empty", "no complete edit"),

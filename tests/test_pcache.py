@@ -29,7 +29,7 @@ from lsm import cachelog, cacheshard, pcache
 from lsm.errors import BackgroundError, ClosedError, CorruptionError, DiskError, LockError
 from lsm.cachelog import shard_of
 from lsm.pcache import PersistentCache
-from lsm.wal import CACHE, encode_record, iter_records
+from lsm.record import CACHE, encode_record, iter_records
 
 sys.path.insert(0, os.path.dirname(__file__))
 from faultfs import FaultFS, Rule  # noqa: E402
@@ -733,7 +733,7 @@ def test_log_whose_creation_was_cut_short_is_reset(tmp_path, keep):
 
 
 def test_bad_op_in_intact_record_is_corruption(tmp_path):
-    from lsm.wal import CACHE, encode_record
+    from lsm.record import CACHE, encode_record
     with PersistentCache(tmp_path, shards=1) as c:
         c.put(b"a", b"1")
     with open(_log_path(tmp_path), "ab") as f:

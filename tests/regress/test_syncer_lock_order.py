@@ -45,8 +45,8 @@ class _FS(OsFileSystem):
         self.arm = threading.Event()
         self.in_sync = threading.Event()
 
-    def open_writable(self, path, *, preallocate=0):
-        f = super().open_writable(path, preallocate=preallocate)
+    def open_mapped(self, path, *, step):
+        f = super().open_mapped(path, step=step)
         return _SlowFailingLog(f, self.arm, self.in_sync) if path.endswith(".log") else f
 
 

@@ -13,8 +13,9 @@ import os
 import time
 
 from .commit import Writer
-from .compaction import (Compaction, JobSpec, drop_obsolete, level_scores, max_bytes_for_level,
-                         output_reservation, pick_compaction, run_job, setup_compaction, write_tables)
+from .builder import build_memtable
+from .compaction import (Compaction, JobSpec, level_scores, max_bytes_for_level, output_reservation,
+                         pick_compaction, run_job, setup_compaction)
 from .errors import BackgroundError, DiskError
 from .invariants import assert_held
 from .keys import check_key
@@ -194,8 +195,7 @@ class Background:
         try:
             self._mu.release()
             try:
-                entries = drop_obsolete(imm.iter_entries(), snaps, lambda k: False, 0.0)
-                metas = write_tables(self._fs, self._path, entries, self._opts, new_number)
+                metas = build_memtable(self._fs, self._path, imm, snaps, self._opts, new_number)
                 if metas:
                     self._fs.fsync_dir(self._path)
             finally:
@@ -269,7 +269,12 @@ class Background:
         vs.next_file += reserved  # recorded by the edit below (or the next one)
         numbers = set(range(first, first + reserved))
         self._pending_outputs |= numbers
-        spec = JobSpec(self._path, self._opts, [f.number for _, f in inputs], snaps, deeper,
+        # Runs of key-disjoint inputs, newest first: each L0 table alone (in the
+        # version's order, newest first), then a level's files in key order.
+        first_runs = ([[f.number] for f in sorted(c.inputs[0], key=lambda f: (f.max_seq, f.number), reverse=True)]
+                      if c.level == 0 else [[f.number for f in c.inputs[0]]])
+        runs = first_runs + ([[f.number for f in c.inputs[1]]] if c.inputs[1] else [])
+        spec = JobSpec(self._path, self._opts, runs, snaps, deeper,
                        self._now(), c.grandparents, first, reserved, split=not c.is_intra_l0())
         use_worker = self._worker is not None and input_bytes >= WORKER_MIN_BYTES
         self._mu.release()

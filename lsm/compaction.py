@@ -8,23 +8,27 @@ it and return :class:`~lsm.manifest.FileMeta` for the caller to install.
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left
-from typing import Callable, Iterable, Iterator
+import sys
+from array import array
+from bisect import bisect_right
+from itertools import compress
+from typing import Callable
 
-from .errors import DiskError, Error
+from .builder import ColumnTables, drop_obsolete, write_tables
+from .keys import DELETE, PUT_TTL
+from .errors import Error
 from .filenames import make_table_name
 from .fs import FileSystem, OsFileSystem
 from .iterators import merge
-from .keys import DELETE, PUT_TTL
 from .manifest import FileMeta
 from .options import Options
-from .sstable import TableReader, TableWriter
+
+_F64 = struct.Struct("<d")
+from .sstable import TableReader
 from .version import NUM_LEVELS, Version
 
 __all__ = ["INTRA_L0_RATIO", "Compaction", "JobSpec", "drop_obsolete", "intra_l0_instead", "pick_compaction",
-           "run_job", "run_job_in_worker", "write_tables"]
-
-_F64 = struct.Struct("<d")
+           "run_job", "run_job_in_worker"]
 
 INTRA_L0_RATIO = 1.5
 """An L0->L1 compaction that would rewrite more than this many bytes (and
@@ -33,99 +37,6 @@ inputs into one L0 table instead (an *intra-L0* compaction), so that L0
 batches grow until pushing them into L1 is worth it. The price: up to
 1/this of the L1 overlap can wait in L0 (newer versions shadowing L1's, so
 more space under overwrites). See :func:`pick_compaction`."""
-
-
-def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: list[int],
-                  is_bottommost: Callable[[bytes], bool], now: float,
-                  counters: dict | None = None) -> Iterator[tuple[bytes, int, int, bytes]]:
-    """Filter ``(key, seq, kind, value)`` in table order down to what some reader may need.
-
-    ``snapshots`` is the ascending list of sequence numbers that open snapshots
-    and iterators read at. They cut each key's history into stripes; in each
-    stripe only the newest version can be seen, so older ones in the same
-    stripe are dropped. A tombstone or an entry expired at ``now`` that is the
-    newest of the lowest stripe (visible to no snapshot as anything but
-    "absent") is dropped too when ``is_bottommost(key)``: no deeper level may
-    hold an older version it hides, so dropping it cannot resurrect anything.
-    """
-    last_key = None
-    last_stripe = -1
-    dropped_rest = False  # the rest of this key's (older) history is gone
-    nsnap = len(snapshots)
-    for key, seq, kind, value in entries:
-        stripe = bisect_left(snapshots, seq) if nsnap else 0
-        if key != last_key:
-            last_key = key
-            dropped_rest = False
-        elif dropped_rest or stripe == last_stripe:
-            if counters is not None:
-                counters["dropped"] = counters.get("dropped", 0) + 1
-            continue
-        last_stripe = stripe
-        if stripe == 0 and (kind == DELETE or (kind == PUT_TTL and _F64.unpack_from(value)[0] <= now)) \
-                and is_bottommost(key):
-            dropped_rest = True
-            if counters is not None:
-                counters["dropped"] = counters.get("dropped", 0) + 1
-            continue
-        yield key, seq, kind, value
-
-
-def write_tables(fs: FileSystem, dbpath: str, entries: Iterable[tuple[bytes, int, int, bytes]],
-                 options: Options, new_number: Callable[[], int], *, split_bytes: int | None = None,
-                 split_before: Callable[[bytes], bool] | None = None,
-                 on_open: Callable[[int], None] | None = None) -> list[FileMeta]:
-    """Write ``entries`` (table order) into one or more tables; return their metas.
-
-    A new table is started once the current one reaches ``split_bytes`` or
-    ``split_before(key)`` says so, but never between two versions of one user
-    key, so each level's files hold disjoint key ranges. Every table is
-    fsynced; the caller fsyncs the directory before recording them.
-    ``on_open(number)`` is called before each file is created, so the caller
-    can protect it from obsolete-file deletion.
-
-    On any error every file written by this call is removed and the error is
-    re-raised.
-    """
-    metas: list[FileMeta] = []
-    numbers: list[int] = []
-    writer: TableWriter | None = None
-    try:
-        for key, seq, kind, value in entries:
-            if writer is not None and key != writer.last_key and (
-                    (split_bytes is not None and writer.estimated_size >= split_bytes)
-                    or (split_before is not None and split_before(key))):
-                metas.append(_finish(writer, numbers[-1]))
-                writer = None
-            if writer is None:
-                number = new_number()
-                numbers.append(number)
-                if on_open is not None:
-                    on_open(number)
-                writer = TableWriter(fs.open_writable(make_table_name(dbpath, number)),
-                                     block_bytes=options.block_bytes,
-                                     bloom_bits_per_key=options.bloom_bits_per_key,
-                                     compression=options.compression)
-            writer.add(key, seq, kind, value)
-        if writer is not None:
-            metas.append(_finish(writer, numbers[-1]))
-            writer = None
-    except BaseException:
-        if writer is not None:
-            writer.abandon()
-        for number in numbers:
-            try:
-                fs.remove(make_table_name(dbpath, number))
-            except DiskError:
-                pass  # an orphan; removed at next open
-        raise
-    return metas
-
-
-def _finish(writer: TableWriter, number: int) -> FileMeta:
-    p = writer.finish()
-    return FileMeta(number, p["file_size"], p["entries"], p["smallest"], p["largest"],
-                    p["min_seq"], p["max_seq"])
 
 
 # -- picking ---------------------------------------------------------------
@@ -289,18 +200,21 @@ def grandparent_splitter(grandparents: list[FileMeta], limit: int) -> Callable[[
 
 class JobSpec:
     """Everything a compaction merge needs, by value, so it can run in another
-    process. Picklable. ``first_number`` .. ``first_number + reserved - 1`` are
-    file numbers the caller reserved (and protects from deletion) for outputs."""
+    process. Picklable. ``runs`` are the input tables as runs of key-disjoint
+    tables (each L0 table alone, a level's files in key order), newest run
+    first: a key's version in an earlier run is newer than in a later one.
+    ``first_number`` .. ``first_number + reserved - 1`` are file numbers the
+    caller reserved (and protects from deletion) for outputs."""
 
-    __slots__ = ("dbpath", "options", "inputs", "snapshots", "deeper", "now", "grandparents",
+    __slots__ = ("dbpath", "options", "runs", "snapshots", "deeper", "now", "grandparents",
                  "first_number", "reserved", "split")
 
-    def __init__(self, dbpath: str, options: Options, inputs: list[int], snapshots: list[int],
+    def __init__(self, dbpath: str, options: Options, runs: list[list[int]], snapshots: list[int],
                  deeper: list[tuple[bytes, bytes]], now: float, grandparents: list[FileMeta],
                  first_number: int, reserved: int, split: bool = True) -> None:
         self.dbpath = dbpath
         self.options = options
-        self.inputs = inputs
+        self.runs = runs
         self.snapshots = snapshots
         self.deeper = deeper
         self.now = now
@@ -310,6 +224,11 @@ class JobSpec:
         # False: one output table (an intra-L0 compaction: L0 tables are not
         # split by key range, each holds one contiguous span of sequences)
         self.split = split
+
+    @property
+    def inputs(self) -> list[int]:
+        """Every input table's number."""
+        return [n for run in self.runs for n in run]
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
@@ -334,9 +253,15 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
     bypassing the block cache. Outputs are fsynced, then the directory is.
     Raises: CorruptionError, DiskError, Error (reservation exhausted); outputs
     written so far are removed.
+
+    When no open snapshot reads between the inputs' sequences (each key keeps
+    one version: its newest) and no input holds range tombstones, the merge
+    runs on columns (:func:`_merge_columns`); otherwise entry by entry, with
+    :func:`drop_obsolete` deciding each version.
     """
-    readers = [TableReader(fs.open_readable(make_table_name(spec.dbpath, n)), n, None, True)
-               for n in spec.inputs]
+    runs = [[TableReader(fs.open_readable(make_table_name(spec.dbpath, n)), n, None, True) for n in run]
+            for run in spec.runs]
+    readers = [r for run in runs for r in run]
     try:
         deeper = spec.deeper
 
@@ -354,22 +279,142 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
                 raise Error(f"compaction used all {spec.reserved} reserved file numbers")
             return n
 
-        counters: dict = {}
-        merged = ((k, -ns, kind, v) for k, ns, kind, v in merge([r.iter_forward(b"", None) for r in readers]))
-        entries = drop_obsolete(merged, spec.snapshots, is_bottommost, spec.now, counters)
         grand = [_Grand(largest, size) for largest, size in spec.grandparents]
-        if spec.split:
-            metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number,
-                                 split_bytes=spec.options.target_file_bytes,
-                                 split_before=grandparent_splitter(grand, 10 * spec.options.target_file_bytes))
+        split_bytes = spec.options.target_file_bytes if spec.split else None
+        split_before = grandparent_splitter(grand, 10 * spec.options.target_file_bytes) if spec.split else None
+        lo_seq = min((int(r.props["min_seq"]) for r in readers), default=0)
+        hi_seq = max((int(r.props["max_seq"]) for r in readers), default=0)
+        if not any(lo_seq <= s < hi_seq for s in spec.snapshots) and not any(r.range_dels for r in readers):
+            with ColumnTables(fs, spec.dbpath, spec.options, new_number, split_bytes=split_bytes,
+                              split_before=split_before) as out:
+                dropped = _merge_columns(runs, deeper, spec.now, out)
+            metas = out.metas
         else:
-            metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number)
+            counters: dict = {}
+            merged = ((k, -ns, kind, v) for k, ns, kind, v in merge([r.iter_forward(b"", None) for r in readers]))
+            entries = drop_obsolete(merged, spec.snapshots, is_bottommost, spec.now, counters)
+            metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number, split_bytes=split_bytes,
+                                 split_before=split_before)
+            dropped = counters.get("dropped", 0)
         if metas:
             fs.fsync_dir(spec.dbpath)
-        return metas, counters.get("dropped", 0)
+        return metas, dropped
     finally:
         for r in readers:
             r.close()
+
+
+_MERGE_WINDOW = 2048  # entries a run reads ahead per window in a column merge
+
+
+class _RunColumns:
+    """The entries of a run of key-disjoint tables, a window (a few blocks) at a time."""
+
+    __slots__ = ("readers", "ri", "bi", "done")
+
+    def __init__(self, readers: list[TableReader]) -> None:
+        self.readers = readers
+        self.ri = 0
+        self.bi = 0
+        self.done = False
+
+    def next_window(self) -> tuple[list, list, list] | None:
+        keys: list = []
+        tags: list = []
+        values: list = []
+        readers = self.readers
+        while len(keys) < _MERGE_WINDOW:
+            if self.ri == len(readers):
+                self.done = True
+                break
+            r = readers[self.ri]
+            if self.bi == len(r.ikeys):
+                self.ri += 1
+                self.bi = 0
+                continue
+            k, t, v = r.columns(self.bi)
+            self.bi += 1
+            keys += k
+            tags += t
+            values += v
+        return (keys, tags, values) if keys else None
+
+
+def _merge_columns(runs: list[list[TableReader]], deeper: list[tuple[bytes, bytes]], now: float,
+                   out: ColumnTables) -> int:
+    """Merge ``runs`` (newest first) into ``out``, keeping each key's newest
+    version; tombstones and expired entries are dropped where no deeper level
+    may hold the key. Returns the number of entries dropped.
+
+    Chunk by chunk, as scans merge (lsm.iterators): every key up to the
+    smallest last key among the runs' windows, so each chunk holds every
+    version of its keys. Several runs in a chunk are merged with a dict
+    (oldest run first, and within a run oldest version first, so the newest
+    version is written last and wins), ``sorted`` and ``map``: no Python
+    code per entry unless tombstones or expiries must be dropped.
+    """
+    dropped = 0
+    act = []  # [run, keys, tags, values, pos]
+    for readers in runs:
+        src = _RunColumns(readers)
+        w = src.next_window()
+        if w is not None:
+            act.append([src, w[0], w[1], w[2], 0])
+    deeper = sorted(deeper)
+    while act:
+        open_ = [a for a in act if not a[0].done]
+        bound = min(a[1][-1] for a in open_) if open_ else None
+        parts = []
+        for a in act:
+            p = a[4]
+            e = bisect_right(a[1], bound, p) if bound is not None else len(a[1])
+            if e > p:
+                parts.append((a[1][p:e], a[2][p:e], a[3][p:e]))
+            a[4] = e
+        n_in = sum(len(ks) for ks, _, _ in parts)
+        if len(parts) == 1 and len(set(parts[0][0])) == len(parts[0][0]):
+            keys, tags, values = parts[0]
+        else:
+            all_t: list = []
+            all_v: list = []
+            d: dict = {}
+            for ks, ts, vs in reversed(parts):  # oldest run first
+                base = len(all_t)
+                all_t += ts
+                all_v += vs
+                d.update(zip(reversed(ks), range(base + len(ks) - 1, base - 1, -1)))  # oldest version first
+            keys = sorted(d)
+            idx = list(map(d.__getitem__, keys))
+            tags = list(map(all_t.__getitem__, idx))
+            values = list(map(all_v.__getitem__, idx))
+        if keys and not _overlaps(deeper, keys[0], keys[-1]):
+            keys, tags, values = _drop_dead(keys, tags, values, now)
+        dropped += n_in - len(keys)
+        out.add(keys, tags, values)
+        for a in list(act):
+            if a[4] == len(a[1]):
+                w = a[0].next_window()
+                if w is None:
+                    act.remove(a)
+                else:
+                    a[1], a[2], a[3], a[4] = w[0], w[1], w[2], 0
+    return dropped
+
+
+def _overlaps(ranges: list[tuple[bytes, bytes]], lo: bytes, hi: bytes) -> bool:
+    """Whether any ``(lo, hi)`` of ``ranges`` (sorted) meets ``[lo, hi]``."""
+    i = bisect_right(ranges, (hi, b"\xff" * 70000))
+    return any(r_hi >= lo for _, r_hi in ranges[:i])
+
+
+def _drop_dead(keys: list, tags: list, values: list, now: float) -> tuple[list, list, list]:
+    """Without tombstones and entries expired at ``now`` (at the bottom: no
+    older version can live below them)."""
+    low = array("Q", tags).tobytes()[0 if sys.byteorder == "little" else 7::8]  # each tag's kind
+    if DELETE not in low and PUT_TTL not in low:
+        return keys, tags, values
+    keep = [k != DELETE and (k != PUT_TTL or _F64.unpack_from(v)[0] > now) for k, v in zip(low, values)]
+    return (list(compress(keys, keep)), list(compress(tags, keep)), list(compress(values, keep)))
 
 
 class _Grand:

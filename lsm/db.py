@@ -33,7 +33,7 @@ from .commit import CommitQueue
 from .background import Background
 from .reads import Reads
 from .writes import Writes
-from .compaction import drop_obsolete, write_tables
+from .builder import build_memtable
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
 from .fs import FileSystem, OsFileSystem
@@ -201,8 +201,8 @@ class DB(Background, Reads, Writes, MutableMapping):
                 fs.fsync_dir(path)
                 edit = VersionEdit(log_number=log_number)
                 if len(mem):
-                    for meta in write_tables(fs, path, drop_obsolete(mem.iter_entries(), [], lambda k: False, 0.0),
-                                             opts, vs.new_file_number):
+                    mem.immutable = True
+                    for meta in build_memtable(fs, path, mem, [], opts, vs.new_file_number):
                         edit.add_file(0, meta)
                     fs.fsync_dir(path)
                 with self._mu:

@@ -26,7 +26,8 @@ from .fs import FileSystem, OsFileSystem
 from .manifest import (FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, ManifestWriter,
                        VersionEdit, install_current, read_current)
 from .options import Options
-from .sstable import TableReader, TableWriter
+from .builder import write_tables
+from .sstable import TableReader
 from .version import NUM_LEVELS, Version, apply_edit
 
 __all__ = ["place_tables", "repair"]
@@ -350,28 +351,8 @@ class _Repairer:
     def _write(self, entries: Iterable[tuple[bytes, int, int, bytes]]) -> list[FileMeta]:
         """Write table-ordered entries into tables split at ``target_file_bytes``
         (never between versions of one key); fsync them and the directory."""
-        opts, metas = self.options, []
-        writer: TableWriter | None = None
-        number = 0
-
-        def finish(w: TableWriter, n: int) -> None:
-            p = w.finish()
-            metas.append(FileMeta(n, p["file_size"], p["entries"], p["smallest"], p["largest"],
-                                  p["min_seq"], p["max_seq"]))
-
-        for key, seq, kind, value in entries:
-            if writer is not None and key != writer.last_key and writer.estimated_size >= opts.target_file_bytes:
-                finish(writer, number)
-                writer = None
-            if writer is None:
-                number = self.new_number()
-                writer = TableWriter(self.fs.open_writable(make_table_name(self.dbpath, number)),
-                                     block_bytes=opts.block_bytes,
-                                     bloom_bits_per_key=opts.bloom_bits_per_key,
-                                     compression=opts.compression)
-            writer.add(key, seq, kind, value)
-        if writer is not None:
-            finish(writer, number)
+        metas = write_tables(self.fs, self.dbpath, entries, self.options, self.new_number,
+                             split_bytes=self.options.target_file_bytes)
         self.fs.fsync_dir(self.dbpath)
         return metas
 

@@ -4,7 +4,7 @@ writes for the parent's GIL.
 
 Protocol (one JSON object per line, over the child's stdin/stdout):
 
-    request  := {"dbpath", "options": {field: value}, "inputs": [n], "snapshots": [seq],
+    request  := {"dbpath", "options": {field: value}, "runs": [[n]], "snapshots": [seq],
                  "deeper": [[lo_hex, hi_hex]], "now", "grandparents": [[largest_hex, size]],
                  "first_number", "reserved", "split"}
     response := {"ok": true, "metas": [[number, size, entries, smallest_hex, largest_hex,
@@ -61,7 +61,7 @@ def encode_request(spec: JobSpec) -> bytes:
     return (json.dumps({
         "dbpath": spec.dbpath,
         "options": {f.name: getattr(spec.options, f.name) for f in fields(spec.options)},
-        "inputs": spec.inputs, "snapshots": spec.snapshots,
+        "runs": spec.runs, "snapshots": spec.snapshots,
         "deeper": [[lo.hex(), hi.hex()] for lo, hi in spec.deeper], "now": spec.now,
         "grandparents": [[lg.hex(), size] for lg, size in spec.grandparents],
         "first_number": spec.first_number, "reserved": spec.reserved, "split": spec.split,
@@ -70,7 +70,7 @@ def encode_request(spec: JobSpec) -> bytes:
 
 def decode_request(line: bytes) -> JobSpec:
     d = json.loads(line)
-    spec = JobSpec(d["dbpath"], Options(**d["options"]), d["inputs"], d["snapshots"],
+    spec = JobSpec(d["dbpath"], Options(**d["options"]), d["runs"], d["snapshots"],
                    [(bytes.fromhex(lo), bytes.fromhex(hi)) for lo, hi in d["deeper"]], d["now"], [],
                    d["first_number"], d["reserved"], d.get("split", True))
     spec.grandparents = [(bytes.fromhex(lg), size) for lg, size in d["grandparents"]]

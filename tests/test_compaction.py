@@ -13,8 +13,9 @@ import pytest
 
 import lsm
 from lsm import Options
+from lsm.builder import write_tables
 from lsm.compaction import (INTRA_L0_RATIO, drop_obsolete, expand_l0, grandparent_splitter, level_scores,
-                            pick_compaction, write_tables)
+                            pick_compaction)
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, PUT, PUT_TTL
 from lsm.manifest import FileMeta
@@ -204,7 +205,7 @@ def _fill(db, n, rng, deletes=True):
 def test_levels_stay_sorted_and_disjoint_under_load(tmp_path):
     rng = random.Random(1)
     db = lsm.open(tmp_path / "db", sync_mode="never", **TINY)
-    model = _fill(db, 6000, rng)
+    model = _fill(db, 9000, rng)
     db.wait_for_compactions()
     v = db._versions.current
     v._check(db._fs, db.path)

@@ -1,0 +1,221 @@
+"""Building tables: the one way entries become SSTables, for flush, recovery,
+compaction and repair (LevelDB's ``db/builder.cc``).
+
+Two shapes of input:
+
+* entries one at a time, ``(key, seq, kind, value)`` in table order
+  (:func:`write_tables`): the general path, where per-entry rules apply
+  (versions a snapshot needs, tombstones a compaction may drop);
+* columns (:class:`ColumnTables`): keys, tags and values as lists, handed to
+  ``TableWriter.add_many``, when nothing needs deciding per entry — a flush
+  with no snapshot to serve, a compaction merge whose inputs have one
+  version per key in view.
+
+Every table is fsynced before it is listed; the caller fsyncs the directory
+before recording them. On any error every file written by the call is
+removed and the error is re-raised.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left
+from typing import Callable, Iterable, Iterator, Sequence
+
+from .errors import DiskError
+from .filenames import make_table_name
+from .fs import FileSystem
+from .keys import DELETE, PUT_TTL
+from .manifest import FileMeta
+from .memtable import Memtable
+from .options import Options
+from .sstable import TableWriter
+
+__all__ = ["ColumnTables", "build_memtable", "drop_obsolete", "meta_from_props", "write_tables"]
+
+_F64 = struct.Struct("<d")
+
+
+def meta_from_props(number: int, props: dict) -> FileMeta:
+    """The manifest's record of a table, from what ``TableWriter.finish`` returned."""
+    return FileMeta(number, props["file_size"], props["entries"], props["smallest"], props["largest"],
+                    props["min_seq"], props["max_seq"])
+
+
+def _new_writer(fs: FileSystem, dbpath: str, number: int, options: Options) -> TableWriter:
+    return TableWriter(fs.open_writable(make_table_name(dbpath, number)), block_bytes=options.block_bytes,
+                       bloom_bits_per_key=options.bloom_bits_per_key, compression=options.compression)
+
+
+def _remove_all(fs: FileSystem, dbpath: str, numbers: list[int]) -> None:
+    for number in numbers:
+        try:
+            fs.remove(make_table_name(dbpath, number))
+        except DiskError:
+            pass  # an orphan; removed at the next open
+
+
+def write_tables(fs: FileSystem, dbpath: str, entries: Iterable[tuple[bytes, int, int, bytes]],
+                 options: Options, new_number: Callable[[], int], *, split_bytes: int | None = None,
+                 split_before: Callable[[bytes], bool] | None = None,
+                 range_dels: Sequence[tuple[bytes, bytes, int]] = ()) -> list[FileMeta]:
+    """Write ``entries`` (table order) into one or more tables; return their metas.
+
+    A new table is started once the current one reaches ``split_bytes`` or
+    ``split_before(key)`` says so, but never between two versions of one user
+    key, so each level's files hold disjoint key ranges. ``range_dels`` go
+    into the first table (a memtable's; compaction splits them itself).
+    """
+    metas: list[FileMeta] = []
+    numbers: list[int] = []
+    writer: TableWriter | None = None
+    try:
+        for key, seq, kind, value in entries:
+            if writer is not None and key != writer.last_key and (
+                    (split_bytes is not None and writer.estimated_size >= split_bytes)
+                    or (split_before is not None and split_before(key))):
+                metas.append(meta_from_props(numbers[-1], writer.finish()))
+                writer = None
+            if writer is None:
+                numbers.append(new_number())
+                writer = _new_writer(fs, dbpath, numbers[-1], options)
+                if len(numbers) == 1:
+                    for start, end, seq_ in range_dels:
+                        writer.add_range_del(start, end, seq_)
+            writer.add(key, seq, kind, value)
+        if writer is None and range_dels:
+            numbers.append(new_number())
+            writer = _new_writer(fs, dbpath, numbers[-1], options)
+            for start, end, seq_ in range_dels:
+                writer.add_range_del(start, end, seq_)
+        if writer is not None:
+            metas.append(meta_from_props(numbers[-1], writer.finish()))
+            writer = None
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        _remove_all(fs, dbpath, numbers)
+        raise
+    return metas
+
+
+class ColumnTables:
+    """Writes column chunks into one or more tables, splitting (between
+    chunks) at ``split_bytes`` or where ``split_before(first key of the
+    chunk)`` says so. Use as a context manager: leaving it with an exception
+    removes every table it wrote.
+
+    Requires: chunks in key order, each holding every version of its keys.
+    """
+
+    def __init__(self, fs: FileSystem, dbpath: str, options: Options, new_number: Callable[[], int], *,
+                 split_bytes: int | None = None, split_before: Callable[[bytes], bool] | None = None) -> None:
+        self.fs = fs
+        self.dbpath = dbpath
+        self.options = options
+        self.new_number = new_number
+        self.split_bytes = split_bytes
+        self.split_before = split_before
+        self.metas: list[FileMeta] = []
+        self.numbers: list[int] = []
+        self.writer: TableWriter | None = None
+
+    def add(self, keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes]) -> None:
+        if not keys:
+            return
+        w = self.writer
+        if w is not None and ((self.split_bytes is not None and w.estimated_size >= self.split_bytes)
+                              or (self.split_before is not None and self.split_before(keys[0]))):
+            self._finish()
+            w = None
+        if w is None:
+            self.numbers.append(self.new_number())
+            w = self.writer = _new_writer(self.fs, self.dbpath, self.numbers[-1], self.options)
+        w.add_many(keys, tags, values)
+
+    def add_range_del(self, start: bytes, end: bytes, seq: int) -> None:
+        if self.writer is None:
+            self.numbers.append(self.new_number())
+            self.writer = _new_writer(self.fs, self.dbpath, self.numbers[-1], self.options)
+        self.writer.add_range_del(start, end, seq)
+
+    def _finish(self) -> None:
+        w, self.writer = self.writer, None
+        if w is not None:
+            self.metas.append(meta_from_props(self.numbers[-1], w.finish()))
+
+    def __enter__(self) -> "ColumnTables":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._finish()
+            return
+        if self.writer is not None:
+            self.writer.abandon()
+            self.writer = None
+        _remove_all(self.fs, self.dbpath, self.numbers)
+
+
+def build_memtable(fs: FileSystem, dbpath: str, mem: Memtable, snapshots: list[int], options: Options,
+                   new_number: Callable[[], int]) -> list[FileMeta]:
+    """Write an immutable memtable as an L0 table (none if it is empty):
+    every version some snapshot can see (``snapshots``: the open views'
+    sequences, ascending), tombstones and range tombstones included.
+
+    With no snapshot inside the memtable's sequence range, only the newest
+    version of each key can be seen: the table is built from columns
+    (Memtable.newest_columns), with no per-entry work.
+    """
+    dels = sorted(mem.range_dels, key=lambda d: (d[0], -d[2]))
+    if not mem.has_older() or not any(s < mem.max_seq for s in snapshots):
+        keys, tags, values = mem.newest_columns()
+        with ColumnTables(fs, dbpath, options, new_number) as out:
+            out.add(keys, tags, values)
+            for start, end, seq in dels:
+                out.add_range_del(start, end, seq)
+        return out.metas
+    # Per entry: versions shadowed within a snapshot stripe go; tombstones
+    # stay (older data may live below).
+    entries = drop_obsolete(mem.iter_entries(), snapshots, _never, 0.0)
+    return write_tables(fs, dbpath, entries, options, new_number, range_dels=dels)
+
+
+def _never(key: bytes) -> bool:
+    return False
+
+
+def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: list[int],
+                  is_bottommost: Callable[[bytes], bool], now: float,
+                  counters: dict | None = None) -> Iterator[tuple[bytes, int, int, bytes]]:
+    """Filter ``(key, seq, kind, value)`` in table order down to what some reader may need.
+
+    ``snapshots`` is the ascending list of sequence numbers that open snapshots
+    and iterators read at. They cut each key's history into stripes; in each
+    stripe only the newest version can be seen, so older ones in the same
+    stripe are dropped. A tombstone or an entry expired at ``now`` that is the
+    newest of the lowest stripe (visible to no snapshot as anything but
+    "absent") is dropped too when ``is_bottommost(key)``: no deeper level may
+    hold an older version it hides, so dropping it cannot resurrect anything.
+    """
+    last_key = None
+    last_stripe = -1
+    dropped_rest = False  # the rest of this key's (older) history is gone
+    nsnap = len(snapshots)
+    for key, seq, kind, value in entries:
+        stripe = bisect_left(snapshots, seq) if nsnap else 0
+        if key != last_key:
+            last_key = key
+            dropped_rest = False
+        elif dropped_rest or stripe == last_stripe:
+            if counters is not None:
+                counters["dropped"] = counters.get("dropped", 0) + 1
+            continue
+        last_stripe = stripe
+        if stripe == 0 and (kind == DELETE or (kind == PUT_TTL and _F64.unpack_from(value)[0] <= now)) \
+                and is_bottommost(key):
+            dropped_rest = True
+            if counters is not None:
+                counters["dropped"] = counters.get("dropped", 0) + 1
+            continue
+        yield key, seq, kind, value

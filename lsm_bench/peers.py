@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,7 +26,9 @@ from lsm_bench.engines import (
     LSM_MEMTABLE_BYTES,
     BatchOp,
     Engine,
+    Getter,
     Pair,
+    Putter,
     UnsupportedError,
     closing_scan,
     dist_version,
@@ -32,6 +36,7 @@ from lsm_bench.engines import (
 
 LMDB_MAP_BYTES = 1 << 34  # address space only: the file grows as pages are used
 QUIESCE_TIMEOUT = 600.0  # seconds a peer's quiesce waits for its background compactions
+SETTLE_COMPACTIONS = 3  # full compact_range() calls at most, until LevelDB's L0 is empty
 _EMPTY_RANGE = (b"\xff" * 64, b"\xff" * 65)  # above every key the workloads write
 
 
@@ -46,6 +51,15 @@ def _leveldb_due(stats: str) -> bool:
         if (level == 0 and files >= 4) or (level > 0 and size_mb > 10 * 10 ** (level - 1)):
             return True
     return False
+
+
+def _leveldb_l0_files(stats: str) -> int:
+    """Files in level 0 according to ``leveldb.stats`` (0 when the level is not listed)."""
+    for line in stats.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "0" and parts[1].isdigit():
+            return int(parts[1])
+    return 0
 
 
 def _module(name: str) -> ModuleType:
@@ -80,6 +94,12 @@ class PlyvelEngine(Engine):
     ``quiesce``: ``compact_range`` over an empty key range (which writes the
     memtable to L0: LevelDB has no public flush), then wait until no level is
     over its compaction trigger and ``leveldb.stats`` has stopped changing.
+
+    Direct paths: ``db.get``, ``db.put``, ``db.write_batch()`` + ``write()``,
+    ``db.iterator``. ``settle``: a full ``compact_range()``, repeated (up to 3
+    times) until L0 is empty - the first call can leave L0 files behind.
+    ``finish_load``: ``close()``, which waits only for the compaction running
+    (LevelDB cannot be asked to wait for the ones it has not started).
     """
 
     name = "plyvel"
@@ -157,6 +177,42 @@ class PlyvelEngine(Engine):
     def close(self) -> None:
         self.db.close()
 
+    def getter(self) -> Getter:
+        get: Getter = self.db.get
+        return get
+
+    def putter(self) -> Putter:
+        put: Putter = self.db.put if not self.sync else partial(self.db.put, sync=True)
+        return put
+
+    def put_batch(self, pairs: Sequence[Pair]) -> None:
+        batch = self.db.write_batch(sync=self.sync)
+        add = batch.put
+        for key, value in pairs:
+            add(key, value)
+        batch.write()
+
+    def range_iter(self, start: bytes | None, stop: bytes | None) -> Iterator[Pair]:
+        it: Iterator[Pair] = self.db.iterator(start=start, stop=stop)
+        return it
+
+    def seek_next(self, key: bytes, n: int) -> list[Pair]:
+        it = self.db.iterator(start=key)
+        try:
+            return list(islice(it, n))
+        finally:
+            it.close()
+
+    def settle(self) -> None:
+        for _ in range(SETTLE_COMPACTIONS):
+            self.db.compact_range()
+            raw = self.db.get_property(b"leveldb.stats") or b""
+            if not _leveldb_l0_files(raw.decode()):
+                return
+
+    def finish_load(self) -> None:
+        self.db.close()
+
 
 class RocksdictEngine(Engine):
     """RocksDB through rocksdict, in ``raw_mode`` (plain bytes keys and values).
@@ -165,6 +221,7 @@ class RocksdictEngine(Engine):
     Batching: ``rocksdict.WriteBatch`` + ``db.write``. Scans:
     ``db.items(from_key=start)`` cut at ``stop``. ``quiesce``: ``db.flush()``
     (memtable to L0), then wait until no compaction is pending or running.
+    ``settle``: a full ``compact_range``, then ``quiesce``.
     ``--opt rocksdict:name=value`` calls ``Options.set_name(value)``.
     """
 
@@ -185,6 +242,7 @@ class RocksdictEngine(Engine):
         self._wo = rd.WriteOptions()
         self._wo.sync = sync
         self._rd = rd
+        self._closed = False
         self.db = rd.Rdict(str(path), options=opts)
 
     @classmethod
@@ -243,7 +301,17 @@ class RocksdictEngine(Engine):
         return {"rocksdb.levelstats": self.db.property_value("rocksdb.levelstats")}
 
     def close(self) -> None:
-        self.db.close()
+        if not self._closed:  # rocksdict raises on a second close()
+            self._closed = True
+            self.db.close()
+
+    def getter(self) -> Getter:
+        get: Getter = self.db.get
+        return get
+
+    def settle(self) -> None:
+        self.db.compact_range(None, None)
+        self.quiesce()
 
 
 class LmdbEngine(Engine):

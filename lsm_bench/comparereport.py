@@ -236,7 +236,7 @@ def shape_text(name: str, stats: Any) -> str:
 
     >>> shape_text("lsm", {"levels": [{"files": 1, "bytes": 16_300_000}, {"files": 4, "bytes": 5}]})
     'L0 1 files 16.3 MB; L1 4 files 0.0 MB'
-    >>> stats = "Level  Files Size(MB) Time(sec)\\n---\\n  1        5        9 0\\n  2  44  86 1"
+    >>> stats = "Level  Files Size(MB) Time(sec)\\n---\\n  0 0 0 0\\n  1 5 9 0\\n  2  44  86 1"
     >>> shape_text("plyvel", {"leveldb.stats": stats})
     'L1 5 files 9 MB; L2 44 files 86 MB'
     """
@@ -246,7 +246,7 @@ def shape_text(name: str, stats: Any) -> str:
         parts = []
         for line in stats["leveldb.stats"].splitlines():
             f = line.split()
-            if len(f) >= 3 and f[0].isdigit() and f[1].isdigit():
+            if len(f) >= 3 and f[0].isdigit() and f[1].isdigit() and f[1] != "0":
                 parts.append(f"L{f[0]} {f[1]} files {f[2]} MB")
         return "; ".join(parts)
     point = shape_point(stats)

@@ -97,7 +97,9 @@ class PlyvelEngine(Engine):
 
     Direct paths: ``db.get``, ``db.put``, ``db.write_batch()`` + ``write()``,
     ``db.iterator``. ``settle``: a full ``compact_range()``, repeated (up to 3
-    times) until L0 is empty - the first call can leave L0 files behind.
+    times) until L0 is empty and no level is over its trigger - one call can
+    leave L0 files behind, or an L1 of 60 MB that the background thread would
+    then compact during the measurements - followed by ``quiesce``.
     ``finish_load``: ``close()``, which waits only for the compaction running
     (LevelDB cannot be asked to wait for the ones it has not started).
     """
@@ -206,9 +208,10 @@ class PlyvelEngine(Engine):
     def settle(self) -> None:
         for _ in range(SETTLE_COMPACTIONS):
             self.db.compact_range()
-            raw = self.db.get_property(b"leveldb.stats") or b""
-            if not _leveldb_l0_files(raw.decode()):
-                return
+            raw = (self.db.get_property(b"leveldb.stats") or b"").decode()
+            if not _leveldb_l0_files(raw) and not _leveldb_due(raw):
+                break
+        self.quiesce()  # nothing left for the background thread to start mid-measurement
 
     def finish_load(self) -> None:
         self.db.close()

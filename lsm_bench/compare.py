@@ -10,10 +10,10 @@ still:
   does its reads, and the foreground part of its writes, in the calling
   thread. Wall time (``time.perf_counter``) is recorded beside it.
 - **Interleaved rounds**: each round runs every workload once on every
-  engine, in an engine order shuffled per round (seeded RNG), on a new random
-  key order per round. lsm / peer is taken **per round**, both figures from
-  the same minute of the machine, and reported as the median and the min-max
-  over the rounds.
+  engine, in an engine order shuffled per round (seeded RNG, balanced: see
+  :func:`round_orders`), on a new random key order per round. lsm / peer is
+  taken **per round**, both figures from the same minute of the machine, and
+  reported as the median and the min-max over the rounds.
 - **Tight loops** over keys prepared untimed, through the adapters' direct
   paths (:meth:`~lsm_bench.engines.Engine.getter` ...): every engine's op
   costs the same list-comprehension step on top of the store's own call, and
@@ -261,6 +261,34 @@ class CompareConfig:
         data["ops_per_round"] = {n: self.ops_per_round(n) for n in READS + (WARM,)}
         data["effective_options"] = {e: self.options_for(e) for e in self.engines}
         return data
+
+
+def round_orders(names: list[str], rounds: int, rng: random.Random) -> list[list[str]]:
+    """The engine order of each round: random, and balanced by position.
+
+    Every block of ``len(names)`` rounds is a random Latin square (a shuffled
+    cyclic one, its columns shuffled too): each engine runs once in each
+    position, so none is always first or always right after the same peer. A
+    plain shuffle per round can put one engine last in all five rounds (seed
+    301's write rounds did).
+
+    >>> orders = round_orders(["a", "b", "c"], 6, random.Random(1))
+    >>> all(sorted(o) == ["a", "b", "c"] for o in orders)
+    True
+    >>> [sorted(o[p] for o in orders[:3]) for p in range(3)]
+    [['a', 'b', 'c'], ['a', 'b', 'c'], ['a', 'b', 'c']]
+    """
+    k = len(names)
+    out: list[list[str]] = []
+    while len(out) < rounds and k:
+        base = list(names)
+        rng.shuffle(base)
+        shifts, cols = list(range(k)), list(range(k))
+        rng.shuffle(shifts)
+        rng.shuffle(cols)
+        for shift in shifts:
+            out.append([base[(shift + c) % k] for c in cols])
+    return out[:rounds]
 
 
 # -- timing and checking -------------------------------------------------------
@@ -605,10 +633,10 @@ class Session:
                         self.runs.append(error_record(wl, name, None, exc))
                         broken.add((wl, name))
             rng = random.Random(cfg.seed + 11)
+            orders = round_orders(list(opened), cfg.rounds, random.Random(cfg.seed + 12))
             for rnd in range(cfg.rounds):
                 inp = ReadInputs.draw(cfg, self.keys, rng)
-                order = list(opened)
-                rng.shuffle(order)  # a new order every round: no engine has a fixed predecessor
+                order = orders[rnd] if orders else []
                 for wl in workloads:
                     for name in order:
                         if (wl, name) in broken:
@@ -634,13 +662,12 @@ class Session:
         cfg = self.cfg
         modes = [w for w in workloads if w != DERIVED]
         broken: set[tuple[str, str]] = set()
-        rng = random.Random(cfg.seed + 13)
+        orders = round_orders(self.names(), cfg.rounds, random.Random(cfg.seed + 13))
         key, value = self.keys.key, self.values.value
         for rnd in range(cfg.rounds):
             order_keys = permutation(cfg.num, cfg.seed + 1000 + rnd)  # a new key order per round
             items = [(key(i), value(i)) for i in order_keys]
-            order = self.names()
-            rng.shuffle(order)
+            order = orders[rnd] if orders else []
             for mode in modes:
                 for name in order:
                     if (mode, name) in broken:

@@ -287,7 +287,8 @@ def _per_round_section(report: Report, engines: list[str], peers: list[str],
     by = {(r["workload"], r["engine"], r.get("round")): r for r in runs}
     out = ["", "## Every round", "",
            "Thread CPU us per op of each engine in each round (`fillrandom+quiesce`: wall), then "
-           "lsm / peer of that round (cpu). `*`: the engine ran first in that round's order.", ""]
+           "lsm / peer of that round by the same clock. `*`: the engine ran first in that "
+           "round's order.", ""]
     rows = []
     for wl in workloads:
         clock = WORKLOADS[wl].clock

@@ -621,6 +621,8 @@ def test_compare_engine_order_shuffled_per_round(tmp_path: Path) -> None:
             orders.append(tuple(r["engine"] for r in runs))
         assert all(sorted(o) == sorted(classes) for o in orders)
         assert len(set(orders)) > 1, "the engine order changes between rounds"
+        for pos in range(3):  # the first three rounds put every engine in every position
+            assert sorted(o[pos] for o in orders[:3]) == sorted(classes)
     again = compare.run_compare(cfg, log=lambda _m: None, classes=classes)
     assert [(r["workload"], r["round"], r["order"], r["engine"]) for r in again["runs"]] == [
         (r["workload"], r["round"], r["order"], r["engine"]) for r in report["runs"]], "seeded"

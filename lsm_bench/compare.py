@@ -22,8 +22,9 @@ still:
 
 Read workloads run on one database per engine, loaded once, untimed (keys in
 random order, batches of 1000, sqlite3 in one transaction), then settled:
-lsm ``flush()`` + ``wait_for_compactions()``, LevelDB a full
-``compact_range()``, sqlite3 ``wal_checkpoint(TRUNCATE)``. Load and settle
+lsm ``flush()`` + ``wait_for_compactions()``, LevelDB ``compact_range()``
+(in plyvel a memtable flush) and a wait for its background compactions,
+sqlite3 ``wal_checkpoint(TRUNCATE)``. Load and settle
 times and bytes on disk are recorded. Before round 1 every engine does
 ``warm`` random gets (caches at steady state). Per round (default counts,
 capped for small ``num``; ``--ops NAME=COUNT`` changes them):
@@ -197,6 +198,8 @@ class CompareConfig:
     :param engine_options: pass-through options per engine, over
         :data:`COMPARE_OPTIONS`.
     :param verify_writes: reopen every write database and scan it in full.
+    :param collect_garbage: ``gc.collect()`` (untimed) before each timed loop;
+        tests turn it off, as it costs ~0.1 s in a process with a large heap.
     """
 
     num: int = DEFAULT_NUM
@@ -210,6 +213,7 @@ class CompareConfig:
     load_batch: int = DEFAULT_BATCH
     engine_options: dict[str, dict[str, OptionValue]] = field(default_factory=dict)
     verify_writes: bool = True
+    collect_garbage: bool = True
     out: Path | None = None
     progress: ProgressMode = "auto"
     plots: bool = True
@@ -550,6 +554,11 @@ class Session:
     def bar(self, desc: str, total: int) -> Progress:
         return make_progress(self.cfg.progress, desc, total)
 
+    def collect(self) -> None:
+        """Untimed, before a timed loop: no engine pays for collecting another's garbage."""
+        if self.cfg.collect_garbage:
+            gc.collect()
+
     def round_line(self, kind: str, rnd: int, order: list[str], workloads: tuple[str, ...]) -> None:
         """One stderr line per round: each workload's ops/s (thread CPU) per engine."""
         names = self.names()
@@ -642,7 +651,7 @@ class Session:
                         if (wl, name) in broken:
                             continue
                         try:
-                            gc.collect()
+                            self.collect()
                             ops, sw, verify, extra = READ_TIMERS[wl](
                                 opened[name].db, inp, self.keys, self.values)
                             self.runs.append(run_record(wl, name, rnd, ops, sw.cpu, sw.wall,
@@ -690,7 +699,7 @@ class Session:
             db = opened.db
             self.settings.setdefault(name, db.describe())
             bar = self.bar(f"{mode} [{name}] round {rnd + 1}", n)
-            gc.collect()
+            self.collect()
             proc0, kids0 = time.process_time(), descendant_cpu()
             if mode == "put":
                 put = db.putter()

@@ -190,8 +190,9 @@ def render_markdown(report: Report) -> str:
             "taken within a round.",
             "- Reads: one database per engine, loaded once untimed (random order, batches of "
             "1000; sqlite3 one transaction) and settled (lsm `flush()` + "
-            "`wait_for_compactions()`, LevelDB full `compact_range()`, sqlite3 "
-            "`wal_checkpoint(TRUNCATE)`), then warmed with random gets.",
+            "`wait_for_compactions()`, LevelDB `compact_range()` (a memtable flush in plyvel) "
+            "and a wait for its background compactions, sqlite3 `wal_checkpoint(TRUNCATE)`), "
+            "then warmed with random gets.",
             "- Timed loops run over keys prepared untimed, through each store's own bound "
             "methods and iterators (the adapters' direct paths); reads keep what they "
             "return, and every value and every scanned entry is checked after the clock stops.",

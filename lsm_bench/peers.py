@@ -36,7 +36,6 @@ from lsm_bench.engines import (
 
 LMDB_MAP_BYTES = 1 << 34  # address space only: the file grows as pages are used
 QUIESCE_TIMEOUT = 600.0  # seconds a peer's quiesce waits for its background compactions
-SETTLE_COMPACTIONS = 3  # full compact_range() calls at most, until LevelDB's L0 is empty
 _EMPTY_RANGE = (b"\xff" * 64, b"\xff" * 65)  # above every key the workloads write
 
 
@@ -51,15 +50,6 @@ def _leveldb_due(stats: str) -> bool:
         if (level == 0 and files >= 4) or (level > 0 and size_mb > 10 * 10 ** (level - 1)):
             return True
     return False
-
-
-def _leveldb_l0_files(stats: str) -> int:
-    """Files in level 0 according to ``leveldb.stats`` (0 when the level is not listed)."""
-    for line in stats.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "0" and parts[1].isdigit():
-            return int(parts[1])
-    return 0
 
 
 def _module(name: str) -> ModuleType:
@@ -96,10 +86,10 @@ class PlyvelEngine(Engine):
     over its compaction trigger and ``leveldb.stats`` has stopped changing.
 
     Direct paths: ``db.get``, ``db.put``, ``db.write_batch()`` + ``write()``,
-    ``db.iterator``. ``settle``: a full ``compact_range()``, repeated (up to 3
-    times) until L0 is empty and no level is over its trigger - one call can
-    leave L0 files behind, or an L1 of 60 MB that the background thread would
-    then compact during the measurements - followed by ``quiesce``.
+    ``db.iterator``. ``settle``: ``compact_range()`` without bounds, which
+    in plyvel only writes the memtable to L0 (see ``settle``), then a wait
+    until the background compactions are done: LevelDB's own settled shape
+    (at 1M keys L1 9 MB + L2 86 MB), not a full compaction.
     ``finish_load``: ``close()``, which waits only for the compaction running
     (LevelDB cannot be asked to wait for the ones it has not started).
     """
@@ -159,6 +149,9 @@ class PlyvelEngine(Engine):
         # CompactRange always writes the memtable to L0 first (LevelDB has no
         # public flush); over an empty key range it compacts nothing else.
         self.db.compact_range(start=_EMPTY_RANGE[0], stop=_EMPTY_RANGE[1])
+        self._wait_quiet()
+
+    def _wait_quiet(self) -> None:
         # LevelDB reports no pending-compaction state: wait until no level is
         # over its trigger (L0 files, level bytes) and the stats stop changing.
         deadline = time.monotonic() + QUIESCE_TIMEOUT
@@ -206,12 +199,12 @@ class PlyvelEngine(Engine):
             it.close()
 
     def settle(self) -> None:
-        for _ in range(SETTLE_COMPACTIONS):
-            self.db.compact_range()
-            raw = (self.db.get_property(b"leveldb.stats") or b"").decode()
-            if not _leveldb_l0_files(raw) and not _leveldb_due(raw):
-                break
-        self.quiesce()  # nothing left for the background thread to start mid-measurement
+        # plyvel passes empty slices, not NULL, for compact_range()'s missing
+        # bounds: LevelDB compacts the range ["", ""], i.e. only writes the
+        # memtable to L0. The background thread then works through the L0
+        # backlog and an oversized L1 (60 MB at 1M keys): wait for it.
+        self.db.compact_range()
+        self._wait_quiet()
 
     def finish_load(self) -> None:
         self.db.close()

@@ -536,6 +536,7 @@ def tiny_compare(tmp_path: Path, engines: tuple[str, ...] = ("lsm", "sqlite3"),
         num=2000, rounds=2, engines=engines, workloads=compare.expand_workloads(["all"]),
         ops={"get": 300, "miss": 300, "scan100": 10, "readseq": 300, "seek10": 100, "warm": 100},
         out=tmp_path / "out", tmpdir=tmp_path, progress="off", plots=False,
+        collect_garbage=False,  # a full collection of pytest's heap costs ~0.1 s per loop
     )
     settings.update(overrides)
     return compare.CompareConfig(**settings)

@@ -2,7 +2,8 @@
 
 Run it as ``python -m bench`` from a source checkout, or as ``lsm-bench`` /
 ``python -m lsm_bench`` wherever lsm-tree is installed; ``--help`` lists every
-option and ``bench/RESULTS.md`` records how published figures were made. (The
+option and ``bench/RESULTS.md`` records how published figures were made.
+``lsm-bench compare`` is the same-process comparison (``compare --help``). (The
 code is ``lsm_bench`` so that an installed wheel adds no top-level package
 named ``bench`` to users' environments; ``bench/`` in the source tree holds
 the results and a two-line shim.) The package is laid out by job:
@@ -19,8 +20,11 @@ the results and a two-line shim.) The package is laid out by job:
 ``ycsb``            YCSB A-F and the zipfian / latest key generators
 ``cachebench``      the ``cache`` workload (PersistentCache vs peers)
 ``runner``          runs workloads x engines in fresh temporary directories
+``compare``         ``lsm-bench compare``: same-process, interleaved rounds,
+                    thread-CPU time, lsm / peer ratios per round
 ``machine``         machine info, package versions, I/O counters, disk usage
 ``report``          Markdown + JSON, lsm-to-peer ratios
+``comparereport``   Markdown + JSON of ``lsm-bench compare``
 ``plots``           PNG plots (optional: needs matplotlib)
 ==================  ==========================================================
 

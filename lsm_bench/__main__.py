@@ -7,6 +7,16 @@ Examples::
     python -m bench --workloads fillrandom,readrandom --engines lsm,sqlite3 \\
         --opt memtable_bytes=1048576 --opt sqlite3:synchronous=OFF
 
+The ``compare`` sub-command (first argument) runs the same-process
+comparison of :mod:`lsm_bench.compare`: lsm against plyvel, sqlite3 (and
+any other peer named) in interleaved rounds, timed by the calling thread's
+CPU time, with lsm / peer ratios per round::
+
+    python -m bench compare --quick               # < 1 min
+    python -m bench compare --num 1000000 --rounds 5 --engines lsm,plyvel,sqlite3 \\
+        --workloads reads --out bench-out/compare-reads    # a few minutes
+    python -m bench compare --num 1000000 --workloads writes  # ~10 minutes
+
 Exit status: 0 when every result is ``ok`` or ``skipped``; 1 when any read
 came back wrong (``failed``) or an engine raised (``error``); 2 on bad usage.
 """
@@ -17,6 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lsm_bench import compare, comparereport
 from lsm_bench.config import (
     DEFAULT_BATCH,
     DEFAULT_KEY_SIZE,
@@ -33,6 +44,7 @@ from lsm_bench.plots import matplotlib_available, write_plots
 from lsm_bench.report import failures, render_markdown, write_report
 from lsm_bench.runner import (
     ALL_WORKLOADS,
+    ALWAYS_ENGINES,
     ENGINES,
     default_engines,
     expand_workloads,
@@ -51,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lsm-bench",
         description="db_bench and YCSB workloads on lsm and peer stores, side by side.",
         epilog="Workloads: " + ", ".join(ALL_WORKLOADS) + " (groups: ycsb, all). "
-        "Engines: " + ", ".join(ENGINES) + ". See bench/RESULTS.md.",
+        "Engines: " + ", ".join(ENGINES) + ". See bench/RESULTS.md. "
+        "Sub-command: 'lsm-bench compare ...' (first argument) compares lsm with its peers "
+        "in one process, in interleaved rounds timed by thread CPU; see "
+        "'lsm-bench compare --help'.",
     )
     p.add_argument("--num", type=int, default=None,
                    help=f"entries per database (default {DEFAULT_NUM:,}; --quick {QUICK_NUM:,})")
@@ -128,6 +143,157 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     )
 
 
+def _ops(text: str) -> tuple[str, int]:
+    """``NAME=COUNT`` for ``compare --ops``."""
+    name, sep, count = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=COUNT, got {text!r}")
+    try:
+        return name.strip(), int(count.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"COUNT must be an integer, got {count!r}") from None
+
+
+def build_compare_parser() -> argparse.ArgumentParser:
+    """The parser of ``lsm-bench compare`` (exposed for tests and ``--help``)."""
+    reads = ", ".join(f"{n} ({compare.WORKLOADS[n].ops:,})" for n in compare.READS)
+    p = argparse.ArgumentParser(
+        prog="lsm-bench compare",
+        description="lsm against LevelDB (plyvel), sqlite3 and other peers in one process. "
+        "Every round runs each workload once on every engine, in an engine order shuffled per "
+        "round, on a new random key order; the figure is the calling thread's CPU time "
+        "(time.thread_time), with wall time beside it, and lsm/peer is taken per round "
+        "(median and min-max over rounds). Every read is checked.",
+        epilog=f"Read workloads (per round): {reads}, on databases loaded once and settled. "
+        f"Write workloads: {', '.join(compare.WRITES)} (num keys into a fresh database "
+        "per engine and round). Groups: reads, writes, all. With --num 1000000: reads take a "
+        "few minutes, writes about ten. See lsm_bench/compare.py.",
+    )
+    p.add_argument("--num", type=int, default=None,
+                   help=f"keys per database and per write load (default {compare.DEFAULT_NUM:,}; "
+                   f"--quick {compare.QUICK_NUM:,})")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"interleaved rounds (default {compare.DEFAULT_ROUNDS}; --quick "
+                   f"{compare.QUICK_ROUNDS})")
+    p.add_argument("--engines", type=_csv, default=None,
+                   help="comma-separated engines, lsm first as the baseline, or 'all' (default: "
+                   "lsm, plyvel when installed, sqlite3)")
+    p.add_argument("--workloads", type=_csv, default=["all"],
+                   help="comma-separated workloads or groups: reads, writes, all (default: all)")
+    p.add_argument("--ops", type=_ops, action="append", default=[], metavar="NAME=COUNT",
+                   help="operations per round of a read workload, or 'warm' gets before round "
+                   "1, repeatable (defaults above, capped for small --num)")
+    p.add_argument("--value-size", type=int, default=DEFAULT_VALUE_SIZE,
+                   help="bytes per value (default %(default)s)")
+    p.add_argument("--key-size", type=int, default=DEFAULT_KEY_SIZE,
+                   help="bytes per key, zero-padded decimal (default %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default 301)")
+    p.add_argument("--opt", action="append", default=[], metavar="[ENGINE:]KEY=VALUE",
+                   help="engine option pass-through, repeatable, as in the main run (compare "
+                   "adds sqlite3:synchronous=OFF)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help="entries per batch when loading the read databases (default %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("bench-out/compare"),
+                   help="directory for results.md, results.json, plots/ (default %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a short smoke run: num={compare.QUICK_NUM:,}, "
+                   f"{compare.QUICK_ROUNDS} rounds (explicit --num/--rounds still win)")
+    p.add_argument("--no-verify-writes", action="store_true",
+                   help="skip reopening and scanning every write database")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar on long phases (auto: when stderr is a terminal)")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plot")
+    p.add_argument("--tmpdir", type=Path, default=None,
+                   help="parent directory for the temporary databases")
+    p.add_argument("--list", action="store_true", help="list workloads and engines, then exit")
+    return p
+
+
+def compare_config_from_args(args: argparse.Namespace) -> compare.CompareConfig:
+    """Turn parsed ``compare`` arguments into a :class:`~lsm_bench.compare.CompareConfig`.
+
+    :raises ValueError: an unknown engine or workload, or an invalid value.
+    """
+    if args.engines is None:
+        engines = tuple(n for n in compare.DEFAULT_ENGINES
+                        if n in ALWAYS_ENGINES or ENGINES[n].unavailable_reason() is None)
+    elif tuple(args.engines) == ("all",):
+        engines = tuple(ENGINES)
+    else:
+        engines = tuple(args.engines)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
+    num = args.num if args.num is not None else (
+        compare.QUICK_NUM if args.quick else compare.DEFAULT_NUM)
+    rounds = args.rounds if args.rounds is not None else (
+        compare.QUICK_ROUNDS if args.quick else compare.DEFAULT_ROUNDS)
+    return compare.CompareConfig(
+        num=num,
+        rounds=rounds,
+        engines=engines,
+        workloads=compare.expand_workloads(args.workloads),
+        ops=dict(args.ops),
+        seed=args.seed,
+        key_size=args.key_size,
+        value_size=args.value_size,
+        load_batch=args.batch_size,
+        engine_options=parse_opts(args.opt),
+        verify_writes=not args.no_verify_writes,
+        out=args.out,
+        progress=args.progress,
+        plots=not args.no_plots,
+        tmpdir=args.tmpdir,
+        quick=args.quick,
+    )
+
+
+def _compare_list() -> str:
+    lines = ["compare workloads:"]
+    for name, spec in compare.WORKLOADS.items():
+        lines.append(f"  {name:<20} {spec.kind:<6} {spec.doc}")
+    lines.append("groups: reads, writes, all")
+    lines.append("engines:")
+    for name, cls in ENGINES.items():
+        reason = cls.unavailable_reason()
+        lines.append(f"  {name:<20} {'available' if reason is None else reason}")
+    return "\n".join(lines)
+
+
+def compare_main(argv: list[str]) -> int:
+    """``lsm-bench compare``; returns the exit status (see module doc)."""
+    parser = build_compare_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        print(_compare_list())
+        return 0
+    try:
+        cfg = compare_config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    report = compare.run_compare(cfg)
+    assert cfg.out is not None
+    paths = comparereport.write_report(report, cfg.out)
+    plots: list[Path] = []
+    if cfg.plots:
+        if matplotlib_available():
+            plots = write_plots(report, cfg.out / "plots")
+        else:
+            print("note: matplotlib is not installed; no plots (pip install lsm-tree[bench])",
+                  file=sys.stderr)
+    print(comparereport.render_markdown(report))
+    print(f"wrote {paths['markdown']}, {paths['json']}"
+          + (f" and {plots[0]}" if plots else ""), file=sys.stderr)
+    bad = comparereport.failures(report)
+    if bad:
+        print(f"ERROR: {len(bad)} result(s) failed or raised:", file=sys.stderr)
+        for rec in bad:
+            print(f"  {rec['workload']} / {rec['engine']}: {rec['status']}: {rec.get('note')}",
+                  file=sys.stderr)
+        return 1
+    return 0
+
+
 def _list() -> str:
     lines = ["workloads:"]
     for name in ALL_WORKLOADS:
@@ -142,6 +308,9 @@ def _list() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the harness; returns the exit status (see module doc)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "compare":
+        return compare_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:

@@ -56,11 +56,11 @@ def _memory_bytes() -> int | None:
     return None
 
 
-def _git_commit(repo: Path) -> str | None:
-    """The checked-out commit of ``repo`` (read-only ``git rev-parse``), if any."""
+def _git(repo: Path, *args: str) -> str | None:
+    """The output of a read-only ``git`` command in ``repo`` (``None`` on any failure)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *args],
             cwd=repo,
             capture_output=True,
             text=True,
@@ -71,11 +71,23 @@ def _git_commit(repo: Path) -> str | None:
         return None
     if out.returncode != 0:
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip()
+
+
+def _git_commit(repo: Path) -> str | None:
+    """The checked-out commit of ``repo`` (read-only ``git rev-parse``), if any."""
+    return _git(repo, "rev-parse", "HEAD") or None
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU count and model, memory, platform, Python, SQLite, date, git commit."""
+    """CPU count and model, memory, platform, Python, SQLite, date, git commit.
+
+    ``git_commit`` is the checkout's HEAD (harness changes included);
+    ``lsm_code_commit`` the newest commit that touched ``lsm/``, the code
+    measured; ``git_dirty`` whether tracked files differ from HEAD.
+    """
+    repo = Path(__file__).resolve().parent.parent
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
     return {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
@@ -86,7 +98,9 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "sqlite": sqlite3.sqlite_version,
-        "git_commit": _git_commit(Path(__file__).resolve().parent.parent),
+        "git_commit": _git_commit(repo),
+        "lsm_code_commit": _git(repo, "log", "-1", "--format=%h", "--", "lsm") or None,
+        "git_dirty": None if status is None else bool(status),
         "argv": list(sys.argv),
     }
 
@@ -141,6 +155,35 @@ def io_counters() -> dict[str, int] | None:
             for key, value in child.items():
                 total[key] = total.get(key, 0) + value
     return total
+
+
+def descendant_cpu() -> dict[str, float]:
+    """CPU seconds (user + system, clock-tick resolution) used so far by each
+    live descendant process (``/proc/PID/stat``), by pid; ``{}`` where unavailable.
+
+    With :func:`time.process_time` this gives all the CPU a store spends,
+    lsm's compaction worker process included: take it before closing the
+    store, while the worker still lives.
+    """
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError, AttributeError):
+        return {}
+    out: dict[str, float] = {}
+    for pid in _descendants(str(os.getpid())):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+                raw = fh.read()
+            fields = raw[raw.rfind(")") + 2 :].split()
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> float:
+    """CPU seconds the processes in ``after`` used since ``before`` (new ones: all of it)."""
+    return sum(max(0.0, used - before.get(pid, 0.0)) for pid, used in after.items())
 
 
 def io_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:

@@ -6,6 +6,8 @@
   level, L0 file count, cumulative stall seconds and write amplification, from
   ``db.stats()`` samples taken during the phase.
 - ``summary.png``: ops/s per workload and engine (log scale).
+- ``compare.png`` (``lsm-bench compare``): lsm / peer per workload, one dot
+  per round (thread CPU filled, wall hollow), the median as a bar.
 
 Three figures rather than one per workload: each ``savefig`` costs about a
 third of a second, and ``--quick`` must stay well under a minute.
@@ -68,6 +70,9 @@ def write_plots(report: Report, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    if report.get("mode") == "compare":
+        path = _compare_plot(plt, report, out)
+        return [path] if path is not None else []
     written = [
         _throughput_plot(plt, report, out),
         _shape_plot(plt, report, out),
@@ -219,3 +224,48 @@ def _summary_plot(plt: Any, report: Report, out: Path) -> Path | None:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
     return _save(plt, fig, out / "summary.png", tight=True)
+
+
+def _compare_plot(plt: Any, report: Report, out: Path) -> Path | None:
+    """lsm / peer per workload: a dot per round (CPU filled, wall hollow), median bars."""
+    ratios = report.get("ratios") or {}
+    workloads = [w for w in report.get("config", {}).get("workloads", []) if w in ratios]
+    peers: list[str] = []
+    for wl in workloads:
+        for peer in ratios[wl]:
+            if peer not in peers:
+                peers.append(peer)
+    if not workloads or not peers:
+        return None
+    from matplotlib import ticker
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = _grid(plt, len(peers), len(peers), (max(5.0, 0.9 * len(workloads)), 4.0))
+    for ax, peer in zip(axes, peers):
+        labelled: set[str] = set()
+        for x, wl in enumerate(workloads):
+            r = ratios[wl].get(peer)
+            if not r:
+                continue
+            for dx, clock, colour, face in ((-0.12, "cpu", cycle[0], cycle[0]),
+                                            (0.12, "wall", cycle[1], "none")):
+                ys = [p[clock] for p in r["per_round"] if p.get(clock)]
+                if ys:
+                    ax.scatter([x + dx] * len(ys), ys, s=16, edgecolors=colour, facecolors=face,
+                               label=None if clock in labelled else clock, zorder=3)
+                    labelled.add(clock)
+                    ax.hlines((r.get(clock) or {}).get("median"), x + dx - 0.1, x + dx + 0.1,
+                              colors=colour, linewidth=2, zorder=2)
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_yscale("log")
+        plain = ticker.FuncFormatter(lambda y, _pos: f"{y:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize="x-small")
+        ax.set_xticks(range(len(workloads)))
+        ax.set_xticklabels(workloads, rotation=30, ha="right", fontsize="small")
+        ax.set_title(f"lsm / {peer} (above 1: lsm faster)", fontsize="medium")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize="x-small")
+    fig.suptitle("lsm-bench compare: per-round ratios (dots) and their medians (bars)")
+    return _save(plt, fig, out / "compare.png", tight=True)

@@ -115,7 +115,7 @@ def _cell(rec: dict[str, Any] | None, text: str) -> str:
     return text
 
 
-def _table(
+def md_table(
     header: list[str], rows: list[list[str]], right_from: int = 1, right_to: int | None = None
 ) -> list[str]:
     """A Markdown table; columns ``right_from <= i < right_to`` are right-aligned (numbers)."""
@@ -168,7 +168,7 @@ def render_markdown(report: Report) -> str:
             _cell(table.get((wl, e)), fmt_rate(table.get((wl, e), {}).get("ops_per_sec")))
             for e in engines
         ])
-    out += _table(["workload", "one op is"] + engines, rows, right_from=2)
+    out += md_table(["workload", "one op is"] + engines, rows, right_from=2)
 
     out += ["", "## Latency p50 / p99 (microseconds per op, lower is better)", ""]
     rows = []
@@ -179,7 +179,7 @@ def render_markdown(report: Report) -> str:
             lat = (rec or {}).get("latency", {})
             cells.append(_cell(rec, f"{fmt_us(lat.get('p50_us'))} / {fmt_us(lat.get('p99_us'))}"))
         rows.append([wl] + cells)
-    out += _table(["workload"] + engines, rows)
+    out += md_table(["workload"] + engines, rows)
 
     rat = report.get("ratios") or ratios(report)
     peers = [e for e in engines if e != BASELINE]
@@ -194,7 +194,7 @@ def render_markdown(report: Report) -> str:
                 row.append("" if r is None else
                            f"{fmt_ratio(r['throughput'])} ops/s, {fmt_ratio(r['p99'])} p99")
             rows.append(row)
-        out += _table(["workload"] + [f"vs {p}" for p in peers], rows)
+        out += md_table(["workload"] + [f"vs {p}" for p in peers], rows)
 
     out += ["", "## Amplification", "",
             "Write: bytes the process passed to write(2) during the phase and its "
@@ -213,7 +213,7 @@ def render_markdown(report: Report) -> str:
             cells.append(f"{fmt_ratio(rec.get('write_amp_syscall'))} / "
                          f"{fmt_ratio(rec.get('space_amp'))}")
         rows.append([wl] + cells)
-    out += _table(["workload (write / space)"] + engines, rows)
+    out += md_table(["workload (write / space)"] + engines, rows)
 
     rows = []
     for wl in workloads:
@@ -229,7 +229,7 @@ def render_markdown(report: Report) -> str:
         out += ["", "Read: bytes the process read through read(2)-family calls during the phase "
                 "/ key+value bytes returned. Near 0: served from the engine's cache or through "
                 "a memory map (lmdb; LevelDB maps its tables), which read(2) does not see.", ""]
-        out += _table(["workload (read)"] + engines, rows)
+        out += md_table(["workload (read)"] + engines, rows)
 
     out += _cache_section(report, table)
     out += _problems(report)
@@ -272,7 +272,7 @@ def _cache_section(report: Report, table: dict[tuple[str, str], dict[str, Any]])
                 "-" if puts is None or not ops else f"{puts / ops:.1%}",
                 extra.get("implementation", ""),
             ])
-    out += _table(["workload", "cache", "ops/s", "p50 / p99 us", "hit ratio", "puts / request",
+    out += md_table(["workload", "cache", "ops/s", "p50 / p99 us", "hit ratio", "puts / request",
                    "implementation"], rows, right_from=2, right_to=6)
     return out
 

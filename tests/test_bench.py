@@ -19,8 +19,14 @@ from typing import Any
 
 import pytest
 
-from lsm_bench import cachebench, plots, progress
-from lsm_bench.__main__ import build_parser, config_from_args, main
+from lsm_bench import cachebench, compare, comparereport, plots, progress
+from lsm_bench.__main__ import (
+    build_compare_parser,
+    build_parser,
+    compare_config_from_args,
+    config_from_args,
+    main,
+)
 from lsm_bench.config import BenchConfig, parse_opt, parse_opts, parse_value
 from lsm_bench.context import verify_failures
 from lsm_bench.data import KeySpace, ValueGen, cycle_permutation
@@ -40,6 +46,7 @@ BENCH_MODULES = [
     "lsm_bench", "lsm_bench.config", "lsm_bench.data", "lsm_bench.engines", "lsm_bench.peers", "lsm_bench.measure",
     "lsm_bench.progress", "lsm_bench.context", "lsm_bench.workloads", "lsm_bench.ycsb", "lsm_bench.cachebench",
     "lsm_bench.runner", "lsm_bench.machine", "lsm_bench.report", "lsm_bench.plots", "lsm_bench.__main__",
+    "lsm_bench.compare", "lsm_bench.comparereport",
 ]
 
 
@@ -514,3 +521,238 @@ def test_the_wheel_installs_no_top_level_bench_package() -> None:
     text = (REPO / "pyproject.toml").read_text()
     assert '"lsm_bench"' in text and '"bench"' not in text
     assert 'lsm-bench = "lsm_bench.__main__:main"' in text
+
+
+
+# -- lsm-bench compare: same process, interleaved rounds ---------------------------------
+
+COMPARE_OPS = ["--ops", "get=300", "--ops", "miss=300", "--ops", "scan100=10", "--ops",
+               "readseq=300", "--ops", "seek10=100", "--ops", "warm=100"]
+
+
+def tiny_compare(tmp_path: Path, engines: tuple[str, ...] = ("lsm", "sqlite3"),
+                 **overrides: Any) -> compare.CompareConfig:
+    settings: dict[str, Any] = dict(
+        num=2000, rounds=2, engines=engines, workloads=compare.expand_workloads(["all"]),
+        ops={"get": 300, "miss": 300, "scan100": 10, "readseq": 300, "seek10": 100, "warm": 100},
+        out=tmp_path / "out", tmpdir=tmp_path, progress="off", plots=False,
+        collect_garbage=False,  # a full collection of pytest's heap costs ~0.1 s per loop
+    )
+    settings.update(overrides)
+    return compare.CompareConfig(**settings)
+
+
+@needs_lsm
+def test_compare_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(["compare", "--num", "2000", "--rounds", "2", "--engines", "lsm,sqlite3",
+                 *COMPARE_OPS, "--out", str(out), "--tmpdir", str(tmp_path), "--progress", "off"])
+    assert code == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["mode"] == "compare" and data["config"]["rounds"] == 2
+    assert data["machine"]["cpu_count"] and data["machine"]["lsm_code_commit"] is not None
+    assert data["config"]["effective_options"]["sqlite3"]["synchronous"] == "OFF"
+    workloads = list(compare.WORKLOADS)
+    assert data["config"]["workloads"] == workloads
+    # every workload ran once per round on each engine, and every read was checked
+    for wl in workloads:
+        for eng in ("lsm", "sqlite3"):
+            runs = [r for r in data["runs"] if r["workload"] == wl and r["engine"] == eng]
+            assert sorted(r["round"] for r in runs) == [0, 1], (wl, eng)
+            for r in runs:
+                assert r["status"] == "ok", r
+                assert r["cpu_seconds"] > 0 and r["wall_seconds"] > 0
+                assert r["verify"]["checked"] > 0 and verify_failures(r["verify"]) == 0
+    summary = {(r["workload"], r["engine"]): r for r in data["results"]}
+    assert summary[("get", "lsm")]["verify"]["checked"] == 2 * 300
+    assert summary[("scan100", "sqlite3")]["verify"]["checked"] == 2 * 10 * 100
+    assert summary[("seek10", "lsm")]["verify"]["checked"] == 2 * 100 * 10
+    assert summary[("put", "lsm")]["verify"]["checked"] == 2 * 2000  # reopened and scanned
+    put = next(r for r in data["runs"] if r["workload"] == "put" and r["engine"] == "lsm")
+    assert put["quiesce_seconds"] >= 0 and put["process_cpu_seconds"] > 0 and put["disk_bytes"] > 0
+    fill = next(r for r in data["runs"] if r["workload"] == "fillrandom+quiesce"
+                and r["engine"] == "lsm" and r["round"] == put["round"])
+    assert fill["wall_seconds"] == pytest.approx(put["wall_seconds"] + put["quiesce_seconds"])
+    for eng in ("lsm", "sqlite3"):
+        db = data["databases"][eng]
+        assert db["entries"] == 2000 and db["disk_bytes"] > 0 and db["load_seconds"] > 0
+        assert db["warm"]["gets"] == 100 and verify_failures(db["warm"]["verify"]) == 0
+    # ratios are lsm / peer within each round: the peer's time per op over lsm's
+    for wl in workloads:
+        r = data["ratios"][wl]["sqlite3"]
+        assert [p["round"] for p in r["per_round"]] == [0, 1]
+        for p in r["per_round"]:
+            mine = next(x for x in data["runs"] if x["workload"] == wl and x["engine"] == "lsm"
+                        and x["round"] == p["round"])
+            theirs = next(x for x in data["runs"] if x["workload"] == wl
+                          and x["engine"] == "sqlite3" and x["round"] == p["round"])
+            assert p["cpu"] == pytest.approx(theirs["us_per_op_cpu"] / mine["us_per_op_cpu"])
+            assert p["wall"] == pytest.approx(theirs["us_per_op_wall"] / mine["us_per_op_wall"])
+        cpus = [p["cpu"] for p in r["per_round"]]
+        assert r["cpu"]["min"] == min(cpus) and r["cpu"]["max"] == max(cpus)
+    md = (out / "results.md").read_text()
+    assert md.startswith("# lsm-bench compare") and md.strip() in capsys.readouterr().out
+    header = "| workload | one op | lsm ops/s (us/op) | sqlite3 ops/s (us/op) | lsm/sqlite3 cpu |"
+    assert header in md
+    for wl in workloads:
+        assert f"| {wl} |" in md
+    assert "FAILED" not in md and "## Every round" in md and "## Read databases" in md
+    if plots.matplotlib_available():
+        assert (out / "plots" / "compare.png").stat().st_size > 0
+    assert leftover_databases(tmp_path) == []
+
+
+def test_compare_engine_order_shuffled_per_round(tmp_path: Path) -> None:
+    cfg = tiny_compare(tmp_path, engines=("sqlite3", "sqlite3-b", "sqlite3-c"), rounds=4,
+                       workloads=("get", "put"), num=400)
+
+    class B(SqliteEngine):
+        name = "sqlite3-b"
+
+    class C(SqliteEngine):
+        name = "sqlite3-c"
+
+    classes = {"sqlite3": SqliteEngine, "sqlite3-b": B, "sqlite3-c": C}
+    report = compare.run_compare(cfg, log=lambda _m: None, classes=classes)
+    for wl in ("get", "put"):
+        orders = []
+        for rnd in range(4):
+            runs = sorted((r for r in report["runs"] if r["workload"] == wl and r["round"] == rnd),
+                          key=lambda r: r["order"])
+            orders.append(tuple(r["engine"] for r in runs))
+        assert all(sorted(o) == sorted(classes) for o in orders)
+        assert len(set(orders)) > 1, "the engine order changes between rounds"
+        for pos in range(3):  # the first three rounds put every engine in every position
+            assert sorted(o[pos] for o in orders[:3]) == sorted(classes)
+    again = compare.run_compare(cfg, log=lambda _m: None, classes=classes)
+    assert [(r["workload"], r["round"], r["order"], r["engine"]) for r in again["runs"]] == [
+        (r["workload"], r["round"], r["order"], r["engine"]) for r in report["runs"]], "seeded"
+    assert report["ratios"] == {}  # no lsm: no baseline
+    assert leftover_databases(tmp_path) == []
+
+
+class WrongSqlite(SqliteEngine):
+    """Reads return a wrong value for every 10th key; batches lose their last pair."""
+
+    name = "sqlite3"
+
+    def getter(self) -> Any:
+        get = super().getter()
+
+        def wrong(key: bytes) -> bytes | None:
+            value = get(key)
+            return value[::-1] if value is not None and key.endswith(b"0") else value
+
+        return wrong
+
+    def put_batch(self, pairs: Any) -> None:
+        super().put_batch(pairs[:-1])
+
+
+def test_compare_wrong_values_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tiny_compare(tmp_path, engines=("sqlite3",), rounds=2, num=1000,
+                       workloads=("get", "miss", "scan100", "put", "batch100"))
+    report = compare.run_compare(cfg, log=lambda _m: None, classes={"sqlite3": WrongSqlite})
+    summary = {r["workload"]: r for r in report["results"]}
+    assert summary["get"]["status"] == "failed" and "wrong" in summary["get"]["note"]
+    assert 0 < summary["get"]["verify"]["wrong"] < summary["get"]["verify"]["checked"]
+    assert summary["miss"]["status"] == "ok" and summary["scan100"]["status"] == "ok"
+    assert summary["put"]["status"] == "ok"
+    assert summary["batch100"]["status"] == "failed"
+    assert summary["batch100"]["verify"]["missing"] > 0
+    assert all(r["status"] == "failed" for r in report["runs"] if r["workload"] == "get")
+    bad = comparereport.failures(report)
+    assert {(r["workload"], r["status"]) for r in bad} >= {("get", "failed"), ("batch100", "failed"),
+                                                           ("warm-up", "failed")}
+    md = comparereport.render_markdown(report)
+    assert "FAILED" in md and "get / sqlite3: failed" in md
+    # through the command line: exit status 1
+    monkeypatch.setitem(ENGINES, "sqlite3", WrongSqlite)
+    out = tmp_path / "cli"
+    code = main(["compare", "--num", "500", "--rounds", "1", "--engines", "sqlite3",
+                 "--workloads", "get", *COMPARE_OPS, "--out", str(out), "--tmpdir", str(tmp_path),
+                 "--progress", "off", "--no-plots"])
+    assert code == 1 and "FAILED" in (out / "results.md").read_text()
+    assert leftover_databases(tmp_path) == []
+
+
+def test_compare_engine_error_and_missing_primitive(tmp_path: Path) -> None:
+    class SeekBreaks(SqliteEngine):
+        def seek_next(self, key: bytes, n: int) -> list[tuple[bytes, bytes]]:
+            raise RuntimeError("boom")
+
+    class NoSeek(SqliteEngine):
+        name = "noseek"
+        features = frozenset({"iterate"})
+
+    cfg = tiny_compare(tmp_path, engines=("sqlite3", "noseek"), num=500,
+                       workloads=("get", "scan100", "seek10"))
+    report = compare.run_compare(cfg, log=lambda _m: None,
+                                 classes={"sqlite3": SeekBreaks, "noseek": NoSeek})
+    summary = {(r["workload"], r["engine"]): r for r in report["results"]}
+    assert summary[("seek10", "sqlite3")]["status"] == "error"
+    assert "boom" in summary[("seek10", "sqlite3")]["note"]
+    assert len([r for r in report["runs"] if r["workload"] == "seek10"
+                and r["engine"] == "sqlite3"]) == 1, "an engine that raised leaves the workload"
+    assert summary[("get", "sqlite3")]["status"] == "ok"
+    assert summary[("scan100", "noseek")]["status"] == "skipped"
+    assert "seek" in summary[("scan100", "noseek")]["note"]
+    assert summary[("get", "noseek")]["status"] == "ok"
+    assert leftover_databases(tmp_path) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("plyvel") is None,
+                    reason="plyvel is not installed (pip install plyvel)")
+@needs_lsm
+def test_compare_with_plyvel(tmp_path: Path) -> None:
+    cfg = tiny_compare(tmp_path, engines=("lsm", "plyvel"), num=1000)
+    report = compare.run_compare(cfg, log=lambda _m: None)
+    assert all(r["status"] == "ok" for r in report["results"]), report["results"]
+    assert set(report["ratios"]) == set(compare.WORKLOADS)
+    assert report["databases"]["plyvel"]["disk_bytes"] > 0
+    assert leftover_databases(tmp_path) == []
+
+
+def test_compare_ratios_and_summaries_per_round() -> None:
+    def run(wl: str, eng: str, rnd: int, us: float) -> dict[str, Any]:
+        return compare.run_record(wl, eng, rnd, 1000, us * 1000 / 1e6, 2 * us * 1000 / 1e6,
+                                  {"checked": 1000, "missing": 0, "wrong": 0, "unexpected": 0})
+
+    runs = [run("get", "lsm", 0, 10.0), run("get", "peer", 0, 5.0),
+            run("get", "lsm", 1, 8.0), run("get", "peer", 1, 6.0),
+            run("get", "lsm", 2, 12.0), run("get", "peer", 2, 3.0),
+            run("get", "peer", 3, 1.0)]  # no lsm in round 3: no ratio
+    r = compare.ratios(runs, ["lsm", "peer"], ("get",))["get"]["peer"]
+    assert [p["round"] for p in r["per_round"]] == [0, 1, 2]
+    assert [p["cpu"] for p in r["per_round"]] == pytest.approx([0.5, 0.75, 0.25])
+    assert r["cpu"] == pytest.approx({"median": 0.5, "min": 0.25, "max": 0.75, "n": 3})
+    assert r["wall"]["median"] == pytest.approx(0.5)
+    (lsm, peer) = compare.summarize(runs, ["lsm", "peer"], ("get",), {})
+    assert lsm["median_us_per_op_cpu"] == pytest.approx(10.0) and lsm["rounds"] == 3
+    assert peer["median_us_per_op_cpu"] == pytest.approx(4.0) and peer["rounds"] == 4
+    assert comparereport.fmt_spread(r["cpu"]) == "0.500 (0.250-0.750)"
+
+
+def test_compare_cli_parses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_compare_parser().parse_args(
+        ["--num", "1000000", "--rounds", "5", "--engines", "lsm,plyvel,sqlite3",
+         "--workloads", "reads,fillrandom+quiesce", "--ops", "get=1_000", "--opt",
+         "sqlite3:cache_size=-2000", "--no-verify-writes"])
+    cfg = compare_config_from_args(args)
+    assert cfg.num == 1_000_000 and cfg.rounds == 5
+    assert cfg.engines == ("lsm", "plyvel", "sqlite3")
+    assert cfg.workloads == compare.READS + ("put", "fillrandom+quiesce")
+    assert cfg.ops_per_round("get") == 1000 and cfg.ops_per_round("miss") == 80_000
+    assert cfg.options_for("sqlite3") == {"synchronous": "OFF", "cache_size": -2000}
+    assert not cfg.verify_writes
+    quick = compare_config_from_args(build_compare_parser().parse_args(["--quick"]))
+    assert (quick.num, quick.rounds, quick.quick) == (compare.QUICK_NUM, compare.QUICK_ROUNDS, True)
+    assert quick.engines[0] == "lsm" and "sqlite3" in quick.engines
+    assert compare.expand_workloads(["writes", "get"])[0] == "get"
+    for bad in (["--workloads", "nosuch"], ["--engines", "nosuch"], ["--ops", "put=5"],
+                ["--ops", "get"], ["--num", "10"]):
+        with pytest.raises(SystemExit):
+            main(["compare", *bad, "--out", str(tmp_path)])
+    assert main(["compare", "--list"]) == 0
+    assert "fillrandom+quiesce" in capsys.readouterr().out
+    assert "compare" in build_parser().format_help()

@@ -120,7 +120,9 @@ class ColumnTables:
         self.numbers: list[int] = []
         self.writer: TableWriter | None = None
 
-    def add(self, keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes]) -> None:
+    def add(self, keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes],
+            unique: bool = False) -> None:
+        """Append a chunk (``unique``: no key appears twice in it)."""
         if not keys:
             return
         w = self.writer
@@ -131,7 +133,7 @@ class ColumnTables:
         if w is None:
             self.numbers.append(self.new_number())
             w = self.writer = _new_writer(self.fs, self.dbpath, self.numbers[-1], self.options)
-        w.add_many(keys, tags, values)
+        w.add_many(keys, tags, values, unique)
 
     def add_range_del(self, start: bytes, end: bytes, seq: int) -> None:
         if self.writer is None:
@@ -171,7 +173,7 @@ def build_memtable(fs: FileSystem, dbpath: str, mem: Memtable, snapshots: list[i
     if not mem.has_older() or not any(s < mem.max_seq for s in snapshots):
         keys, tags, values = mem.newest_columns()
         with ColumnTables(fs, dbpath, options, new_number) as out:
-            out.add(keys, tags, values)
+            out.add(keys, tags, values, unique=True)
             for start, end, seq in dels:
                 out.add_range_del(start, end, seq)
         return out.metas

@@ -390,7 +390,7 @@ def _merge_columns(runs: list[list[TableReader]], deeper: list[tuple[bytes, byte
         if keys and not _overlaps(deeper, keys[0], keys[-1]):
             keys, tags, values = _drop_dead(keys, tags, values, now)
         dropped += n_in - len(keys)
-        out.add(keys, tags, values)
+        out.add(keys, tags, values, unique=True)  # either path above leaves one version per key
         for a in list(act):
             if a[4] == len(a[1]):
                 w = a[0].next_window()

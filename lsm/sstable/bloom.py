@@ -106,9 +106,7 @@ def build_blocked(keys, bits_per_key: int) -> bytes:
         raise ValueError(f"a filter of {len(keys)} keys needs {nwords} words; the limit is 2**32 - 1")
     pat = patterns(k)
     words = array("Q", bytes(8 * nwords))
-    h3 = filter_hash
-    for key in keys:
-        h = h3(key)
+    for h in map(filter_hash, keys):
         words[((h >> 32) * nwords) >> 32] |= pat[h & 4095]
     if _SWAP:
         words.byteswap()

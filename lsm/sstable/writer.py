@@ -63,6 +63,7 @@ class TableWriter:
         self._filter_keys: list[bytes] = []
         self._range_dels: list[tuple[bytes, bytes, int]] = []
         self._last_key: bytes | None = None
+        self._unique_run = False  # the add_many call in progress promised unique keys
         self.entries = 0
         self.deletions = 0
         self.ttl_entries = 0
@@ -96,12 +97,16 @@ class TableWriter:
         self._values.append(value)
         self._pending += 8 + len(key) + len(value)
 
-    def add_many(self, keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes]) -> None:
+    def add_many(self, keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes],
+                 unique: bool = False) -> None:
         """Append ``keys[i], tags[i], values[i]`` (``tag = seq << 8 | kind``).
 
         Requires: the order of :meth:`add`, and ``keys[0]`` greater than every
         key added before (a user key's versions arrive in one call).
+        ``unique``: the caller knows no key appears twice (saves a check per block).
         """
+        if unique:
+            self._unique_run = True
         n = len(keys)
         if not n:
             return
@@ -126,6 +131,7 @@ class TableWriter:
             self._pending += cum[end] - cum[pos]
             pos = end
         self._last_key = keys[-1]
+        self._unique_run = False
 
     def add_range_del(self, start: bytes, end: bytes, seq: int) -> None:
         """Record a range tombstone: keys in ``[start, end)`` written before ``seq`` are deleted."""
@@ -170,7 +176,7 @@ class TableWriter:
             self.max_seq = hi
         self.raw_key_bytes += sum(map(len, keys))
         self.raw_value_bytes += sum(map(len, values))
-        if len(set(keys)) == n:
+        if self._unique_run or len(set(keys)) == n:
             self._filter_keys.extend(keys)
         else:  # several versions of a key: the filter and unique_keys count it once
             self._filter_keys.extend(k for k, nxt in zip(keys, keys[1:]) if k != nxt)

@@ -13,7 +13,7 @@ import os
 import time
 
 from .commit import Writer
-from .builder import build_memtable
+from .builder import FlushJob, build_memtable
 from .compaction import (Compaction, JobSpec, level_scores, max_bytes_for_level, output_reservation,
                          pick_compaction, run_job, setup_compaction)
 from .errors import BackgroundError, DiskError
@@ -33,6 +33,7 @@ WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the
 # run at 5-20 MiB/s here: the bound is tens of times slack, for loaded machines.
 WORKER_TIMEOUT_FLOOR = 120.0
 WORKER_TIMEOUT_RATE = 256 << 10
+_FLUSH_RESERVE = 4  # file numbers reserved for a flush in the worker (it writes one table)
 
 
 class Background:
@@ -183,21 +184,48 @@ class Background:
         next_log = sv.imms[-2].log_number if len(sv.imms) > 1 else sv.mem.log_number
         snaps = self._snapshot_seqs_locked()
         vs = self._versions
-        numbers: list[int] = []
+        numbers: set[int] = set()
 
         def new_number() -> int:
             with self._mu:
                 n = vs.new_file_number()
                 self._pending_outputs.add(n)
-                numbers.append(n)
+                numbers.add(n)
                 return n
 
+        worker = self._flush_worker
+        in_worker = False
+        if worker is not None and imm.nbytes >= WORKER_MIN_BYTES:
+            # Reserve the output numbers now (one table; a few spare), as a
+            # compaction does: the worker cannot ask for them.
+            first = vs.next_file
+            vs.next_file += _FLUSH_RESERVE
+            numbers.update(range(first, first + _FLUSH_RESERVE))
+            self._pending_outputs |= numbers
         try:
             self._mu.release()
             try:
-                metas = build_memtable(self._fs, self._path, imm, snaps, self._opts, new_number)
-                if metas:
-                    self._fs.fsync_dir(self._path)
+                metas = None
+                if worker is not None and numbers:
+                    # The memtable crosses as one marshal'd bytes object (a
+                    # fraction of the GIL time building the table would take
+                    # here). Any failure of the worker leaves the flush to
+                    # this thread: the memtable is authoritative and intact.
+                    try:
+                        job = FlushJob(self._path, self._opts, imm.export(), snaps, first, _FLUSH_RESERVE)
+                        metas = worker.run(job, WORKER_TIMEOUT_FLOOR + imm.nbytes / WORKER_TIMEOUT_RATE)[0]
+                        in_worker = True
+                    except WorkerAborted:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - retried in-process, recorded in stats
+                        self._flush_worker_failures += 1
+                        self._worker_note = f"flush: {e}"
+                        if self._flush_worker_failures >= 3:
+                            self._flush_worker = None
+                if metas is None:
+                    metas = build_memtable(self._fs, self._path, imm, snaps, self._opts, new_number)
+                    if metas:
+                        self._fs.fsync_dir(self._path)
             finally:
                 self._mu.acquire()
             edit = VersionEdit(log_number=next_log)
@@ -211,6 +239,7 @@ class Background:
         self._close_obsolete_logs_locked()
         c = self._counters
         c["flushes"] += 1
+        c["flushes_in_worker"] += in_worker
         c["flush_bytes_written"] += sum(m.size for m in metas)
 
     def _manual_job_locked(self) -> None:
@@ -390,7 +419,8 @@ class Background:
             "recovery": self._recovery.as_dict(),
             "compaction": {"count": c["compactions"], "in_worker": c["compactions_in_worker"],
                            "worker_failures": self._worker_failures, "worker_note": self._worker_note,
-                           "flushes": c["flushes"],
+                           "flushes": c["flushes"], "flushes_in_worker": c["flushes_in_worker"],
+                           "flush_worker_failures": self._flush_worker_failures,
                            "trivial_moves": c["trivial_moves"],
                            "intra_l0": c["intra_l0_compactions"],
                            "bytes_read": c["compaction_bytes_read"],

@@ -22,7 +22,7 @@ import struct
 from bisect import bisect_left
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .errors import DiskError
+from .errors import DiskError, Error
 from .filenames import make_table_name
 from .fs import FileSystem
 from .keys import DELETE, PUT_TTL
@@ -31,7 +31,8 @@ from .memtable import Memtable
 from .options import Options
 from .sstable import TableWriter
 
-__all__ = ["ColumnTables", "build_memtable", "drop_obsolete", "meta_from_props", "write_tables"]
+__all__ = ["ColumnTables", "FlushJob", "build_memtable", "drop_obsolete", "meta_from_props", "run_flush",
+           "write_tables"]
 
 _F64 = struct.Struct("<d")
 
@@ -181,6 +182,43 @@ def build_memtable(fs: FileSystem, dbpath: str, mem: Memtable, snapshots: list[i
     # stay (older data may live below).
     entries = drop_obsolete(mem.iter_entries(), snapshots, _never, 0.0)
     return write_tables(fs, dbpath, entries, options, new_number, range_dels=dels)
+
+
+class FlushJob:
+    """A flush by value, for the worker process: the memtable as
+    ``Memtable.export`` bytes, the open views' sequences, and file numbers
+    ``first_number .. first_number + reserved - 1`` that the caller reserved
+    (and protects from deletion) for the output."""
+
+    __slots__ = ("dbpath", "options", "memtable", "snapshots", "first_number", "reserved")
+
+    def __init__(self, dbpath: str, options: Options, memtable: bytes, snapshots: list[int],
+                 first_number: int, reserved: int) -> None:
+        self.dbpath = dbpath
+        self.options = options
+        self.memtable = memtable
+        self.snapshots = snapshots
+        self.first_number = first_number
+        self.reserved = reserved
+
+
+def run_flush(fs: FileSystem, job: FlushJob) -> list[FileMeta]:
+    """:func:`build_memtable` on an exported memtable into reserved numbers,
+    then fsync the directory. Raises: ValueError (a malformed export), Error
+    (reservation exhausted), DiskError; outputs written are removed."""
+    mem = Memtable.from_export(job.memtable)
+    numbers = iter(range(job.first_number, job.first_number + job.reserved))
+
+    def new_number() -> int:
+        n = next(numbers, None)
+        if n is None:
+            raise Error(f"flush used all {job.reserved} reserved file numbers")
+        return n
+
+    metas = build_memtable(fs, job.dbpath, mem, job.snapshots, job.options, new_number)
+    if metas:
+        fs.fsync_dir(job.dbpath)
+    return metas
 
 
 def _never(key: bytes) -> bool:

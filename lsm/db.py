@@ -156,6 +156,7 @@ class DB(Background, Reads, Writes, MutableMapping):
             "flush_bytes_written": 0,
             "stall_seconds": 0.0, "slowdown_writes": 0,
             "trivial_moves": 0, "intra_l0_compactions": 0, "entries_dropped": 0, "compactions_in_worker": 0,
+            "flushes_in_worker": 0,
         }
         self._metrics = Metrics() if self._opts.metrics else None
         # Counted by the read path without a lock (statistics: a race may lose an increment).
@@ -165,8 +166,11 @@ class DB(Background, Reads, Writes, MutableMapping):
         # The worker process reads and writes real files only: a custom
         # filesystem (fault injection in tests) keeps compaction in-process.
         use_worker = self._opts.compaction_process and type(self._fs) is OsFileSystem and not self._opts.read_only
+        # Two workers: a flush must never wait behind a long merge.
         self._worker = CompactionWorker() if use_worker else None
+        self._flush_worker = CompactionWorker() if use_worker else None
         self._worker_failures = 0  # written only by the compaction thread (stats reads it racily)
+        self._flush_worker_failures = 0  # written only by the flush thread
         self._worker_note: str | None = None
         self._open()
         if self._metrics is not None:
@@ -253,12 +257,14 @@ class DB(Background, Reads, Writes, MutableMapping):
             self._closed = True
             self._fast = False
             self._stop = True
-            if self._worker is not None:
-                # Abandon a merge in the worker rather than wait for it (it may
-                # be long, or hung): LevelDB too stops compactions at shutdown.
-                # Its outputs are orphans; the inputs stay live. In-process
-                # merges are small (WORKER_MIN_BYTES) and run to the end.
-                self._worker.abort()
+            # Abandon a merge or flush in a worker rather than wait for it (it
+            # may be long, or hung): LevelDB too stops compactions at shutdown.
+            # Its outputs are orphans; the inputs (tables, or the memtable's
+            # log, replayed at the next open) stay live. In-process jobs are
+            # small (WORKER_MIN_BYTES) and run to the end.
+            for w in (self._worker, self._flush_worker):
+                if w is not None:
+                    w.abort()
             while not self._queue.idle_locked() or self._bg_active:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.05)
@@ -271,9 +277,10 @@ class DB(Background, Reads, Writes, MutableMapping):
             chunks.close(self._closed_error())
         for t in self._threads:
             t.join()
-        if self._worker is not None:
-            self._worker.close()
-        self._worker = None
+        for w in (self._worker, self._flush_worker):
+            if w is not None:
+                w.close()
+        self._worker = self._flush_worker = None
         try:
             if self._log is not None:
                 with self._log_sync_mu:

@@ -37,7 +37,7 @@ __all__ = ["EAGER_BLOCKS", "TOMB", "MemWindows", "TableWindows", "WINDOW", "merg
            "prefix_successor", "read_range", "resolve", "resolve_mem", "visible"]
 
 _F64 = struct.Struct("<d")
-_VALUE = itemgetter(2)
+_SECOND = itemgetter(1)  # the stored value of a memtable version (tag, value)
 
 WINDOW = 512  # entries a source reads ahead per window: enough to amortise a window, small for memory
 FIRST_WINDOW = 16  # a scan's first window per source; each next one doubles, up to WINDOW (a seek
@@ -186,7 +186,7 @@ def resolve_mem(mem, keys: list[bytes], seq: int, now: float) -> tuple[list, lis
     such version left out, :data:`TOMB` for deleted or expired ones."""
     dget = mem._dget
     if not mem.special and mem.max_seq <= seq:
-        values = list(map(_VALUE, map(dget, keys)))
+        values = list(map(_SECOND, map(dget, keys)))
         # Checked after the values were read: the writer raises max_seq (and
         # special) before it stores a version, so an unchanged max_seq means
         # no version above seq was read.
@@ -195,20 +195,20 @@ def resolve_mem(mem, keys: list[bytes], seq: int, now: float) -> tuple[list, lis
     out_k, out_v = [], []
     tomb = False
     for k in keys:
-        v = dget(k)
-        if v[0] > seq:
+        v = dget(k)  # (tag, stored value)
+        if v[0] >> 8 > seq:
             v = mem.get_at(k, seq)
             if v is None:
                 continue
-        kind = v[1]
+        kind = v[0] & 0xFF
         out_k.append(k)
         if kind == PUT:
-            out_v.append(v[2])
+            out_v.append(v[1])
         elif kind == DELETE:
             out_v.append(TOMB)
             tomb = True
-        elif _F64.unpack_from(v[2])[0] > now:
-            out_v.append(v[2][8:])
+        elif _F64.unpack_from(v[1])[0] > now:
+            out_v.append(v[1][8:])
         else:
             out_v.append(TOMB)
             tomb = True

@@ -3,7 +3,9 @@ and not for order.
 
 Layout:
 
-* ``_d``: user key -> its newest version ``(seq, kind, stored_value)``;
+* ``_d``: user key -> its newest version ``(tag, stored_value)``, where
+  ``tag = seq << 8 | kind`` (the tag of the table formats: a flush writes
+  it as it is);
 * ``_older``: user key -> the versions it replaced, oldest first (only keys
   written more than once in this memtable; snapshots may need them);
 * ``_index``: a ``SortedList`` of keys, brought up to date on demand by
@@ -31,9 +33,11 @@ keys out of it.
 
 from __future__ import annotations
 
+import struct
 import threading
-from itertools import islice, repeat
-from operator import itemgetter, lshift, or_
+from array import array
+from itertools import accumulate, islice
+from operator import itemgetter
 from typing import Iterator
 
 from sortedcontainers import SortedList
@@ -45,7 +49,10 @@ __all__ = ["ENTRY_OVERHEAD", "Memtable"]
 
 ENTRY_OVERHEAD = 40  # bytes charged per version beyond key and value (the tuple and the dict slot)
 _CHUNK = 256  # keys copied out per lock hold during iteration
-_SEQ, _KIND, _VALUE = itemgetter(0), itemgetter(1), itemgetter(2)
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_EXPORT_VERSION = 1  # of Memtable.export's layout (parent and worker run the same code)
+# version, log_number, max_seq, entries, special, nbytes; counts: newest versions, older versions, range tombstones
+_EXPORT_HEAD = struct.Struct("=BQQQQQQQQ")
 
 
 class Memtable:
@@ -59,9 +66,9 @@ class Memtable:
                  "entries", "special", "max_seq", "range_dels")
 
     def __init__(self, log_number: int = 0) -> None:
-        self._d: dict[bytes, tuple[int, int, bytes]] = {}
+        self._d: dict[bytes, tuple[int, bytes]] = {}
         self._dget = self._d.get
-        self._older: dict[bytes, list[tuple[int, int, bytes]]] = {}
+        self._older: dict[bytes, list[tuple[int, bytes]]] = {}
         self._index: SortedList = SortedList()
         self._tail: list[bytes] = []
         self.lock = threading.Lock()
@@ -92,7 +99,7 @@ class Memtable:
                 self._older[key] = [old]
             else:
                 older.append(old)
-        self._d[key] = (seq, kind, value)
+        self._d[key] = (seq << 8 | kind, value)
         self.nbytes += len(key) + len(value) + ENTRY_OVERHEAD
         self.entries += 1
 
@@ -118,24 +125,24 @@ class Memtable:
 
     # -- point reads ------------------------------------------------------
 
-    def get(self, key: bytes) -> tuple[int, int, bytes] | None:
-        """Newest ``(seq, kind, stored_value)`` for ``key``, or None."""
+    def get(self, key: bytes) -> tuple[int, bytes] | None:
+        """Newest ``(tag, stored_value)`` for ``key``, or None."""
         return self._dget(key)
 
-    def get_at(self, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
-        """Newest version of ``key`` with sequence <= ``seq``, or None."""
+    def get_at(self, key: bytes, seq: int) -> tuple[int, bytes] | None:
+        """Newest ``(tag, stored_value)`` of ``key`` with sequence <= ``seq``, or None."""
         v = self._dget(key)
-        if v is None or v[0] <= seq:
+        if v is None or v[0] >> 8 <= seq:
             return v
         older = self._older.get(key)
         if older is not None:
             for v in reversed(older):
-                if v[0] <= seq:
+                if v[0] >> 8 <= seq:
                     return v
         return None
 
-    def versions(self, key: bytes) -> list[tuple[int, int, bytes]]:
-        """Every version of ``key``, newest first."""
+    def versions(self, key: bytes) -> list[tuple[int, bytes]]:
+        """Every version ``(tag, stored_value)`` of ``key``, newest first."""
         v = self._dget(key)
         if v is None:
             return []
@@ -198,36 +205,89 @@ class Memtable:
         """Yield ``(key, -seq, kind, value)`` for lo <= key < hi: key ascending,
         newest version first (the merge order of lsm.iterators)."""
         for key in self.iter_keys(lo, hi):
-            for seq, kind, value in self.versions(key):
-                yield key, -seq, kind, value
+            for tag, value in self.versions(key):
+                yield key, -(tag >> 8), tag & 0xFF, value
 
     def iter_reverse(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
         """Yield ``(key, seq, kind, value)``: key descending, newest version first."""
         for key in self.iter_keys(lo, hi, True):
-            for seq, kind, value in self.versions(key):
-                yield key, seq, kind, value
+            for tag, value in self.versions(key):
+                yield key, tag >> 8, tag & 0xFF, value
 
     def iter_entries(self) -> Iterator[tuple[bytes, int, int, bytes]]:
         """Every version as ``(key, seq, kind, value)`` in table order. Requires: immutable."""
         older = self._older
         d = self._d
         for key in self.sorted_keys():
-            seq, kind, value = d[key]
-            yield key, seq, kind, value
+            tag, value = d[key]
+            yield key, tag >> 8, tag & 0xFF, value
             if key in older:
-                for seq, kind, value in reversed(older[key]):
-                    yield key, seq, kind, value
+                for tag, value in reversed(older[key]):
+                    yield key, tag >> 8, tag & 0xFF, value
 
     def newest_columns(self) -> tuple[list[bytes], list[int], list[bytes]]:
         """``(keys, tags, values)`` of the newest version of every key, in key
         order. Requires: immutable. (A flush with no snapshot to serve writes
         just these: older versions are shadowed.)"""
         keys = self.sorted_keys()
-        entries = list(map(self._d.__getitem__, keys))
-        # tag = seq << 8 | kind, computed by C-level maps (no Python code per entry)
-        tags = list(map(or_, map(lshift, map(_SEQ, entries), repeat(8)), map(_KIND, entries)))
-        values = list(map(_VALUE, entries))
-        return keys, tags, values
+        entries = list(map(self._d.__getitem__, keys))  # C-level maps: no Python code per entry
+        return keys, list(map(_FIRST, entries)), list(map(_SECOND, entries))
+
+    # -- transfer to a worker process -----------------------------------------
+
+    def export(self) -> bytes:
+        """Everything a flush needs, as one bytes object that
+        :meth:`from_export` reads back in another process on the same machine
+        (the flush worker). Built by C-level calls over the columns, so the
+        flushing thread holds the GIL for a fraction of what building the
+        table would cost. Requires: immutable.
+
+        Layout (native byte order): ``_EXPORT_HEAD``, then three column
+        groups — the newest versions, the older versions (each with its key,
+        oldest first per key), the range tombstones (start, seq, end) — each
+        as ``key lengths u32[n], value lengths u32[n], tags u64[n], keys,
+        values``."""
+        d = self._d
+        keys = list(d)
+        entries = list(d.values())
+        okeys: list[bytes] = []
+        older: list[tuple[int, bytes]] = []
+        for k, versions in self._older.items():
+            okeys += [k] * len(versions)
+            older += versions
+        dels = self.range_dels
+        head = _EXPORT_HEAD.pack(_EXPORT_VERSION, self.log_number, self.max_seq, self.entries, self.special,
+                                 self.nbytes, len(keys), len(older), len(dels))
+        return b"".join([head]
+                        + _columns(keys, map(_FIRST, entries), list(map(_SECOND, entries)))
+                        + _columns(okeys, map(_FIRST, older), list(map(_SECOND, older)))
+                        + _columns([r[0] for r in dels], [r[2] for r in dels], [r[1] for r in dels]))
+
+    @classmethod
+    def from_export(cls, data: bytes) -> "Memtable":
+        """The immutable memtable :meth:`export` wrote. Raises: ValueError if
+        ``data`` is not such an export."""
+        if len(data) < _EXPORT_HEAD.size:
+            raise ValueError(f"not a memtable export: {len(data)} bytes")
+        version, log_number, max_seq, entries, special, nbytes, n, n_older, n_dels = _EXPORT_HEAD.unpack_from(data)
+        if version != _EXPORT_VERSION:
+            raise ValueError(f"memtable export version {version}, expected {_EXPORT_VERSION}")
+        pos = _EXPORT_HEAD.size
+        keys, tags, values, pos = _read_columns(data, pos, n)
+        okeys, otags, ovalues, pos = _read_columns(data, pos, n_older)
+        starts, seqs, ends, pos = _read_columns(data, pos, n_dels)
+        if pos != len(data):
+            raise ValueError(f"memtable export: {len(data) - pos} bytes past its end")
+        m = cls(log_number)
+        m._d = dict(zip(keys, zip(tags, values)))
+        m._dget = m._d.get
+        for k, version_ in zip(okeys, zip(otags, ovalues)):
+            m._older.setdefault(k, []).append(version_)
+        m._tail = keys  # unsorted; sorted_keys() sorts once
+        m.max_seq, m.entries, m.special, m.nbytes = max_seq, entries, special, nbytes
+        m.range_dels = list(zip(starts, ends, seqs))
+        m.immutable = True
+        return m
 
     def _check(self) -> None:
         """Invariants: the index holds no key twice and only keys of ``_d``;
@@ -237,5 +297,32 @@ class Memtable:
         check(len(set(keys)) == len(keys), "memtable key listed twice")
         check(set(keys) == set(self._d), "memtable key index and dict disagree")
         for k, older in self._older.items():
-            seqs = [v[0] for v in older] + [self._d[k][0]]
+            seqs = [v[0] >> 8 for v in older] + [self._d[k][0] >> 8]
             check(all(a < b for a, b in zip(seqs, seqs[1:])), f"versions of {k!r} out of order")
+
+
+def _columns(keys: list[bytes], tags, values: list[bytes]) -> list[bytes]:
+    """One column group of :meth:`Memtable.export`."""
+    return [array("I", map(len, keys)).tobytes(), array("I", map(len, values)).tobytes(),
+            array("Q", tags).tobytes(), b"".join(keys), b"".join(values)]
+
+
+def _read_columns(data: bytes, pos: int, n: int) -> tuple[list[bytes], array, list[bytes], int]:
+    """``(keys, tags, values, end)`` of the column group of ``n`` entries at ``pos``."""
+    klens, vlens, tags = array("I"), array("I"), array("Q")
+    for a in (klens, vlens, tags):
+        end = pos + a.itemsize * n
+        if end > len(data):
+            raise ValueError("memtable export: truncated")
+        a.frombytes(data[pos:end])
+        pos = end
+    keys, pos = _split(data, pos, klens)
+    values, pos = _split(data, pos, vlens)
+    return keys, tags, values, pos
+
+
+def _split(data: bytes, pos: int, lens: array) -> tuple[list[bytes], int]:
+    offs = list(accumulate(lens, initial=pos))
+    if offs[-1] > len(data):
+        raise ValueError("memtable export: truncated")
+    return list(map(data.__getitem__, map(slice, offs, offs[1:]))), offs[-1]

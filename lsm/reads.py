@@ -55,8 +55,8 @@ class Reads:
         # see half of a batch. Only the active memtable can hold newer entries.
         seq = self._versions.last_sequence
         sv = self._sv
-        r = sv.mem._dget(key)
-        if r is not None and r[0] > seq:
+        r = sv.mem._dget(key)  # (tag, stored value), tag = seq << 8 | kind
+        if r is not None and r[0] >> 8 > seq:
             r = sv.mem.get_at(key, seq)
         if r is None:
             for imm in sv.imms:
@@ -84,7 +84,7 @@ class Reads:
                                     continue
                             elif not t.may_contain(key):
                                 continue
-                            r = t.get(key, MAX_SEQUENCE)
+                            r = t.find(key, MAX_SEQUENCE)
                             if r is not None:
                                 break
                     else:
@@ -104,19 +104,19 @@ class Reads:
                                     continue
                             elif not t.may_contain(key):
                                 continue
-                            r = t.get(key, MAX_SEQUENCE)
+                            r = t.find(key, MAX_SEQUENCE)
                             if r is not None:
                                 break
                 except (DiskError, ValueError) as e:
                     r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
                 if r is None:
                     return default
-        kind = r[1]
+        kind = r[0] & 0xFF
         if kind == PUT:
-            return r[2]
+            return r[1]
         if kind == DELETE:
             return default
-        value = r[2]
+        value = r[1]
         if _F64.unpack_from(value)[0] > self._now():
             return value[8:]
         return default
@@ -141,11 +141,12 @@ class Reads:
                         r = self._table_get(sv.version, key, MAX_SEQUENCE, _SAMPLE_EVERY)
                     except (DiskError, ValueError) as e:
                         r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
-            if r is None or r[1] == DELETE:
+            kind = DELETE if r is None else r[0] & 0xFF
+            if kind == PUT:
+                return r[1]  # type: ignore[index]
+            if kind == DELETE:
                 return default
-            if r[1] == PUT:
-                return r[2]
-            return r[2][8:] if _F64.unpack_from(r[2])[0] > self._now() else default
+            return r[1][8:] if _F64.unpack_from(r[1])[0] > self._now() else default  # type: ignore[index]
         finally:
             self._metrics.record("get", _clock() - t, n=_SAMPLE_EVERY)  # type: ignore[union-attr]
 
@@ -166,17 +167,21 @@ class Reads:
                 r = self._table_get(sv.version, key, seq)
             except (DiskError, ValueError) as e:
                 r = self._table_get_retry(e, sv, key, seq)
-        if r is None or r[1] == DELETE:
+        if r is None:
             return None
-        if r[1] == PUT:
-            return Entry(r[2], r[0], None)
-        expires = _F64.unpack_from(r[2])[0]
+        tag, value = r
+        kind = tag & 0xFF
+        if kind == DELETE:
+            return None
+        if kind == PUT:
+            return Entry(value, tag >> 8, None)
+        expires = _F64.unpack_from(value)[0]
         if expires <= self._now():
             return None
-        return Entry(r[2][8:], r[0], expires)
+        return Entry(value[8:], tag >> 8, expires)
 
     def _table_get_retry(self, exc: Exception, sv: SuperVersion, key: bytes,
-                         seq: int) -> tuple[int, int, bytes] | None:
+                         seq: int) -> tuple[int, bytes] | None:
         """A read failed in a way that a concurrent change can explain: the DB
         was closed under it (its maps closed: ValueError), or a table vanished
         (ENOENT) under a read whose version had already been replaced. Report
@@ -196,8 +201,8 @@ class Reads:
                 exc = e
         raise exc
 
-    def _table_get(self, version: Version, key: bytes, seq: int, count: int = 0) -> tuple[int, int, bytes] | None:
-        """Newest version <= ``seq`` of ``key`` in the tables of ``version``: L0
+    def _table_get(self, version: Version, key: bytes, seq: int, count: int = 0) -> tuple[int, bytes] | None:
+        """Newest version ``(tag, stored_value)`` <= ``seq`` of ``key`` in the tables of ``version``: L0
         newest first, then the one candidate file of each deeper level.
 
         Each table's filter is probed inline with one hash of the key shared
@@ -225,7 +230,7 @@ class Reads:
                 elif not t.may_contain(key):
                     useful += 1
                     continue
-                r = t.get(key, seq)
+                r = t.find(key, seq)
                 if r is not None:
                     break
         else:
@@ -249,7 +254,7 @@ class Reads:
                 elif not t.may_contain(key):
                     useful += 1
                     continue
-                r = t.get(key, seq)
+                r = t.find(key, seq)
                 if r is not None:
                     break
         if count and checked:

@@ -1,12 +1,17 @@
-"""Compaction worker process: runs :func:`lsm.compaction.run_job` on another
-core, so that merging tables does not compete with foreground reads and
-writes for the parent's GIL.
+"""Worker process: runs flushes (:func:`lsm.builder.run_flush`) and
+compaction merges (:func:`lsm.compaction.run_job`) on another core, so that
+building tables does not compete with foreground reads and writes for the
+parent's GIL. A DB runs one worker for flushes and one for compactions, so
+that a long merge never holds up a flush.
 
 Protocol (one JSON object per line, over the child's stdin/stdout):
 
-    request  := {"dbpath", "options": {field: value}, "runs": [[n]], "snapshots": [seq],
-                 "deeper": [[lo_hex, hi_hex]], "now", "grandparents": [[largest_hex, size]],
-                 "first_number", "reserved", "split"}
+    request  := compaction | flush
+    compaction := {"dbpath", "options": {field: value}, "runs": [[n]], "snapshots": [seq],
+                   "deeper": [[lo_hex, hi_hex]], "now", "grandparents": [[largest_hex, size]],
+                   "first_number", "reserved", "split"}
+    flush    := {"job": "flush", "dbpath", "options", "snapshots", "first_number", "reserved",
+                 "payload_bytes": n}, followed by n bytes: Memtable.export()
     response := {"ok": true, "metas": [[number, size, entries, smallest_hex, largest_hex,
                                          min_seq, max_seq]], "dropped": n}
               | {"ok": false, "type": "CorruptionError" | "DiskError" | "Error",
@@ -17,13 +22,12 @@ only reads inputs and writes outputs (fsynced, directory fsynced) and never
 touches the manifest. The parent installs the version edit.
 
 Lifetime: started (``python -c "from lsm.worker import main; main()" PID``)
-on the first large compaction of a DB and ended by
-``DB.close()``. On Linux the worker asks the kernel to SIGKILL it when its
-parent dies (``PR_SET_PDEATHSIG``), so a crashed writer cannot leave a worker
-writing tables behind it; elsewhere it checks ``os.getppid()`` between
-output files.
+on the first large job of a DB and ended by ``DB.close()``. On Linux the
+worker asks the kernel to SIGKILL it when its parent dies
+(``PR_SET_PDEATHSIG``), so a crashed writer cannot leave a worker writing
+tables behind it; elsewhere it checks ``os.getppid()`` between jobs.
 
-JSON, not pickle: a worker never executes code from its input.
+JSON and plain byte columns, not pickle: a worker never executes code from its input.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import sys
 import threading
 from dataclasses import fields
 
+from .builder import FlushJob, run_flush
 from .compaction import JobSpec, run_job
 from .errors import CorruptionError, DiskError, Error
 from .fs import OsFileSystem
@@ -57,7 +62,14 @@ class WorkerAborted(Error):
     are intact and any outputs it wrote are orphans."""
 
 
-def encode_request(spec: JobSpec) -> bytes:
+def encode_request(spec: JobSpec | FlushJob) -> bytes:
+    if isinstance(spec, FlushJob):
+        return (json.dumps({
+            "job": "flush", "dbpath": spec.dbpath,
+            "options": {f.name: getattr(spec.options, f.name) for f in fields(spec.options)},
+            "snapshots": spec.snapshots, "first_number": spec.first_number, "reserved": spec.reserved,
+            "payload_bytes": len(spec.memtable),
+        }) + "\n").encode() + spec.memtable
     return (json.dumps({
         "dbpath": spec.dbpath,
         "options": {f.name: getattr(spec.options, f.name) for f in fields(spec.options)},
@@ -68,8 +80,16 @@ def encode_request(spec: JobSpec) -> bytes:
     }) + "\n").encode()
 
 
-def decode_request(line: bytes) -> JobSpec:
+def decode_request(line: bytes, read=None) -> JobSpec | FlushJob:
+    """The job of request ``line``; ``read(n)`` reads a flush's payload."""
     d = json.loads(line)
+    if d.get("job") == "flush":
+        n = d["payload_bytes"]
+        payload = read(n) if read is not None else b""
+        if len(payload) != n:
+            raise EOFError(f"flush request: {len(payload)} of {n} payload bytes")
+        return FlushJob(d["dbpath"], Options(**d["options"]), payload, d["snapshots"], d["first_number"],
+                        d["reserved"])
     spec = JobSpec(d["dbpath"], Options(**d["options"]), d["runs"], d["snapshots"],
                    [(bytes.fromhex(lo), bytes.fromhex(hi)) for lo, hi in d["deeper"]], d["now"], [],
                    d["first_number"], d["reserved"], d.get("split", True))
@@ -94,9 +114,17 @@ def main() -> None:
     _die_with_parent(parent)
     fs = OsFileSystem()
     out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
+    stdin = sys.stdin.buffer
+    for line in stdin:
         try:
-            metas, dropped = run_job(fs, decode_request(line))
+            job = decode_request(line, stdin.read)
+        except EOFError:
+            return  # the parent went away mid-request
+        try:
+            if isinstance(job, FlushJob):
+                metas, dropped = run_flush(fs, job), 0
+            else:
+                metas, dropped = run_job(fs, job)
             resp = {"ok": True, "dropped": dropped,
                     "metas": [[m.number, m.size, m.entries, m.smallest.hex(), m.largest.hex(),
                                m.min_seq, m.max_seq] for m in metas]}
@@ -137,20 +165,20 @@ class CompactionWorker:
         return subprocess.Popen([sys.executable, "-c", "from lsm.worker import main; main()", str(os.getpid())],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    def run(self, spec: JobSpec, timeout: float | None = None) -> tuple[list[FileMeta], int]:
+    def run(self, spec: JobSpec | FlushJob, timeout: float | None = None) -> tuple[list[FileMeta], int]:
         """Run one job in the worker; raise what it raised (CorruptionError,
         DiskError, Error), or WorkerUnavailable if it cannot start, died, or
         has not begun to answer within ``timeout`` seconds (it is then killed:
         a hung worker must not stop compaction for good)."""
         with self._mu:
             if self._aborted:
-                raise WorkerAborted("the compaction worker was stopped (the database is closing)")
+                raise WorkerAborted("the worker was stopped (the database is closing)")
             if self._proc is None or self._proc.poll() is not None:
                 try:
                     self._proc = self._start()
                 except OSError as e:
                     self._proc = None
-                    raise WorkerUnavailable(f"cannot start the compaction worker: {e}") from e
+                    raise WorkerUnavailable(f"cannot start the worker: {e}") from e
             proc = self._proc
             if self._aborted:  # abort() ran while the worker started and may have missed it
                 proc.kill()
@@ -173,8 +201,8 @@ class CompactionWorker:
                 proc.kill()
                 proc.wait()
                 if self._aborted:
-                    raise WorkerAborted("the compaction job was abandoned: the database is closing")
-                raise WorkerUnavailable(f"compaction worker failed (exit {proc.returncode}): {err}")
+                    raise WorkerAborted("the job was abandoned: the database is closing")
+                raise WorkerUnavailable(f"worker failed (exit {proc.returncode}): {err}")
         resp = json.loads(line)
         if resp["ok"]:
             metas = [FileMeta(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx)
@@ -184,7 +212,7 @@ class CompactionWorker:
             raise CorruptionError(resp["path"], resp["offset"], resp["message"])
         if resp["type"] == "DiskError":
             raise DiskError(resp["errno"], resp["message"], resp["path"])
-        raise Error(f"compaction worker: {resp['message']}")
+        raise Error(f"worker: {resp['message']}")
 
     def abort(self) -> None:
         """Kill the worker now, whatever it is doing, and refuse later jobs:

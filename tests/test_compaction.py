@@ -358,6 +358,7 @@ def test_close_abandons_a_hung_worker_job(tmp_path, hung_worker):
 
     started = hung_worker
     db = lsm.open(tmp_path / "db", sync_mode="always", disable_auto_compactions=True, **TINY)
+    db._flush_worker = None  # flushes in-process: only the merge goes to the hung worker
     model = _fill(db, 1500, random.Random(8))
     db.flush()
     with db._mu:
@@ -384,6 +385,7 @@ def test_hung_worker_times_out_and_the_job_reruns_in_process(tmp_path, monkeypat
     monkeypatch.setattr(bg, "WORKER_TIMEOUT_FLOOR", 0.5)
     started = hung_worker
     db = lsm.open(tmp_path / "db", sync_mode="never", **TINY)
+    db._flush_worker = None  # flushes in-process: only merges go to the hung worker
     model = _fill(db, 1500, random.Random(9))
     db.compact_range()
     s = db.stats()["compaction"]

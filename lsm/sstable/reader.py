@@ -195,6 +195,13 @@ class TableReader:
 
     def get(self, key: bytes, seq: int) -> tuple[int, int, bytes] | None:
         """Newest ``(seq, kind, stored_value)`` of ``key`` at or below ``seq``, or None.
+        Does not consult the filter."""
+        r = self.find(key, seq)
+        return None if r is None else (r[0] >> 8, r[0] & 0xFF, r[1])
+
+    def find(self, key: bytes, seq: int) -> tuple[int, bytes] | None:
+        """Newest ``(tag, stored_value)`` of ``key`` at or below ``seq``, or None
+        (``tag = seq << 8 | kind``, the memtable's shape: the read path's form).
 
         Does not consult the filter (the caller does, once per table, with a
         hash shared by every table of the read).
@@ -233,11 +240,11 @@ class TableReader:
                     return None
                 tag = _U64(buf, t + 8 * j)[0]
             s = vs + j * vw
-            return tag >> 8, tag & 0xFF, buf[s:s + vw]
+            return tag, buf[s:s + vw]
         return self._get_variable(buf, o, n, kw, vw, key, seq)
 
     def _get_variable(self, buf, o: int, n: int, kw: int, vw: int, key: bytes,
-                      seq: int) -> tuple[int, int, bytes] | None:
+                      seq: int) -> tuple[int, bytes] | None:
         lay = layout_of(buf, o)
         ks = lay.keys
         lo, hi = 0, n
@@ -257,7 +264,7 @@ class TableReader:
                     return None
                 tag = _U64(buf, lay.tags + 8 * j)[0]
                 if tag >> 8 <= seq:
-                    return tag >> 8, tag & 0xFF, _value(buf, lay, j)
+                    return tag, _value(buf, lay, j)
                 j += 1
             return None
         while lo < hi:
@@ -274,7 +281,7 @@ class TableReader:
                 return None
             tag = _U64(buf, lay.tags + 8 * j)[0]
             if tag >> 8 <= seq:
-                return tag >> 8, tag & 0xFF, _value(buf, lay, j)
+                return tag, _value(buf, lay, j)
             j += 1
         return None
 

@@ -130,11 +130,13 @@ class Options:
     off: no per-call work at all, and those two sections are empty."""
 
     compaction_process: bool = True
-    """Run compaction merges of 1 MiB or more in a helper process
-    (``python -m lsm.worker``), so they use another core instead of competing
-    with reads and writes for this process's GIL. The parent still picks the
-    inputs and installs the result. Off: every merge runs in the compaction
-    thread. Ignored (in-process) when a custom filesystem is passed to ``DB``."""
+    """Run compaction merges of 1 MiB or more, and flushes of memtables of
+    1 MiB or more, in two helper processes (``lsm.worker``: one for merges,
+    one for flushes), so they use other cores instead of competing with reads
+    and writes for this process's GIL. The parent still picks the inputs and
+    installs the result, and reruns a job in-process if its worker fails.
+    Off: merges run in the compaction thread and flushes in the flush thread.
+    Ignored (in-process) when a custom filesystem is passed to ``DB``."""
 
     disable_auto_compactions: bool = False
     """Do not schedule background compactions (``compact_range`` still works).

@@ -33,6 +33,7 @@ from .commit import CommitQueue
 from .background import Background
 from .reads import Reads
 from .writes import Writes
+from .sizes import Sizes
 from .builder import build_memtable
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
@@ -82,7 +83,7 @@ class _Clock:
         return t
 
 
-class DB(Background, Reads, Writes, MutableMapping):
+class DB(Background, Reads, Writes, Sizes, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:
@@ -91,6 +92,7 @@ class DB(Background, Reads, Writes, MutableMapping):
     * writes: ``put``, ``delete``, ``compare_and_swap``, ``write``/``write_batch``,
       ``db[key] = value``, ``del db[key]``
     * ranges and views: ``scan``, ``snapshot``
+    * sizes for sharding and planning: ``approximate_sizes``, ``approximate_count``
     * maintenance: ``flush``, ``compact_range``, ``wait_for_compactions``, ``stats``, ``close``
 
     Thread safety: one ``DB`` may be shared by any number of threads. Reads

@@ -34,6 +34,7 @@ from .background import Background
 from .reads import Reads
 from .writes import Writes
 from .sizes import Sizes
+from .checkpoint import Checkpoints
 from .builder import build_memtable
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
@@ -83,7 +84,7 @@ class _Clock:
         return t
 
 
-class DB(Background, Reads, Writes, Sizes, MutableMapping):
+class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:
@@ -94,6 +95,8 @@ class DB(Background, Reads, Writes, Sizes, MutableMapping):
     * ranges and views: ``scan``, ``snapshot``
     * sizes for sharding and planning: ``approximate_sizes``, ``approximate_count``
     * maintenance: ``flush``, ``compact_range``, ``wait_for_compactions``, ``stats``, ``close``
+    * operations: ``checkpoint`` (and, on a closed database's directory,
+      ``lsm.destroy`` and ``lsm.repair``)
 
     Thread safety: one ``DB`` may be shared by any number of threads. Reads
     never wait for a flush or compaction. Writes are linearized by the commit
@@ -127,7 +130,10 @@ class DB(Background, Reads, Writes, Sizes, MutableMapping):
         self._views: weakref.WeakSet[View] = weakref.WeakSet()  # guarded by _views_mu
         self._scans: weakref.WeakSet = weakref.WeakSet()  # guarded by _views_mu: open scans, closed by close()
         self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
-        self._pending_outputs: set[int] = set()  # guarded by _mu
+        # guarded by _mu: file numbers obsolete-file deletion skips (outputs
+        # being written, logs a checkpoint is copying)
+        self._pending_outputs: set[int] = set()
+        self._checkpoint_pins: dict[int, int] = {}  # guarded by _mu: log number -> checkpoints copying it
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
         self._bg_error: BaseException | None = None  # guarded by _mu
         self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 from .commit import Writer
 from .errors import CorruptionError, DiskError, Error
-from .filenames import FileType, make_log_name, make_table_name, parse_name
+from .filenames import FileType, check_path, make_log_name, make_table_name, parse_name
 from .fs import FileSystem
 from .invariants import assert_held
 from .manifest import FORMAT_VERSION as MANIFEST_FORMAT_VERSION
@@ -109,7 +109,7 @@ class Checkpoints:
         ``<dest>.tmp`` exists (left by an interrupted checkpoint: remove
         it); ClosedError; DiskError.
         """
-        dest = _check_dest(dest)
+        dest = check_path(dest, "dest")
         self._check_open()
         fs: FileSystem = self._fs
         parent = os.path.dirname(dest)
@@ -225,17 +225,6 @@ class Checkpoints:
             writer.close()
         fs.fsync_dir(staging)  # every name CURRENT will lead to, before CURRENT
         install_current(fs, staging, number, number + 1)
-
-
-def _check_dest(dest: object) -> str:
-    if not isinstance(dest, (str, os.PathLike)):
-        raise TypeError(f"dest must be a str or os.PathLike path, not {type(dest).__name__}")
-    p = os.fspath(dest)
-    if not isinstance(p, str):
-        raise TypeError(f"dest must be a str path, not {type(p).__name__}")
-    if not p:
-        raise ValueError("dest must not be empty")
-    return os.path.abspath(p)
 
 
 def _check_free(fs: FileSystem, dest: str, parent: str, staging: str) -> bool:

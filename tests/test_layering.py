@@ -48,8 +48,9 @@ ALLOWED: dict[str, set[str]] = {
     "dumprecords": {"keys"},
     "dump": L0 | L1 | L2 | {"db", "recovery", "dumprecords"},
     "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
+    "admin": {"errors", "filenames", "fs", "dump"},
     "cli": {"dump", "repair", "db", "errors", "options"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot"},
+    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot", "admin", "repair"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}

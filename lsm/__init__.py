@@ -17,6 +17,7 @@ from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, E
 from .options import Options
 from .pcache import PersistentCache
 from .typed import TypedView
+from .prefixed import PrefixedDB
 from .admin import destroy
 from .repair import repair  # the function; the module is importlib.import_module("lsm.repair")
 from . import metrics, serde
@@ -40,6 +41,7 @@ __all__ = [
     "LockError",
     "Options",
     "PersistentCache",
+    "PrefixedDB",
     "ReadOnlyError",
     "ScanIterator",
     "SerializationError",

@@ -50,13 +50,15 @@ from .version import apply_edit
 from .wal import WalWriter
 from .worker import CompactionWorker
 
-if TYPE_CHECKING:  # annotations only: typed and serde sit above db
+if TYPE_CHECKING:  # annotations only: typed, prefixed and serde sit above db
+    from .prefixed import PrefixedDB
     from .serde import Serializer
     from .typed import TypedView
 
 __all__ = ["DB", "Entry", "Snapshot", "open"]
 
 _typed_view_class = None  # set by lsm.typed (see DB.typed)
+_prefixed_view_class = None  # set by lsm.prefixed (see DB.prefixed)
 _SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
 _MISSING = object()
 
@@ -65,6 +67,12 @@ def register_typed_view(cls) -> None:
     """Called once by ``lsm.typed`` at import (see :meth:`DB.typed`)."""
     global _typed_view_class
     _typed_view_class = cls
+
+
+def register_prefixed_view(cls) -> None:
+    """Called once by ``lsm.prefixed`` at import (see :meth:`DB.prefixed`)."""
+    global _prefixed_view_class
+    _prefixed_view_class = cls
 
 
 class _Clock:
@@ -93,6 +101,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
     * writes: ``put``, ``delete``, ``compare_and_swap``, ``write``/``write_batch``,
       ``db[key] = value``, ``del db[key]``
     * ranges and views: ``scan``, ``snapshot``
+    * namespaces and typed views: ``prefixed``, ``typed``
     * sizes for sharding and planning: ``approximate_sizes``, ``approximate_count``
     * maintenance: ``flush``, ``compact_range``, ``wait_for_compactions``, ``stats``, ``close``
     * operations: ``checkpoint`` (and, on a closed database's directory,
@@ -381,6 +390,23 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         if _typed_view_class is None:
             raise Error("lsm.typed is not imported")
         return _typed_view_class(self, key_serde, value_serde)
+
+    def prefixed(self, prefix: bytes) -> "PrefixedDB":
+        """A :class:`lsm.PrefixedDB`: the keys that start with ``prefix``, with
+        the whole key/value API and keys relative to it (plyvel's
+        ``prefixed_db``; lsm/prefixed.py). Registered by ``lsm.prefixed`` as
+        :meth:`typed`'s class is.
+
+        >>> import tempfile
+        >>> with open(tempfile.mkdtemp()) as db:
+        ...     _ = db.prefixed(b"users:").put(b"1", b"ada")
+        ...     db.get(b"users:1")
+        b'ada'
+        """
+        self._check_open()
+        if _prefixed_view_class is None:
+            raise Error("lsm.prefixed is not imported")
+        return _prefixed_view_class(self, prefix)
 
 def _sampled(fn, op: str, record):
     """Wrap bound method ``fn``: every :data:`_SAMPLE_EVERY`-th call is timed

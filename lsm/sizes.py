@@ -34,7 +34,7 @@ from .memtable import ENTRY_OVERHEAD, Memtable
 from .snapshot import SuperVersion
 from .sstable.format import BLOCK_TRAILER_BYTES
 
-__all__ = ["Sizes"]
+__all__ = ["Sizes", "check_ranges"]
 
 _Range = tuple[bytes, "bytes | None"]  # [lo, hi), hi None: unbounded
 
@@ -64,7 +64,7 @@ class Sizes:
         Raises: TypeError/ValueError naming the bad range or bound;
         ClosedError.
         """
-        checked = _check_ranges(ranges)
+        checked = check_ranges(ranges)
         self._check_open()
         return self._estimate(checked, count=False)
 
@@ -109,7 +109,7 @@ class Sizes:
         return [_range_estimate(sv, self._tables.reader, lo, hi, count) for lo, hi in ranges]
 
 
-def _check_ranges(ranges: object) -> list[_Range]:
+def check_ranges(ranges: object) -> list[_Range]:
     """``ranges`` as ``[(lo, hi)]`` with ``lo`` bytes and ``hi`` bytes or None.
     Raises: TypeError/ValueError naming the bad element."""
     if isinstance(ranges, (bytes, bytearray, memoryview, str)) or not hasattr(ranges, "__iter__"):

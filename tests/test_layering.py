@@ -42,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "checkpoint": L0 | L1 | L2 | L3 | {"snapshot"},
     "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker", "sizes", "checkpoint"},
     "typed": {"db", "serde", "errors", "snapshot"},
+    "prefixed": {"db", "typed", "batch", "iterators", "keys", "sizes", "snapshot", "serde"},
     "cachelog": {"errors", "coding"},
     "cacheshard": {"errors", "fs", "record", "metrics", "cachelog"},
     "pcache": {"errors", "fs", "keys", "options", "cachelog", "cacheshard", "forks"},
@@ -50,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
     "admin": {"errors", "filenames", "fs", "dump"},
     "cli": {"dump", "repair", "db", "errors", "options"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot", "admin", "repair"},
+    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "prefixed", "pcache", "snapshot", "admin", "repair"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}

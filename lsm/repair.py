@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Iterator
 from .dump import (LOST_DIR, Damage, RepairReport, TableFile, _damage_finding, _iter_log_ops, _lock,
                    _read_edits, _scan_table)
 from .errors import DiskError, Error
-from .filenames import FileType, check_path, make_current_name, make_log_name, make_manifest_name, make_table_name, parse_name
+from .filenames import (FileType, check_path, make_current_name, make_log_name, make_manifest_name, make_table_name,
+                        parse_name)
 from .fs import FileSystem, OsFileSystem
 from .manifest import (FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, ManifestWriter,
                        VersionEdit, install_current, read_current)

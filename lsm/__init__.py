@@ -7,6 +7,8 @@
 b'value'
 """
 
+import warnings as _warnings
+
 from .batch import WriteBatch
 from .db import DB, open
 from .snapshot import Entry, ScanIterator, Snapshot
@@ -15,7 +17,16 @@ from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, E
 from .options import Options
 from .pcache import PersistentCache
 from .typed import TypedView
+from .prefixed import PrefixedDB
+from .admin import destroy
+from .repair import repair  # the function; the module is importlib.import_module("lsm.repair")
 from . import metrics, serde
+
+# lsm.repair imports lsm.dump, so `python -m lsm.dump` finds that module
+# already imported with the package and runpy warns that a second copy will
+# run as __main__. Harmless here (dump's module level only defines names, and
+# its _main hands over to lsm.cli): that one warning is not shown.
+_warnings.filterwarnings("ignore", message=r"'lsm\.dump' found in sys\.modules", category=RuntimeWarning)
 
 __version__ = "0.1.0"
 
@@ -30,6 +41,7 @@ __all__ = [
     "LockError",
     "Options",
     "PersistentCache",
+    "PrefixedDB",
     "ReadOnlyError",
     "ScanIterator",
     "SerializationError",
@@ -37,7 +49,9 @@ __all__ = [
     "TypedView",
     "WriteBatch",
     "__version__",
+    "destroy",
     "metrics",
     "open",
+    "repair",
     "serde",
 ]

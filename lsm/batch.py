@@ -22,7 +22,7 @@ from typing import Iterator, NamedTuple
 
 from .coding import DecodeError, decode_varint, encode_varint
 from .errors import Error
-from .keys import (DELETE, MAX_SEQUENCE, PUT, PUT_TTL, RANGE_DELETE, TTL_PREFIX_BYTES, check_key,
+from .keys import (DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, PUT_TTL, RANGE_DELETE, TTL_PREFIX_BYTES, check_key,
                    check_value)
 
 __all__ = ["FORMAT_VERSION", "HEADER", "HEADER_V1", "Batch", "WriteBatch", "decode_batch", "encode_batch",
@@ -108,6 +108,30 @@ class WriteBatch:
         self.ops.append((RANGE_DELETE, start, end))
         self._parts += (op_prefix(RANGE_DELETE, len(start)), start, varint(len(end)), end)
         self.nbytes += len(start) + len(end) + _OP_BYTES
+
+    def _with_prefix(self, prefix: bytes) -> "WriteBatch":
+        """A new batch of the same operations with ``prefix`` in front of
+        every key (and of a range tombstone's end); values, TTL expiries
+        included, unchanged. Raises: ValueError when a key grows past
+        :data:`MAX_KEY_BYTES`."""
+        out = WriteBatch()
+        room = MAX_KEY_BYTES - len(prefix)
+        for kind, key, value in self.ops:
+            if len(key) > room or (kind == RANGE_DELETE and len(value) > room):
+                raise ValueError(f"batch key {key!r} is {len(key)} bytes; with the {len(prefix)}-byte "
+                                 f"prefix the limit is {room}")
+            key = prefix + key
+            if kind == RANGE_DELETE:
+                out._range_delete(key, prefix + value)
+            elif kind == DELETE:
+                out.ops.append((kind, key, value))
+                out._parts += (op_prefix(kind, len(key)), key)
+                out.nbytes += len(key) + _OP_BYTES
+            else:
+                out.ops.append((kind, key, value))
+                out._parts += (op_prefix(kind, len(key)), key, varint(len(value)), value)
+                out.nbytes += len(key) + len(value) + _OP_BYTES
+        return out
 
     def clear(self) -> None:
         """Drop every queued operation."""

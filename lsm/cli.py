@@ -27,7 +27,8 @@ import os
 import sys
 from typing import Any, Callable, Iterable, Iterator, TextIO
 
-from . import dump, repair
+from . import dump
+from .repair import repair
 from .db import DB
 from .errors import Error, LockError
 
@@ -418,7 +419,7 @@ def _cmd_verify(args: argparse.Namespace, out: _Out) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace, out: _Out) -> int:
-    rep = repair.repair(args.db)
+    rep = repair(args.db)
     if out.json:
         out.doc(rep)
         return EXIT_OK

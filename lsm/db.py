@@ -33,6 +33,8 @@ from .commit import CommitQueue
 from .background import Background
 from .reads import Reads
 from .writes import Writes
+from .sizes import Sizes
+from .checkpoint import Checkpoints
 from .builder import build_memtable
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
@@ -48,13 +50,15 @@ from .version import apply_edit
 from .wal import WalWriter
 from .worker import CompactionWorker
 
-if TYPE_CHECKING:  # annotations only: typed and serde sit above db
+if TYPE_CHECKING:  # annotations only: typed, prefixed and serde sit above db
+    from .prefixed import PrefixedDB
     from .serde import Serializer
     from .typed import TypedView
 
 __all__ = ["DB", "Entry", "Snapshot", "open"]
 
 _typed_view_class = None  # set by lsm.typed (see DB.typed)
+_prefixed_view_class = None  # set by lsm.prefixed (see DB.prefixed)
 _SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
 _MISSING = object()
 
@@ -63,6 +67,12 @@ def register_typed_view(cls) -> None:
     """Called once by ``lsm.typed`` at import (see :meth:`DB.typed`)."""
     global _typed_view_class
     _typed_view_class = cls
+
+
+def register_prefixed_view(cls) -> None:
+    """Called once by ``lsm.prefixed`` at import (see :meth:`DB.prefixed`)."""
+    global _prefixed_view_class
+    _prefixed_view_class = cls
 
 
 class _Clock:
@@ -82,7 +92,7 @@ class _Clock:
         return t
 
 
-class DB(Background, Reads, Writes, MutableMapping):
+class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:
@@ -91,7 +101,11 @@ class DB(Background, Reads, Writes, MutableMapping):
     * writes: ``put``, ``delete``, ``compare_and_swap``, ``write``/``write_batch``,
       ``db[key] = value``, ``del db[key]``
     * ranges and views: ``scan``, ``snapshot``
+    * namespaces and typed views: ``prefixed``, ``typed``
+    * sizes for sharding and planning: ``approximate_sizes``, ``approximate_count``
     * maintenance: ``flush``, ``compact_range``, ``wait_for_compactions``, ``stats``, ``close``
+    * operations: ``checkpoint`` (and, on a closed database's directory,
+      ``lsm.destroy`` and ``lsm.repair``)
 
     Thread safety: one ``DB`` may be shared by any number of threads. Reads
     never wait for a flush or compaction. Writes are linearized by the commit
@@ -125,7 +139,10 @@ class DB(Background, Reads, Writes, MutableMapping):
         self._views: weakref.WeakSet[View] = weakref.WeakSet()  # guarded by _views_mu
         self._scans: weakref.WeakSet = weakref.WeakSet()  # guarded by _views_mu: open scans, closed by close()
         self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
-        self._pending_outputs: set[int] = set()  # guarded by _mu
+        # guarded by _mu: file numbers obsolete-file deletion skips (outputs
+        # being written, logs a checkpoint is copying)
+        self._pending_outputs: set[int] = set()
+        self._checkpoint_pins: dict[int, int] = {}  # guarded by _mu: log number -> checkpoints copying it
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
         self._bg_error: BaseException | None = None  # guarded by _mu
         self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now
@@ -380,6 +397,23 @@ class DB(Background, Reads, Writes, MutableMapping):
         if _typed_view_class is None:
             raise Error("lsm.typed is not imported")
         return _typed_view_class(self, key_serde, value_serde)
+
+    def prefixed(self, prefix: bytes) -> "PrefixedDB":
+        """A :class:`lsm.PrefixedDB`: the keys that start with ``prefix``, with
+        the whole key/value API and keys relative to it (plyvel's
+        ``prefixed_db``; lsm/prefixed.py). Registered by ``lsm.prefixed`` as
+        :meth:`typed`'s class is.
+
+        >>> import tempfile
+        >>> with open(tempfile.mkdtemp()) as db:
+        ...     _ = db.prefixed(b"users:").put(b"1", b"ada")
+        ...     db.get(b"users:1")
+        b'ada'
+        """
+        self._check_open()
+        if _prefixed_view_class is None:
+            raise Error("lsm.prefixed is not imported")
+        return _prefixed_view_class(self, prefix)
 
 def _sampled(fn, op: str, record):
     """Wrap bound method ``fn``: every :data:`_SAMPLE_EVERY`-th call is timed

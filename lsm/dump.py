@@ -15,10 +15,10 @@ iter_sst()             one SSTable's entries               none (one file)
 iter_wal()             one write-ahead log                 none (one file)
 open_read_only()       a read-only ``DB`` (get/scan/stats)  shared ``LOCK``
 verify()               every live file of the database     shared ``LOCK``
-lsm.repair.repair()    rebuilds the manifest               exclusive ``LOCK``
+lsm.repair()           rebuilds the manifest               exclusive ``LOCK``
 =====================  ==================================  =====================
 
-Nothing here writes; only :func:`lsm.repair.repair` does, and it never
+Nothing here writes; only :func:`lsm.repair` does, and it never
 deletes: files it stops using are moved into ``<db>/lost/``.
 
 Raises: :class:`~lsm.errors.LockError` when the lock conflicts (a writer has

@@ -16,7 +16,7 @@ import os
 import re
 from enum import Enum
 
-__all__ = ["FileType", "make_current_name", "make_lock_name", "make_log_name",
+__all__ = ["FileType", "check_path", "make_current_name", "make_lock_name", "make_log_name",
            "make_manifest_name", "make_table_name", "make_temp_name", "parse_name"]
 
 
@@ -27,6 +27,29 @@ class FileType(Enum):
     MANIFEST = "manifest"
     TABLE = "table"
     TEMP = "temp"
+
+
+def check_path(path: object, name: str = "path") -> str:
+    """A directory path argument as an absolute ``str``.
+
+    Raises: TypeError (not a ``str`` or an ``os.PathLike`` of one),
+    ValueError (empty), naming the argument ``name``.
+
+    >>> check_path("/db/../x")
+    '/x'
+    >>> check_path(b"/x", "dest")
+    Traceback (most recent call last):
+      ...
+    TypeError: dest must be a str or os.PathLike path, not bytes
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike path, not {type(path).__name__}")
+    p = os.fspath(path)
+    if not isinstance(p, str):
+        raise TypeError(f"{name} must be a str path, not {type(p).__name__}")
+    if not p:
+        raise ValueError(f"{name} must not be empty")
+    return os.path.abspath(p)
 
 
 def make_log_name(dbpath: str, number: int) -> str:

@@ -78,6 +78,9 @@ class FileSystem(Protocol):
     def exists(self, path: str) -> bool: ...
     def file_size(self, path: str) -> int: ...
     def makedirs(self, path: str) -> None: ...
+    def mkdir(self, path: str) -> None: ...
+    def rmdir(self, path: str) -> None: ...
+    def link(self, src: str, dst: str) -> None: ...
     def fsync_dir(self, path: str) -> None: ...
     def truncate(self, path: str, size: int) -> None: ...
     def lock(self, path: str, *, shared: bool) -> FileLock: ...
@@ -508,6 +511,31 @@ class OsFileSystem:
             os.makedirs(path, exist_ok=True)
         except OSError as e:
             raise DiskError.wrap(e, path) from e
+
+    def mkdir(self, path: str) -> None:
+        """Create directory ``path`` (its parent must exist; raises DiskError
+        EEXIST if ``path`` does). Durable only after ``fsync_dir`` of the parent."""
+        try:
+            os.mkdir(path)
+        except OSError as e:
+            raise DiskError.wrap(e, path) from e
+
+    def rmdir(self, path: str) -> None:
+        """Remove the empty directory ``path`` (DiskError ENOTEMPTY otherwise)."""
+        try:
+            os.rmdir(path)
+        except OSError as e:
+            raise DiskError.wrap(e, path) from e
+
+    def link(self, src: str, dst: str) -> None:
+        """Make ``dst`` a hard link to ``src`` (a second name for the same
+        file; its data is as durable as ``src``'s, the new name only after
+        ``fsync_dir``). Raises DiskError: EXDEV across file systems, EPERM or
+        EOPNOTSUPP where the file system has no hard links, EEXIST."""
+        try:
+            os.link(src, dst)
+        except OSError as e:
+            raise DiskError.wrap(e, dst) from e
 
     def fsync_dir(self, path: str) -> None:
         """Make creations, renames and removals in directory ``path`` durable."""

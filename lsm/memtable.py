@@ -201,6 +201,18 @@ class Memtable:
             self._fold_locked()
             return list(islice(self._index.irange(lo, hi, inclusive, reverse), limit))
 
+    def count_keys(self, lo: bytes, hi: bytes | None) -> tuple[int, int]:
+        """``(keys in [lo, hi), keys in all)``, by two bisections of the index
+        (folding new keys in first). Keys a concurrent writer adds meanwhile
+        may or may not be counted."""
+        with self.lock:
+            self._fold_locked()
+            idx = self._index
+            n = len(idx)
+            a = idx.bisect_left(lo)
+            b = n if hi is None else idx.bisect_left(hi)
+        return max(0, b - a), n
+
     def iter_forward(self, lo: bytes, hi: bytes | None) -> Iterator[tuple[bytes, int, int, bytes]]:
         """Yield ``(key, -seq, kind, value)`` for lo <= key < hi: key ascending,
         newest version first (the merge order of lsm.iterators)."""

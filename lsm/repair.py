@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Iterator
 from .dump import (LOST_DIR, Damage, RepairReport, TableFile, _damage_finding, _iter_log_ops, _lock,
                    _read_edits, _scan_table)
 from .errors import DiskError, Error
-from .filenames import FileType, make_current_name, make_log_name, make_manifest_name, make_table_name, parse_name
+from .filenames import (FileType, check_path, make_current_name, make_log_name, make_manifest_name, make_table_name,
+                        parse_name)
 from .fs import FileSystem, OsFileSystem
 from .manifest import (FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, ManifestWriter,
                        VersionEdit, install_current, read_current)
@@ -33,7 +34,7 @@ from .version import NUM_LEVELS, Version, apply_edit
 __all__ = ["place_tables", "repair"]
 
 
-def repair(dbpath: str, *, options: Options | None = None, fs: FileSystem | None = None) -> RepairReport:
+def repair(dbpath: str | os.PathLike, *, options: Options | None = None, fs: FileSystem | None = None) -> RepairReport:
     """Rebuild the manifest of ``dbpath`` from the tables and logs present.
 
     Steps: (0) from the readable part of the old manifest, if any, take the
@@ -65,11 +66,26 @@ def repair(dbpath: str, *, options: Options | None = None, fs: FileSystem | None
     Caveat (as LevelDB's repairer): when no manifest is readable, an obsolete
     table left behind by a crash may bring back versions that a compaction had
     already dropped.
-    Raises: LockError when any process has the database open (takes the
-    exclusive ``LOCK``); Error when ``dbpath`` is not a directory; DiskError.
+    Also ``lsm.repair(path)``:
+
+    >>> import lsm, os, tempfile
+    >>> path = tempfile.mkdtemp()
+    >>> with lsm.open(path) as db:
+    ...     _ = db.put(b"k", b"v")
+    >>> os.remove(os.path.join(path, "CURRENT"))              # the manifest is lost
+    >>> report = lsm.repair(path)
+    >>> with lsm.open(path) as db:
+    ...     db.get(b"k")
+    b'v'
+
+    Raises: TypeError/ValueError for a bad ``dbpath``; LockError when any
+    process has the database open (takes the exclusive ``LOCK``); Error when
+    ``dbpath`` is not a directory; DiskError.
     """
+    dbpath = check_path(dbpath, "dbpath")
+    if options is not None and not isinstance(options, Options):
+        raise TypeError(f"options must be an lsm.Options or None, not {type(options).__name__}")
     fs = fs if fs is not None else OsFileSystem()
-    dbpath = os.path.abspath(dbpath)
     if not os.path.isdir(dbpath):
         raise Error(f"{dbpath}: no such database directory")
     with _lock(fs, dbpath, shared=False):

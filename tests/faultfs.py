@@ -13,7 +13,10 @@ Durability model (what a power cut keeps):
 - a file's existence, and renames/removals, only once its directory was
   fsynced after them. Files created and never dir-synced vanish; renames
   not dir-synced are undone; removals not dir-synced are undone (the file
-  comes back with its synced contents).
+  comes back with its synced contents). A hard link is a created name.
+
+Directories (``mkdir``, ``rmdir``, renaming a directory) can be made to fail
+but are not part of the model: a power cut keeps them as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from lsm.errors import DiskError
 from lsm.fs import OsFileSystem
 
-OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read")
+OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read", "link", "mkdir")
 
 
 @dataclass
@@ -230,6 +233,10 @@ class FaultFS:
     def rename(self, src: str, dst: str) -> None:
         self._raise_if("rename", src)
         self._crash_point("rename", src, "before")
+        if os.path.isdir(src):  # directories are outside the durability model
+            self.base.rename(src, dst)
+            self._count_after("rename", src)
+            return
         with self._mu:
             # what a power cut restores at dst: the durable part of the old file
             old = self.base.read_file(dst)[:self._synced.get(dst, 1 << 62)] if self.base.exists(dst) else None
@@ -255,6 +262,20 @@ class FaultFS:
 
     def listdir(self, path: str) -> list[str]:
         return self.base.listdir(path)
+
+    def link(self, src: str, dst: str) -> None:
+        self._raise_if("link", dst)
+        self.base.link(src, dst)
+        with self._mu:
+            self._new.add(dst)  # a new name: it survives a power cut once its directory is fsynced
+            self._synced[dst] = self._synced.get(src, self.base.file_size(src))
+
+    def mkdir(self, path: str) -> None:
+        self._raise_if("mkdir", path)
+        self.base.mkdir(path)
+
+    def rmdir(self, path: str) -> None:
+        self.base.rmdir(path)
 
     def exists(self, path: str) -> bool:
         return self.base.exists(path)

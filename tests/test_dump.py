@@ -7,6 +7,7 @@ several tables plus writes left in the write-ahead log.
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import shutil
@@ -18,7 +19,6 @@ from hypothesis import strategies as st
 
 import lsm
 from lsm import dump
-from lsm import repair as repair_mod
 from lsm.filenames import FileType, parse_name
 from lsm.fs import OsFileSystem
 from lsm.manifest import FileMeta
@@ -26,6 +26,8 @@ from lsm.sstable import TableWriter
 from lsm.version import NUM_LEVELS
 
 from faultfs import FaultFS as _FaultFS
+
+repair_mod = importlib.import_module("lsm.repair")  # the module: lsm.repair is the function
 
 Model = dict[bytes, bytes]
 

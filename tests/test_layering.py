@@ -38,16 +38,20 @@ ALLOWED: dict[str, set[str]] = {
     "background": L0 | L1 | L2 | L3 | {"snapshot", "worker"},
     "reads": L0 | L1 | L2 | {"snapshot"},
     "writes": L0 | L1 | L2 | {"commit", "snapshot"},
-    "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker"},
+    "sizes": L0 | L1 | L2 | {"snapshot"},
+    "checkpoint": L0 | L1 | L2 | L3 | {"snapshot"},
+    "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker", "sizes", "checkpoint"},
     "typed": {"db", "serde", "errors", "snapshot"},
+    "prefixed": {"db", "typed", "batch", "iterators", "keys", "sizes", "snapshot", "serde"},
     "cachelog": {"errors", "coding"},
     "cacheshard": {"errors", "fs", "record", "metrics", "cachelog"},
     "pcache": {"errors", "fs", "keys", "options", "cachelog", "cacheshard", "forks"},
     "dumprecords": {"keys"},
     "dump": L0 | L1 | L2 | {"db", "recovery", "dumprecords"},
     "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
+    "admin": {"errors", "filenames", "fs", "dump"},
     "cli": {"dump", "repair", "db", "errors", "options"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot"},
+    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "prefixed", "pcache", "snapshot", "admin", "repair"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}

@@ -15,7 +15,7 @@ import time
 from .commit import Writer
 from .builder import FlushJob, build_memtable
 from .compaction import (Compaction, JobSpec, level_scores, max_bytes_for_level, output_reservation,
-                         pick_compaction, run_job, setup_compaction)
+                         pick_cleanup, pick_compaction, run_job, setup_compaction)
 from .errors import BackgroundError, DiskError
 from .invariants import assert_held
 from .keys import check_key
@@ -93,7 +93,14 @@ class Background:
     def _compaction_due_locked(self) -> bool:
         if self._opts.disable_auto_compactions:
             return False
-        return level_scores(self._sv.version, self._opts)[0][0] >= 1
+        v = self._sv.version
+        if level_scores(v, self._opts)[0][0] >= 1:
+            return True
+        return bool(v.rd_files) and pick_cleanup(v, self._oldest_snapshot_locked()) is not None
+
+    def _oldest_snapshot_locked(self) -> int | None:
+        snaps = self._snapshot_seqs_locked()
+        return snaps[0] if snaps else None
 
     def _flush_main(self) -> None:
         """Flush thread: writes immutable memtables to L0, oldest first. Kept
@@ -258,7 +265,8 @@ class Background:
             self._manual.pop(0)
 
     def _auto_job_locked(self) -> None:
-        c = pick_compaction(self._sv.version, self._opts, self._versions.compact_pointers)
+        c = pick_compaction(self._sv.version, self._opts, self._versions.compact_pointers,
+                            self._oldest_snapshot_locked())
         if c is not None:
             self._run_compaction_locked(c)
 

@@ -53,7 +53,7 @@ def varint(n: int) -> bytes:
 
 
 class WriteBatch:
-    """A list of puts and deletes applied atomically by ``DB.write``.
+    """A list of puts, deletes and range deletes applied atomically by ``DB.write``.
 
     Build one directly, or use ``with db.write_batch() as b:`` which applies it
     on a clean exit and discards it if the block raises. Keys and values are
@@ -101,6 +101,21 @@ class WriteBatch:
         self.ops.append((DELETE, key, b""))
         self._parts += (op_prefix(DELETE, len(key)), key)
         self.nbytes += len(key) + _OP_BYTES
+        return self
+
+    def delete_range(self, start: bytes, stop: bytes) -> "WriteBatch":
+        """Queue a deletion of every key ``start <= k < stop`` (RocksDB's
+        ``DeleteRange``): one range tombstone, whatever the number of keys.
+        Keys written after the batch are not affected. An empty range
+        (``start == stop``) queues nothing.
+        Raises: TypeError/ValueError naming the bad argument; ValueError if
+        ``start > stop``."""
+        start = check_key(start, "start")
+        stop = check_key(stop, "stop")
+        if start > stop:
+            raise ValueError(f"start {start!r} is after stop {stop!r}")
+        if start < stop:
+            self._range_delete(start, stop)
         return self
 
     def _range_delete(self, start: bytes, end: bytes) -> None:

@@ -19,7 +19,7 @@ removed and the error is re-raised.
 from __future__ import annotations
 
 import struct
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import DiskError, Error
@@ -29,10 +29,11 @@ from .keys import DELETE, PUT_TTL
 from .manifest import FileMeta
 from .memtable import Memtable
 from .options import Options
+from .rangedel import Fragments, clip, key_successor
 from .sstable import TableWriter
 
-__all__ = ["ColumnTables", "FlushJob", "build_memtable", "drop_obsolete", "meta_from_props", "run_flush",
-           "write_tables"]
+__all__ = ["ColumnTables", "FlushJob", "build_memtable", "drop_obsolete", "drop_range_dels", "meta_from_props",
+           "run_flush", "write_tables"]
 
 _F64 = struct.Struct("<d")
 
@@ -40,7 +41,7 @@ _F64 = struct.Struct("<d")
 def meta_from_props(number: int, props: dict) -> FileMeta:
     """The manifest's record of a table, from what ``TableWriter.finish`` returned."""
     return FileMeta(number, props["file_size"], props["entries"], props["smallest"], props["largest"],
-                    props["min_seq"], props["max_seq"])
+                    props["min_seq"], props["max_seq"], range_dels=props.get("range_dels", ()))
 
 
 def _new_writer(fs: FileSystem, dbpath: str, number: int, options: Options) -> TableWriter:
@@ -64,34 +65,43 @@ def write_tables(fs: FileSystem, dbpath: str, entries: Iterable[tuple[bytes, int
 
     A new table is started once the current one reaches ``split_bytes`` or
     ``split_before(key)`` says so, but never between two versions of one user
-    key, so each level's files hold disjoint key ranges. ``range_dels`` go
-    into the first table (a memtable's; compaction splits them itself).
+    key, so each level's files hold disjoint key ranges.
+
+    ``range_dels`` are cut at the same places: a table that ends at key ``m``
+    keeps the part of each tombstone below ``m + b"\\x00"`` (every key up to
+    ``m``) and the next table the rest, so the tables' bounds stay disjoint
+    and together cover every tombstone whole. With no entries, the
+    tombstones make one table of their own.
     """
     metas: list[FileMeta] = []
     numbers: list[int] = []
     writer: TableWriter | None = None
+    lower: bytes | None = None  # where this table's share of the tombstones starts
+
+    def finish(upper: bytes | None) -> None:
+        nonlocal writer, lower
+        assert writer is not None
+        for start, end, seq_ in clip(range_dels, lower, upper):
+            writer.add_range_del(start, end, seq_)
+        metas.append(meta_from_props(numbers[-1], writer.finish()))
+        writer = None
+        lower = upper
+
     try:
         for key, seq, kind, value in entries:
             if writer is not None and key != writer.last_key and (
                     (split_bytes is not None and writer.estimated_size >= split_bytes)
                     or (split_before is not None and split_before(key))):
-                metas.append(meta_from_props(numbers[-1], writer.finish()))
-                writer = None
+                finish(key_successor(writer.last_key))
             if writer is None:
                 numbers.append(new_number())
                 writer = _new_writer(fs, dbpath, numbers[-1], options)
-                if len(numbers) == 1:
-                    for start, end, seq_ in range_dels:
-                        writer.add_range_del(start, end, seq_)
             writer.add(key, seq, kind, value)
-        if writer is None and range_dels:
+        if writer is None and range_dels:  # no entries at all (a split always opens the next table)
             numbers.append(new_number())
             writer = _new_writer(fs, dbpath, numbers[-1], options)
-            for start, end, seq_ in range_dels:
-                writer.add_range_del(start, end, seq_)
         if writer is not None:
-            metas.append(meta_from_props(numbers[-1], writer.finish()))
-            writer = None
+            finish(None)  # the last table takes every tombstone above its lower bound
     except BaseException:
         if writer is not None:
             writer.abandon()
@@ -227,7 +237,8 @@ def _never(key: bytes) -> bool:
 
 def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: list[int],
                   is_bottommost: Callable[[bytes], bool], now: float,
-                  counters: dict | None = None) -> Iterator[tuple[bytes, int, int, bytes]]:
+                  counters: dict | None = None,
+                  range_dels: Fragments | None = None) -> Iterator[tuple[bytes, int, int, bytes]]:
     """Filter ``(key, seq, kind, value)`` in table order down to what some reader may need.
 
     ``snapshots`` is the ascending list of sequence numbers that open snapshots
@@ -237,11 +248,20 @@ def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: l
     newest of the lowest stripe (visible to no snapshot as anything but
     "absent") is dropped too when ``is_bottommost(key)``: no deeper level may
     hold an older version it hides, so dropping it cannot resurrect anything.
+
+    ``range_dels``: the range tombstones of the inputs. A version that one of
+    them covers, with no snapshot between the version and the tombstone, is
+    visible to no reader (every view that sees it sees the tombstone too)
+    and is dropped.
     """
     last_key = None
     last_stripe = -1
     dropped_rest = False  # the rest of this key's (older) history is gone
     nsnap = len(snapshots)
+    if range_dels is not None:
+        starts, ends, cover = range_dels.starts, range_dels.ends, range_dels.seqs
+        nfrag = len(starts)
+        fi = 0  # the first fragment that ends after the current key (keys ascend)
     for key, seq, kind, value in entries:
         stripe = bisect_left(snapshots, seq) if nsnap else 0
         if key != last_key:
@@ -258,4 +278,28 @@ def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: l
             if counters is not None:
                 counters["dropped"] = counters.get("dropped", 0) + 1
             continue
+        if range_dels is not None:
+            while fi < nfrag and ends[fi] <= key:
+                fi += 1
+            if fi < nfrag and starts[fi] <= key:
+                seqs = cover[fi]
+                j = bisect_right(seqs, seq)  # the oldest tombstone newer than this version
+                if j < len(seqs) and (bisect_left(snapshots, seqs[j]) if nsnap else 0) == stripe:
+                    if counters is not None:
+                        counters["dropped"] = counters.get("dropped", 0) + 1
+                    continue
         yield key, seq, kind, value
+
+
+def drop_range_dels(range_dels: Fragments, snapshots: list[int],
+                    deeper: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, int]]:
+    """The tombstones of ``range_dels`` a compaction must write out: all but
+    those in the lowest snapshot stripe (every reader sees them, and
+    :func:`drop_obsolete` dropped every version they cover) whose range no
+    deeper table's bounds ``deeper`` meet (nothing older is left to hide)."""
+    out = []
+    for start, end, seq in range_dels.tombstones():
+        if (not snapshots or snapshots[0] >= seq) and not any(lo < end and start <= hi for lo, hi in deeper):
+            continue
+        out.append((start, end, seq))
+    return out

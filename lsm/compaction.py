@@ -1,5 +1,5 @@
-"""Writing tables: flush (memtable -> L0) and compaction (merge tables into
-the next level), the rules for what each may drop, and the compaction picker.
+"""Compaction: the picker (which tables merge into which level) and the
+merge job (tables in, tables out; what it may drop is lsm.builder's rule).
 
 Nothing here takes the DB mutex: jobs run on inputs the caller chose under
 it and return :class:`~lsm.manifest.FileMeta` for the caller to install.
@@ -14,21 +14,22 @@ from bisect import bisect_right
 from itertools import compress
 from typing import Callable
 
-from .builder import ColumnTables, drop_obsolete, write_tables
-from .keys import DELETE, PUT_TTL
+from .builder import ColumnTables, drop_obsolete, drop_range_dels, write_tables
 from .errors import Error
 from .filenames import make_table_name
-from .fs import FileSystem, OsFileSystem
+from .fs import FileSystem
 from .iterators import merge
+from .keys import DELETE, PUT_TTL
 from .manifest import FileMeta
 from .options import Options
-
-_F64 = struct.Struct("<d")
+from .rangedel import Fragments
 from .sstable import TableReader
 from .version import NUM_LEVELS, Version
 
-__all__ = ["INTRA_L0_RATIO", "Compaction", "JobSpec", "drop_obsolete", "intra_l0_instead", "pick_compaction",
-           "run_job", "run_job_in_worker"]
+__all__ = ["INTRA_L0_RATIO", "Compaction", "JobSpec", "drop_obsolete", "intra_l0_instead", "pick_cleanup",
+           "pick_compaction", "run_job"]
+
+_F64 = struct.Struct("<d")
 
 INTRA_L0_RATIO = 1.5
 """An L0->L1 compaction that would rewrite more than this many bytes (and
@@ -116,7 +117,8 @@ def setup_compaction(version: Version, options: Options, level: int, inputs: lis
     return Compaction(level, out_level, (inputs0, parents), grand, reason, manual)
 
 
-def pick_compaction(version: Version, options: Options, pointers: dict[int, bytes]) -> Compaction | None:
+def pick_compaction(version: Version, options: Options, pointers: dict[int, bytes],
+                    oldest_snapshot: int | None = None) -> Compaction | None:
     """The compaction the tree needs most, or None when every score is below 1.
 
     For L1+ the input is the first file after that level's compaction pointer
@@ -132,7 +134,7 @@ def pick_compaction(version: Version, options: Options, pointers: dict[int, byte
     """
     score, level = level_scores(version, options)[0]
     if score < 1:
-        return None
+        return pick_cleanup(version, oldest_snapshot)
     files = version.levels[level]
     if level == 0:
         c = setup_compaction(version, options, 0, [files[-1]], f"L0 files {len(files)}")
@@ -145,6 +147,30 @@ def pick_compaction(version: Version, options: Options, pointers: dict[int, byte
                 pick = f
                 break
     return setup_compaction(version, options, level, [pick], f"L{level} score {score:.2f}")
+
+
+def pick_cleanup(version: Version, oldest_snapshot: int | None) -> Compaction | None:
+    """A table of L1 or deeper whose range tombstones can all be dropped now,
+    rewritten on its own in its level; or None.
+
+    A range tombstone leaves the tree only when a compaction writes it at
+    the bottom of its range, and a table already at the bottom is not
+    compacted again until data above it comes down: its tombstones would
+    stay (and keep every read on the slower path that consults them). Once
+    no deeper table meets the table's range and no open snapshot is older
+    than its tombstones (``oldest_snapshot``: the lowest open view's
+    sequence, None if none), rewriting it drops every one of them
+    (``drop_range_dels``) and the entries they hide."""
+    for level in range(1, NUM_LEVELS):
+        for f in version.levels[level]:
+            if not f.range_dels:
+                continue
+            if oldest_snapshot is not None and max(t[2] for t in f.range_dels) > oldest_snapshot:
+                continue
+            if any(version.overlapping(lv, f.smallest, f.largest) for lv in range(level + 1, NUM_LEVELS)):
+                continue
+            return Compaction(level, level, ([f], []), [], f"L{level} range tombstones at the bottom")
+    return None
 
 
 def intra_l0_instead(c: Compaction) -> Compaction | None:
@@ -292,9 +318,12 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
         else:
             counters: dict = {}
             merged = ((k, -ns, kind, v) for k, ns, kind, v in merge([r.iter_forward(b"", None) for r in readers]))
-            entries = drop_obsolete(merged, spec.snapshots, is_bottommost, spec.now, counters)
+            dels = [t for r in readers for t in r.range_dels]
+            frags = Fragments.build(dels) if dels else None
+            entries = drop_obsolete(merged, spec.snapshots, is_bottommost, spec.now, counters, frags)
             metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number, split_bytes=split_bytes,
-                                 split_before=split_before)
+                                 split_before=split_before,
+                                 range_dels=drop_range_dels(frags, spec.snapshots, deeper) if frags else ())
             dropped = counters.get("dropped", 0)
         if metas:
             fs.fsync_dir(spec.dbpath)
@@ -423,10 +452,3 @@ class _Grand:
     def __init__(self, largest: bytes, size: int) -> None:
         self.largest = largest
         self.size = size
-
-
-def run_job_in_worker(spec: JobSpec) -> tuple[list[tuple], int]:
-    """Entry point in the compaction worker process (real filesystem only).
-    Returns metas as plain tuples (FileMeta has slots and no pickle support)."""
-    metas, dropped = run_job(OsFileSystem(), spec)
-    return [(m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq) for m in metas], dropped

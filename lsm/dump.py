@@ -48,6 +48,7 @@ from .fs import FileSystem, OsFileSystem
 from .keys import MAX_SEQUENCE
 from .manifest import KNOWN_VERSIONS as MANIFEST_VERSIONS, FileMeta, VersionEdit, read_current, read_manifest
 from .options import WAL_RECOVERY_MODES, Options
+from .rangedel import end_bound
 from .sstable import TableReader
 from .sstable.bloom import BlockedBloom
 from .sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_ZSTD, MAX_FOOTER_BYTES,
@@ -400,7 +401,7 @@ class _TableScan:
     largest: bytes = b""
     min_seq: int = 0
     max_seq: int = 0
-    range_dels: int = 0
+    range_dels: list[tuple[bytes, bytes, int]] = field(default_factory=list)
     entries_or_dels: int = 0
     kept: list[tuple[bytes, int, int, bytes]] | None = None  # entries of good blocks (salvage)
 
@@ -447,9 +448,9 @@ def _scan_table(fs: FileSystem, path: str, number: int, keep: bool = False) -> _
             min_seq = min(min_seq, seq)
             s.max_seq = max(s.max_seq, seq)
             s.smallest = min(s.smallest, start) if s.entries or s.range_dels else start
-            s.largest = max(s.largest, end) if s.entries or s.range_dels else end
-            s.range_dels += 1
-        s.entries_or_dels = s.entries + s.range_dels
+            s.largest = max(s.largest, end_bound(end)) if s.entries or s.range_dels else end_bound(end)
+            s.range_dels.append((start, end, seq))
+        s.entries_or_dels = s.entries + len(s.range_dels)
         s.min_seq = min_seq if s.entries_or_dels else 0
     finally:
         f.close()
@@ -479,7 +480,8 @@ def _props_mismatch(scan: _TableScan, meta: FileMeta | None, size: int) -> list[
     if meta is not None:
         recorded = {"size": (meta.size, size), "entries": (meta.entries, scan.entries),
                     "smallest": (meta.smallest, scan.smallest), "largest": (meta.largest, scan.largest),
-                    "min_seq": (meta.min_seq, scan.min_seq), "max_seq": (meta.max_seq, scan.max_seq)}
+                    "min_seq": (meta.min_seq, scan.min_seq), "max_seq": (meta.max_seq, scan.max_seq),
+                    "range tombstones": (sorted(meta.range_dels), sorted(scan.range_dels))}
         for name, (want, got) in recorded.items():
             if want != got:
                 out.append(f"manifest says {name} {want!r}, the file has {got!r}")

@@ -32,9 +32,10 @@ from operator import itemgetter
 from typing import Iterable, Iterator, Sequence
 
 from .keys import DELETE, PUT, PUT_TTL
+from .rangedel import Visible
 
 __all__ = ["EAGER_BLOCKS", "TOMB", "MemWindows", "TableWindows", "WINDOW", "merge", "merge_parts", "merge_windows",
-           "prefix_successor", "read_range", "resolve", "resolve_mem", "visible"]
+           "prefix_successor", "read_range", "resolve", "resolve_masked", "resolve_mem", "visible"]
 
 _F64 = struct.Struct("<d")
 _SECOND = itemgetter(1)  # the stored value of a memtable version (tag, value)
@@ -82,19 +83,47 @@ def resolve(keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes],
     return out_k, out_v
 
 
+def resolve_masked(keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes], seq: int,
+                   now: float, vis: Visible) -> tuple[list[bytes], list, bool]:
+    """:func:`resolve`, then :data:`TOMB` for each key whose version a range
+    tombstone of ``vis`` hides: ``(keys, values, any hidden)``."""
+    out_k: list[bytes] = []
+    out_v: list = []
+    out_s: list[int] = []
+    last = None
+    for k, t, v in zip(keys, tags, values):
+        if k == last or t >> 8 > seq:
+            continue
+        last = k
+        kind = t & 0xFF
+        out_k.append(k)
+        out_s.append(t >> 8)
+        if kind == PUT:
+            out_v.append(v)
+        elif kind == DELETE:
+            out_v.append(TOMB)
+        elif kind == PUT_TTL:
+            out_v.append(v[8:] if _F64.unpack_from(v)[0] > now else TOMB)
+        else:
+            raise AssertionError(f"unknown entry kind {kind}")
+    vis.mask(out_k, out_s, out_v, TOMB)
+    return out_k, out_v, True
+
+
 class TableWindows:
     """Windows of a run of key-disjoint tables (one L0 table, or one level)
     within ``[lo, hi)``, ascending or (``reverse``) descending.
 
     ``files`` are the run's metas in key order; ``open_reader(meta)`` gives a
     table's reader (the table cache). Tables are opened as the scan reaches
-    them.
+    them. ``vis``: the range tombstones the reader sees, or None.
     """
 
-    __slots__ = ("files", "open_reader", "lo", "hi", "reverse", "seq", "now", "fi", "bi", "done", "want")
+    __slots__ = ("files", "open_reader", "lo", "hi", "reverse", "seq", "now", "fi", "bi", "done", "want", "vis")
 
     def __init__(self, files: list, smallest: list[bytes], largest: list[bytes], open_reader, lo: bytes,
-                 hi: bytes | None, reverse: bool, seq: int, now: float) -> None:
+                 hi: bytes | None, reverse: bool, seq: int, now: float, vis: Visible | None = None) -> None:
+        self.vis = vis
         self.files = files
         self.open_reader = open_reader
         self.lo = lo
@@ -119,7 +148,7 @@ class TableWindows:
             return None
         want = self.want
         self.want = min(2 * want, WINDOW)
-        files, lo, hi, seq, reverse = self.files, self.lo, self.hi, self.seq, self.reverse
+        files, lo, hi, seq, reverse, vis = self.files, self.lo, self.hi, self.seq, self.reverse, self.vis
         parts = []
         n = 0
         tomb = False
@@ -140,7 +169,8 @@ class TableWindows:
                     fi, bi = fi + (-1 if reverse else 1), -1
                     continue
             plain = r.plain and f.max_seq <= seq
-            keys, tags, values, below, above = r.cut(bi, lo, hi, not plain)
+            masked = vis is not None and vis.touches(r.ikeys[bi - 1] if bi else f.smallest, r.ikeys[bi])
+            keys, tags, values, below, above = r.cut(bi, lo, hi, masked or not plain)
             if reverse:
                 if below:
                     fi = -1  # lo falls in this block: nothing below it is in range
@@ -156,7 +186,12 @@ class TableWindows:
                 bi += 1
             if not keys:
                 continue
-            if not plain:
+            if masked:
+                keys, values, _ = resolve_masked(keys, tags, values, seq, self.now, vis)
+                if not keys:
+                    continue
+                tomb = True
+            elif not plain:
                 keys, values = resolve(keys, tags, values, seq, self.now)
                 if not keys:
                     continue
@@ -180,11 +215,15 @@ class TableWindows:
         return keys, values, tomb
 
 
-def resolve_mem(mem, keys: list[bytes], seq: int, now: float) -> tuple[list, list, bool]:
+def resolve_mem(mem, keys: list[bytes], seq: int, now: float,
+                vis: Visible | None = None) -> tuple[list, list, bool]:
     """``keys`` of memtable ``mem`` (in the order given) with their newest
     version at or below ``seq``: ``(keys, values, has_tomb)``, keys with no
-    such version left out, :data:`TOMB` for deleted or expired ones."""
+    such version left out, :data:`TOMB` for deleted or expired ones (or
+    hidden by a range tombstone of ``vis``; then ``keys`` must ascend)."""
     dget = mem._dget
+    if vis is not None and keys and vis.touches(min(keys[0], keys[-1]), max(keys[0], keys[-1])):
+        return _resolve_mem_masked(mem, keys, seq, now, vis)
     if not mem.special and mem.max_seq <= seq:
         values = list(map(_SECOND, map(dget, keys)))
         # Checked after the values were read: the writer raises max_seq (and
@@ -215,13 +254,35 @@ def resolve_mem(mem, keys: list[bytes], seq: int, now: float) -> tuple[list, lis
     return out_k, out_v, tomb
 
 
+def _resolve_mem_masked(mem, keys: list[bytes], seq: int, now: float, vis: Visible) -> tuple[list, list, bool]:
+    asc = len(keys) < 2 or keys[0] < keys[-1]
+    if not asc:
+        keys = keys[::-1]
+    got = mem.get_at
+    out_k, out_t, out_v = [], [], []
+    for k in keys:
+        v = got(k, seq)
+        if v is None:
+            continue
+        out_k.append(k)
+        out_t.append(v[0])
+        out_v.append(v[1])
+    out_k, out_v, _ = resolve_masked(out_k, out_t, out_v, seq, now, vis)
+    if not asc:
+        out_k.reverse()
+        out_v.reverse()
+    return out_k, out_v, True
+
+
 class MemWindows:
     """Windows of a memtable within ``[lo, hi)``: its keys in order, each
     with its newest version at or below ``seq``."""
 
-    __slots__ = ("mem", "lo", "hi", "inclusive", "seq", "now", "reverse", "done", "want")
+    __slots__ = ("mem", "lo", "hi", "inclusive", "seq", "now", "reverse", "done", "want", "vis")
 
-    def __init__(self, mem, lo: bytes, hi: bytes | None, reverse: bool, seq: int, now: float) -> None:
+    def __init__(self, mem, lo: bytes, hi: bytes | None, reverse: bool, seq: int, now: float,
+                 vis: Visible | None = None) -> None:
+        self.vis = vis
         self.mem = mem
         self.lo = lo
         self.hi = hi
@@ -247,7 +308,7 @@ class MemWindows:
                 self.inclusive = (False, False)
             if self.reverse:
                 keys.reverse()
-            got = resolve_mem(mem, keys, self.seq, self.now)
+            got = resolve_mem(mem, keys, self.seq, self.now, self.vis)
             if got[0]:
                 return got
         return None
@@ -338,7 +399,7 @@ def merge_parts(parts: list[tuple[list, Sequence, bool]], reverse: bool) -> tupl
 
 
 def read_range(mems: Sequence, runs: Sequence[list], open_reader, lo: bytes, hi: bytes, reverse: bool, seq: int,
-               now: float, max_blocks: int = EAGER_BLOCKS) -> tuple[list, list] | None:
+               now: float, max_blocks: int = EAGER_BLOCKS, vis: Visible | None = None) -> tuple[list, list] | None:
     """All of ``[lo, hi)`` at ``seq`` as one chunk ``(keys, values)`` in scan
     order, read at once; or None when the tables hold more than
     ``max_blocks`` blocks of it (or the memtables more than
@@ -353,7 +414,7 @@ def read_range(mems: Sequence, runs: Sequence[list], open_reader, lo: bytes, hi:
         if len(keys) > 32 * max_blocks:
             return None
         if keys:
-            part = resolve_mem(m, keys, seq, now)
+            part = resolve_mem(m, keys, seq, now, vis)
             if part[0]:
                 parts.append(part)
     budget = max_blocks
@@ -373,11 +434,15 @@ def read_range(mems: Sequence, runs: Sequence[list], open_reader, lo: bytes, hi:
             if budget < 0:
                 return None
             plain = r.plain and f.max_seq <= seq
+            masked = vis is not None and vis.touches(max(lo, f.smallest), f.largest)
             for bi in range(b0, b1 + 1):
-                keys, tags, values, _, _ = r.cut(bi, lo, hi, not plain)
+                keys, tags, values, _, _ = r.cut(bi, lo, hi, masked or not plain)
                 if not keys:
                     continue
-                if not plain:
+                if masked:
+                    keys, values, _ = resolve_masked(keys, tags, values, seq, now, vis)
+                    tomb = True
+                elif not plain:
                     keys, values = resolve(keys, tags, values, seq, now)
                     tomb = True
                 keys_acc += keys

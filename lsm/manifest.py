@@ -43,6 +43,11 @@ TAG_COMPACT_POINTER = 4
 TAG_DELETED_FILE = 5
 TAG_NEW_FILE = 6
 TAG_FORMAT_VERSION = 7
+# number:varint count:varint (start:lp end:lp seq:varint){count} -- the range
+# tombstones of a table this edit adds (NEW_FILE), a copy of its range-del
+# block: reads see every tombstone of a version without opening its tables.
+# Only written for tables that have any.
+TAG_RANGE_DELS = 9
 
 _CURRENT_RE = re.compile(rb"MANIFEST-(\d{6,})\n")
 
@@ -50,15 +55,19 @@ _CURRENT_RE = re.compile(rb"MANIFEST-(\d{6,})\n")
 class FileMeta:
     """What the manifest records about one SSTable. Immutable by convention.
 
-    ``smallest``/``largest`` are user keys; ``min_seq``/``max_seq`` bound the
-    sequence numbers inside.
+    ``smallest``/``largest`` are user keys, inclusive bounds of the keys the
+    table holds and of its range tombstones (a tombstone's exclusive end
+    counts as a bound: the bounds may name one key more than the table
+    covers); ``min_seq``/``max_seq`` bound the sequence numbers inside;
+    ``range_dels`` are its range tombstones ``(start, end, seq)``
+    (``TAG_RANGE_DELS``).
     """
 
-    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "reader")
-    _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq")
+    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "range_dels", "reader")
+    _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "range_dels")
 
     def __init__(self, number: int, size: int, entries: int, smallest: bytes, largest: bytes,
-                 min_seq: int, max_seq: int) -> None:
+                 min_seq: int, max_seq: int, *, range_dels: tuple[tuple[bytes, bytes, int], ...] = ()) -> None:
         self.number = number
         self.size = size
         self.entries = entries
@@ -66,6 +75,7 @@ class FileMeta:
         self.largest = largest
         self.min_seq = min_seq
         self.max_seq = max_seq
+        self.range_dels = range_dels
         # Not recorded anywhere: the open reader of this table while the DB's
         # table cache holds it (lsm.cache.TableCache sets and clears it), so
         # that a read reaches the table with one attribute load.
@@ -73,7 +83,8 @@ class FileMeta:
 
     def __repr__(self) -> str:
         return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "
-                f"{self.smallest!r}..{self.largest!r}, seq {self.min_seq}..{self.max_seq})")
+                f"{self.smallest!r}..{self.largest!r}, seq {self.min_seq}..{self.max_seq}"
+                + (f", {len(self.range_dels)} range tombstones)" if self.range_dels else ")"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FileMeta) and all(
@@ -128,6 +139,12 @@ class VersionEdit:
             put_length_prefixed(out, m.smallest)
             put_length_prefixed(out, m.largest)
             out += v(m.min_seq) + v(m.max_seq)
+            if m.range_dels:
+                out += v(TAG_RANGE_DELS) + v(m.number) + v(len(m.range_dels))
+                for start, end, seq in m.range_dels:
+                    put_length_prefixed(out, start)
+                    put_length_prefixed(out, end)
+                    out += v(seq)
         return bytes(out)
 
     @classmethod
@@ -166,6 +183,23 @@ class VersionEdit:
                     max_seq, pos = d(data, pos)
                     e.added.append((level, FileMeta(number, size, entries, smallest, largest,
                                                     min_seq, max_seq)))
+                elif tag == TAG_RANGE_DELS:
+                    number, pos = d(data, pos)
+                    count, pos = d(data, pos)
+                    dels = []
+                    for _ in range(count):
+                        start, pos = get_length_prefixed(data, pos)
+                        end, pos = get_length_prefixed(data, pos)
+                        seq, pos = d(data, pos)
+                        if not start < end:
+                            raise DecodeError(f"range tombstone of table {number} is empty: {start!r}..{end!r}")
+                        dels.append((start, end, seq))
+                    for _, m in e.added:
+                        if m.number == number:
+                            m.range_dels = tuple(dels)
+                            break
+                    else:
+                        raise DecodeError(f"RANGE_DELS for table {number}, which this edit does not add")
                 else:
                     raise DecodeError(f"unknown version-edit tag {tag}")
         except DecodeError as err:

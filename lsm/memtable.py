@@ -44,6 +44,7 @@ from sortedcontainers import SortedList
 
 from .invariants import check
 from .keys import PUT, RANGE_DELETE
+from .rangedel import Fragments
 
 __all__ = ["ENTRY_OVERHEAD", "Memtable"]
 
@@ -63,7 +64,7 @@ class Memtable:
     """
 
     __slots__ = ("_d", "_dget", "_older", "_index", "_tail", "lock", "nbytes", "log_number", "immutable",
-                 "entries", "special", "max_seq", "range_dels")
+                 "entries", "special", "max_seq", "range_dels", "_frags")
 
     def __init__(self, log_number: int = 0) -> None:
         self._d: dict[bytes, tuple[int, bytes]] = {}
@@ -79,6 +80,7 @@ class Memtable:
         self.special = 0  # versions that are not plain puts (tombstones, TTL entries)
         self.max_seq = 0
         self.range_dels: list[tuple[bytes, bytes, int]] = []  # (start, end, seq), in seq order
+        self._frags: tuple[int, Fragments] | None = None  # fragments of the first n range_dels
 
     def __len__(self) -> int:
         return len(self._d) + len(self.range_dels)
@@ -122,6 +124,19 @@ class Memtable:
         self.range_dels.append((start, end, seq))
         self.nbytes += len(start) + len(end) + ENTRY_OVERHEAD
         self.entries += 1
+
+    def fragments(self) -> Fragments | None:
+        """The range tombstones, fragmented (None if there are none). Cached
+        until the writer adds one; any thread may call it (the writer only
+        appends, and a reader fragments the prefix it saw)."""
+        dels = self.range_dels
+        n = len(dels)
+        if not n:
+            return None
+        c = self._frags
+        if c is None or c[0] != n:
+            c = self._frags = (n, Fragments.build(dels[:n]))
+        return c[1]
 
     # -- point reads ------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Iterator
 from .errors import DiskError
 from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor, read_range
 from .keys import DELETE, MAX_SEQUENCE, PUT, check_key
+from .rangedel import Visible
 from .snapshot import Entry, ScanChunks, ScanIterator, Snapshot, SuperVersion, View
 from .sstable.bloom import filter_hash
 from .version import Version
@@ -111,6 +112,8 @@ class Reads:
                     r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
                 if r is None:
                     return default
+        if (sv.range_dels or sv.mem.range_dels) and self._range_deleted(sv, key, seq, r[0] >> 8):
+            return default
         kind = r[0] & 0xFF
         if kind == PUT:
             return r[1]
@@ -142,6 +145,9 @@ class Reads:
                     except (DiskError, ValueError) as e:
                         r = self._table_get_retry(e, sv, key, MAX_SEQUENCE)
             kind = DELETE if r is None else r[0] & 0xFF
+            if kind != DELETE and (sv.range_dels or sv.mem.range_dels) and \
+                    self._range_deleted(sv, key, seq, r[0] >> 8):  # type: ignore[index]
+                kind = DELETE
             if kind == PUT:
                 return r[1]  # type: ignore[index]
             if kind == DELETE:
@@ -156,7 +162,10 @@ class Reads:
         seq = self._versions.last_sequence  # published writes only, as get()
         return self._get_entry(self._sv, check_key(key), seq)
 
-    def _get_entry(self, sv: SuperVersion, key: bytes, seq: int) -> Entry | None:
+    def _get_entry(self, sv: SuperVersion, key: bytes, seq: int, count: int = 0) -> Entry | None:
+        """The newest version of ``key`` at or below ``seq`` in ``sv``, unless
+        deleted (by a tombstone, a range tombstone, or its expiry). ``count``:
+        as :meth:`_table_get`."""
         r = None
         for m in (sv.mem,) + sv.imms:
             r = m.get_at(key, seq)
@@ -164,12 +173,14 @@ class Reads:
                 break
         else:
             try:
-                r = self._table_get(sv.version, key, seq)
+                r = self._table_get(sv.version, key, seq, count)
             except (DiskError, ValueError) as e:
                 r = self._table_get_retry(e, sv, key, seq)
         if r is None:
             return None
         tag, value = r
+        if (sv.range_dels or sv.mem.range_dels) and self._range_deleted(sv, key, seq, tag >> 8):
+            return None
         kind = tag & 0xFF
         if kind == DELETE:
             return None
@@ -179,6 +190,15 @@ class Reads:
         if expires <= self._now():
             return None
         return Entry(value[8:], tag >> 8, expires)
+
+    def _range_deleted(self, sv: SuperVersion, key: bytes, seq: int, version: int) -> bool:
+        """Whether a range tombstone of ``sv`` visible at ``seq`` hides the
+        version of ``key`` written at sequence ``version``."""
+        frags = sv.fragments()
+        for f in frags:
+            if f.covering(key, seq) > version:
+                return True
+        return False
 
     def _table_get_retry(self, exc: Exception, sv: SuperVersion, key: bytes,
                          seq: int) -> tuple[int, bytes] | None:
@@ -324,7 +344,14 @@ class Reads:
             if a < b:
                 runs.append(version.levels[level][a:b])
         mems = [m for m in (sv.mem,) + sv.imms if len(m)]
-        return read_range(mems, runs, self._tables.reader, lo, hi, reverse, seq, self._now())
+        return read_range(mems, runs, self._tables.reader, lo, hi, reverse, seq, self._now(),
+                          vis=self._visible_range_dels(sv, seq))
+
+    def _visible_range_dels(self, sv: SuperVersion, seq: int) -> Visible | None:
+        """The range tombstones a read of ``sv`` at ``seq`` sees, or None."""
+        if not (sv.range_dels or sv.mem.range_dels):
+            return None
+        return Visible.at(sv.fragments(), seq)
 
     @staticmethod
     def _scan_range(prefix: bytes, start: bytes | None, stop: bytes | None, reverse: bool,
@@ -355,18 +382,19 @@ class Reads:
         """The sources of a scan of ``[lo, hi)``, newest first: memtables,
         each L0 table, then one run per deeper level."""
         now = self._now()
-        sources: list = [MemWindows(m, lo, hi, reverse, seq, now) for m in (sv.mem,) + sv.imms if len(m)]
+        vis = self._visible_range_dels(sv, seq)
+        sources: list = [MemWindows(m, lo, hi, reverse, seq, now, vis) for m in (sv.mem,) + sv.imms if len(m)]
         version = sv.version
         opener = self._tables.reader
         for f in version.levels[0]:
             if f.largest >= lo and (hi is None or f.smallest < hi):
-                sources.append(TableWindows([f], [f.smallest], [f.largest], opener, lo, hi, reverse, seq, now))
+                sources.append(TableWindows([f], [f.smallest], [f.largest], opener, lo, hi, reverse, seq, now, vis))
         for level in version.deep_levels:
             largest = version.largest(level)
             smallest = version.smallest[level]
             if largest[-1] >= lo and (hi is None or smallest[0] < hi):
                 sources.append(TableWindows(version.levels[level], smallest, largest, opener, lo, hi, reverse,
-                                            seq, now))
+                                            seq, now, vis))
         return sources
 
     def _release_view(self, view: View) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import os
 from bisect import bisect_left, bisect_right
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .dump import (LOST_DIR, Damage, RepairReport, TableFile, _damage_finding, _iter_log_ops, _lock,
                    _read_edits, _scan_table)
@@ -24,6 +24,7 @@ from .errors import DiskError, Error
 from .filenames import (FileType, check_path, make_current_name, make_log_name, make_manifest_name, make_table_name,
                         parse_name)
 from .fs import FileSystem, OsFileSystem
+from .keys import RANGE_DELETE
 from .manifest import (FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, ManifestWriter,
                        VersionEdit, install_current, read_current)
 from .options import Options
@@ -281,18 +282,18 @@ class _Repairer:
                 self.report.problems.append(f"{path}: unreadable: {scan.error}")
                 self.aside.append((path, f"unreadable: {scan.error}"))
                 continue
-            if scan.block_errors or not scan.entries:
+            if scan.block_errors or not scan.entries_or_dels:
                 why = (f"{len(scan.block_errors)} damaged blocks, first: {scan.block_errors[0]}"
                        if scan.block_errors else "holds no entries")
                 self.report.problems.append(f"{path}: {why}")
                 self.aside.append((path, why))
                 kept = _scan_table(self.fs, path, number, keep=True).kept if scan.entries else None
-                if kept:  # read again keeping entries: only damaged tables are held in memory
-                    metas += self._write(kept)
+                if kept or scan.range_dels:  # read again keeping entries: only damaged tables are held in memory
+                    metas += self._write(kept or [], scan.range_dels)
                     self.report.tables_salvaged.append(number)
                 continue
             metas.append(FileMeta(number, self.fs.file_size(path), scan.entries, scan.smallest,
-                                  scan.largest, scan.min_seq, scan.max_seq))
+                                  scan.largest, scan.min_seq, scan.max_seq, range_dels=tuple(scan.range_dels)))
         return metas
 
     # step 2: logs ----------------------------------------------------------------
@@ -300,6 +301,7 @@ class _Repairer:
     def _convert_logs(self, numbers: list[int], old_log_number: int, table_max: int) -> list[FileMeta]:
         """Entries of every log not yet in a table, written as tables; every log is set aside."""
         versions: dict[tuple[bytes, int], tuple[int, bytes]] = {}
+        range_dels: dict[tuple[bytes, bytes, int], None] = {}
         for number in numbers:
             path = make_log_name(self.dbpath, number)
             ops = []
@@ -313,14 +315,17 @@ class _Repairer:
                 self.aside.append((path, "obsolete log: its writes are already in tables"))
                 continue
             for _, seq, kind, key, stored, _, _ in ops:
-                versions[(key, seq)] = (kind, stored)
+                if kind == RANGE_DELETE:
+                    range_dels[(key, stored, seq)] = None  # a range tombstone: start, end
+                else:
+                    versions[(key, seq)] = (kind, stored)
             if ops:
                 self.report.logs_converted.append(number)
             self.aside.append((path, "converted into a table" if ops else "empty log"))
         entries = sorted(((k, s, kind, v) for (k, s), (kind, v) in versions.items()),
                          key=lambda e: (e[0], -e[1]))
-        self.report.wal_entries_recovered = len(entries)
-        return self._write(entries) if entries else []
+        self.report.wal_entries_recovered = len(entries) + len(range_dels)
+        return self._write(entries, list(range_dels)) if entries or range_dels else []
 
     # steps 3-5: merge, write, install ---------------------------------------------
 
@@ -359,16 +364,19 @@ class _Repairer:
                 f = self.fs.open_readable(make_table_name(self.dbpath, m.number))
                 readers.append(TableReader(f, m.number, None, True))
             merged = heapq.merge(*(r.iter_forward(b"", None) for r in readers))
-            return self._write((k, -ns, kind, v) for k, ns, kind, v in _dedupe(merged))
+            return self._write(((k, -ns, kind, v) for k, ns, kind, v in _dedupe(merged)),
+                               [t for r in readers for t in r.range_dels])
         finally:
             for r in readers:
                 r.close()
 
-    def _write(self, entries: Iterable[tuple[bytes, int, int, bytes]]) -> list[FileMeta]:
-        """Write table-ordered entries into tables split at ``target_file_bytes``
-        (never between versions of one key); fsync them and the directory."""
+    def _write(self, entries: Iterable[tuple[bytes, int, int, bytes]],
+               range_dels: Sequence[tuple[bytes, bytes, int]] = ()) -> list[FileMeta]:
+        """Write table-ordered entries (and range tombstones) into tables split
+        at ``target_file_bytes`` (never between versions of one key); fsync
+        them and the directory."""
         metas = write_tables(self.fs, self.dbpath, entries, self.options, self.new_number,
-                             split_bytes=self.options.target_file_bytes)
+                             split_bytes=self.options.target_file_bytes, range_dels=range_dels)
         self.fs.fsync_dir(self.dbpath)
         return metas
 

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from .errors import ClosedError
 from .keys import check_key
 from .memtable import Memtable
+from .rangedel import Fragments
 from .version import Version
 
 __all__ = ["Entry", "ScanIterator", "Snapshot", "SuperVersion", "View"]
@@ -24,12 +25,25 @@ __all__ = ["Entry", "ScanIterator", "Snapshot", "SuperVersion", "View"]
 class SuperVersion:
     """Everything a read needs, swapped as one reference. Immutable."""
 
-    __slots__ = ("mem", "imms", "version", "__weakref__")
+    __slots__ = ("mem", "imms", "version", "range_dels", "__weakref__")
 
     def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], version: Version) -> None:
         self.mem = mem
         self.imms = imms  # newest first
         self.version = version
+        # Whether a range tombstone is anywhere but the active memtable (which
+        # can gain one at any time: readers check ``mem.range_dels`` too). A
+        # read that finds neither takes the path that ignores them.
+        self.range_dels = bool(version.rd_files) or any(m.range_dels for m in imms)
+
+    def fragments(self) -> list[Fragments]:
+        """The fragmented range tombstones of every memtable and table (the
+        active memtable's as they are now)."""
+        out = [f for f in (m.fragments() for m in (self.mem,) + self.imms) if f is not None]
+        f = self.version.fragments()
+        if f is not None:
+            out.append(f)
+        return out
 
 
 class Entry:

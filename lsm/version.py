@@ -21,6 +21,7 @@ from .fs import FileSystem
 from .invariants import ENABLED, check
 from .manifest import FORMAT_VERSION, FileMeta, ManifestWriter, VersionEdit, install_current, read_current, read_manifest
 from .options import Options
+from .rangedel import Fragments
 
 __all__ = ["NUM_LEVELS", "Version", "VersionSet"]
 
@@ -35,7 +36,7 @@ class Version:
     deeper level is sorted by ``smallest`` with no two files overlapping.
     """
 
-    __slots__ = ("levels", "_largest", "smallest", "deep_levels", "deep", "__weakref__")
+    __slots__ = ("levels", "_largest", "smallest", "deep_levels", "deep", "rd_files", "_frags", "__weakref__")
 
     def __init__(self, levels: list[list[FileMeta]]) -> None:
         self.levels = levels
@@ -46,6 +47,20 @@ class Version:
         self.smallest = [[f.smallest for f in lvl] for lvl in levels]
         # what a point read walks after L0: (largest keys, files) of each non-empty deeper level
         self.deep = [(self._largest[lv], levels[lv]) for lv in self.deep_levels]
+        # the tables holding range tombstones, and (built on first use) their fragments
+        self.rd_files = [f for lvl in levels for f in lvl if f.range_dels]
+        self._frags: Fragments | None = None
+
+    def fragments(self) -> Fragments | None:
+        """Every range tombstone of this version's tables (the manifest's
+        copies), fragmented; None when no table holds one. Built once, by
+        whichever reader needs it first (racing threads build the same)."""
+        if not self.rd_files:
+            return None
+        f = self._frags
+        if f is None:
+            f = self._frags = Fragments.build(t for m in self.rd_files for t in m.range_dels)
+        return f
 
     def files(self) -> Iterator[tuple[int, FileMeta]]:
         for level, lvl in enumerate(self.levels):

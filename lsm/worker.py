@@ -13,7 +13,7 @@ Protocol (one JSON object per line, over the child's stdin/stdout):
     flush    := {"job": "flush", "dbpath", "options", "snapshots", "first_number", "reserved",
                  "payload_bytes": n}, followed by n bytes: Memtable.export()
     response := {"ok": true, "metas": [[number, size, entries, smallest_hex, largest_hex,
-                                         min_seq, max_seq]], "dropped": n}
+                                         min_seq, max_seq, [[start_hex, end_hex, seq]]]], "dropped": n}
               | {"ok": false, "type": "CorruptionError" | "DiskError" | "Error",
                  "message", "path", "offset", "errno"}
 
@@ -127,7 +127,8 @@ def main() -> None:
                 metas, dropped = run_job(fs, job)
             resp = {"ok": True, "dropped": dropped,
                     "metas": [[m.number, m.size, m.entries, m.smallest.hex(), m.largest.hex(),
-                               m.min_seq, m.max_seq] for m in metas]}
+                               m.min_seq, m.max_seq, [[a.hex(), b.hex(), q] for a, b, q in m.range_dels]]
+                              for m in metas]}
         except CorruptionError as e:
             resp = {"ok": False, "type": "CorruptionError", "message": e.reason, "path": e.path,
                     "offset": e.offset}
@@ -205,8 +206,9 @@ class CompactionWorker:
                 raise WorkerUnavailable(f"worker failed (exit {proc.returncode}): {err}")
         resp = json.loads(line)
         if resp["ok"]:
-            metas = [FileMeta(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx)
-                     for n, size, entries, sm, lg, mn, mx in resp["metas"]]
+            metas = [FileMeta(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx,
+                              range_dels=tuple((bytes.fromhex(a), bytes.fromhex(b), q) for a, b, q in rd))
+                     for n, size, entries, sm, lg, mn, mx, rd in resp["metas"]]
             return metas, resp["dropped"]
         if resp["type"] == "CorruptionError":
             raise CorruptionError(resp["path"], resp["offset"], resp["message"])

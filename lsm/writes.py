@@ -79,6 +79,37 @@ class Writes:
             key = check_key(key)
         return self._write_one(DELETE, key, b"", sync, "delete")
 
+    def delete_range(self, start: bytes, stop: bytes, *, sync: bool | None = None) -> int:
+        """Delete every key ``start <= k < stop``; return the range tombstone's
+        sequence number (0 for an empty range, which writes nothing).
+
+        One record in the log and one tombstone in the memtable, whatever the
+        number of keys (RocksDB's ``DeleteRange``): reads, scans and
+        snapshots taken after it no longer see the keys, snapshots taken
+        before still do, keys written after it are not affected, and
+        compaction drops the covered entries, then the tombstone itself once
+        nothing older is left below it. Atomic, and also available inside a
+        batch (``WriteBatch.delete_range``).
+
+        >>> import lsm, tempfile
+        >>> db = lsm.open(tempfile.mkdtemp())
+        >>> for k in (b"a", b"b1", b"b2", b"c"): _ = db.put(k, b"v")
+        >>> _ = db.delete_range(b"b", b"c")
+        >>> list(db.scan(keys_only=True))
+        [b'a', b'c']
+        >>> db.close()
+
+        Raises: TypeError/ValueError for bad arguments (nothing written; a
+        ``start`` after ``stop`` is a ValueError), and what ``write`` raises.
+        """
+        batch = WriteBatch().delete_range(start, stop)
+        if not batch.ops:
+            if sync is not None and type(sync) is not bool:
+                raise TypeError(f"sync must be a bool or None, not {type(sync).__name__}")
+            self._check_open()
+            return 0
+        return self.write(batch, sync=sync)
+
     def _write_one(self, kind: int, key: bytes, value: bytes, sync: bool | None, op: str) -> int:
         """One checked op, by the fast path when it can (module docstring)."""
         n = self._writes + 1

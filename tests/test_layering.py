@@ -11,7 +11,7 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lsm")
 
-L0 = {"errors", "invariants", "coding", "keys", "filenames", "fs", "options", "metrics", "forks"}
+L0 = {"errors", "invariants", "coding", "keys", "filenames", "fs", "options", "metrics", "forks", "rangedel"}
 L1 = {"serde", "batch", "record", "wal", "sstable", "manifest"}
 L2 = {"memtable", "iterators", "cache", "version", "builder"}
 L3 = {"commit", "compaction", "recovery"}
@@ -21,20 +21,21 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     **{m: {"errors"} for m in ("invariants", "coding", "keys", "filenames", "fs", "options", "metrics")},
     "forks": set(),
+    "rangedel": set(),
     "serde": {"errors", "coding"},
     "batch": {"errors", "coding", "keys"},
     "record": {"errors", "coding", "fs"},
     "wal": {"errors", "coding", "keys", "fs", "batch", "record"},
-    "sstable": {"errors", "coding", "keys", "fs", "options", "invariants", "sstable"},
+    "sstable": {"errors", "coding", "keys", "fs", "options", "invariants", "sstable", "rangedel"},
     "manifest": {"errors", "coding", "keys", "fs", "filenames", "record"},
-    "memtable": {"errors", "keys", "invariants"},
-    "iterators": {"errors", "keys", "invariants"},
+    "memtable": {"errors", "keys", "invariants", "rangedel"},
+    "iterators": {"errors", "keys", "invariants", "rangedel"},
     "cache": {"errors", "fs", "metrics", "sstable", "manifest"},
-    "version": {"errors", "keys", "options", "manifest", "invariants", "filenames", "fs"},
-    "builder": {"errors", "keys", "filenames", "fs", "manifest", "memtable", "options", "sstable"},
+    "version": {"errors", "keys", "options", "manifest", "invariants", "filenames", "fs", "rangedel"},
+    "builder": {"errors", "keys", "filenames", "fs", "manifest", "memtable", "options", "sstable", "rangedel"},
     **{m: L0 | L1 | L2 for m in L3},
     "worker": L0 | L1 | L2 | {"compaction"},
-    "snapshot": {"errors", "keys", "memtable", "version"},
+    "snapshot": {"errors", "keys", "memtable", "version", "rangedel"},
     "background": L0 | L1 | L2 | L3 | {"snapshot", "worker"},
     "reads": L0 | L1 | L2 | {"snapshot"},
     "writes": L0 | L1 | L2 | {"commit", "snapshot"},

@@ -22,6 +22,7 @@ from typing import Sequence
 
 from ..fs import WritableFile
 from ..keys import DELETE, PUT_TTL
+from ..rangedel import end_bound
 from .block import encode_data_block, encode_index_block, encode_range_dels
 from .bloom import build_blocked
 from .format import (COMPRESSION_NONE, COMPRESSION_ZSTD, EMPTY_HANDLE, FORMAT_VERSION, BlockHandle, Footer,
@@ -199,7 +200,7 @@ class TableWriter:
         if dels:
             range_del = self._write_block(encode_range_dels(dels), False)
             lo = min(d[0] for d in dels)
-            hi = max(d[1] for d in dels)
+            hi = end_bound(max(d[1] for d in dels))  # inclusive bounds; a tombstone's end is exclusive
             smallest = lo if not self.entries or lo < smallest else smallest
             largest = hi if not self.entries or hi > largest else largest
             seqs = [d[2] for d in dels]
@@ -216,6 +217,7 @@ class TableWriter:
             "smallest": smallest, "largest": largest, "range_deletions": len(dels),
         }
         prop_handle = self._write_block(encode_props(props), False)
+        props["range_dels"] = tuple(dels)  # for the manifest (not a property: the range-del block holds them)
         index = self._write_block(encode_index_block(self._index_keys, self._index_handles), False)
         self._out.append(encode_footer(Footer(index, filt, prop_handle, FORMAT_VERSION, range_del)))
         self._drain()

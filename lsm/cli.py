@@ -184,9 +184,10 @@ def _cmd_manifest(args: argparse.Namespace, out: _Out) -> int:
                     sum(f.size for f in files if f.level == lv),
                     sum(f.entries for f in files if f.level == lv)] for lv in levels], {1, 2, 3})
         out.line()
-        out.table(["level", "file", "bytes", "entries", "seq", "smallest", "largest"],
-                  [[f"L{f.level}", f"{f.number:06d}", f.size, f.entries, _seqs(f.min_seq, f.max_seq),
-                    format_bytes(f.smallest, 32), format_bytes(f.largest, 32)] for f in files], {2, 3})
+        out.table(["level", "file", "bytes", "entries", "range dels", "seq", "smallest", "largest"],
+                  [[f"L{f.level}", f"{f.number:06d}", f.size, f.entries, f.range_deletions,
+                    _seqs(f.min_seq, f.max_seq), format_bytes(f.smallest, 32), format_bytes(f.largest, 32)]
+                   for f in files], {2, 3, 4})
     if args.history:
         out.line()
         out.table(["offset", "edit"], [[e.offset, _describe_edit(e)] for e in info.edits], {0})
@@ -202,7 +203,9 @@ def _describe_edit(e: dump.EditInfo) -> str:
     parts += [f"pointer L{lv} {format_bytes(k, 24)}" for lv, k in e.compact_pointers]
     parts += [f"-L{lv} {n:06d}" for lv, n in e.deleted]
     parts += [f"+L{f.level} {f.number:06d} [{format_bytes(f.smallest, 24)} .. {format_bytes(f.largest, 24)}] "
-              f"seq {_seqs(f.min_seq, f.max_seq)}, {f.entries} entries, {f.size} bytes" for f in e.added]
+              f"seq {_seqs(f.min_seq, f.max_seq)}, {f.entries} entries"
+              + (f", {f.range_deletions} range deletions" if f.range_deletions else "")
+              + f", {f.size} bytes" for f in e.added]
     return "; ".join(parts) or "(empty)"
 
 
@@ -240,6 +243,11 @@ def _cmd_sst(args: argparse.Namespace, out: _Out) -> int:
                  f"{100 * b.expected_fp_rate:.2f}%, measured {100 * b.measured_fp_rate:.2f}% "
                  f"({b.false_positives} of {b.keys_tested} absent keys)"))
     out.fields(rows)
+    if info.range_dels:
+        out.line()
+        out.table(["seq", "range deleted (start inclusive .. end exclusive)"],
+                  [[seq, f"{format_bytes(start, 40)} .. {format_bytes(end, 40)}"]
+                   for start, end, seq in info.range_dels], {0})
     if args.blocks:
         out.line()
         out.table(["block", "offset", "bytes", "raw", "compression", "entries", "last key"],
@@ -299,6 +307,8 @@ def _wal_line(r: dump.WalOp | dump.Damage, values: bool) -> str:
     if isinstance(r, dump.Damage):
         what = "torn tail" if r.torn else "DAMAGED"
         return f"{r.offset:>8}  {'-':>8}  {what}: {r.reason} ({r.nbytes} bytes skipped)"
+    if r.kind == "RANGE_DELETE":  # key: the range's start, value: its end (always shown)
+        return f"{r.offset:>8}  {r.seq:>8}  {'DELRANGE':<7}  {'-':>8}  {format_bytes(r.key)} .. {format_bytes(r.value)}"
     value = f"  {format_bytes(r.value, VALUE_WIDTH)}" if values and r.kind != "DELETE" else ""
     return f"{r.offset:>8}  {r.seq:>8}  {r.kind:<7}  {len(r.value):>8}  {format_bytes(r.key)}{value}"
 

@@ -210,7 +210,7 @@ def describe_sst(path: str, *, fp_probes: int = FP_PROBES, seed: int = 0,
         return TableInfo(path, reader.number, f.size, dict(reader.props), tuple(blocks), data_bytes,
                          raw_bytes, raw_bytes / data_bytes if data_bytes else 1.0, footer.index.size,
                          footer.filter.size, footer.props.size, _measure_bloom(reader, fp_probes, seed),
-                         reader.version, len(reader.range_dels))
+                         reader.version, len(reader.range_dels), tuple(reader.range_dels))
     finally:
         f.close()
 

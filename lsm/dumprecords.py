@@ -33,10 +33,12 @@ class TableFile:
     largest: bytes
     min_seq: int
     max_seq: int
+    range_deletions: int = 0
 
     @classmethod
     def of(cls, level: int, m: FileMeta) -> "TableFile":
-        return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq)
+        return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq,
+                   len(m.range_dels))
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class TableInfo:
     bloom: BloomInfo | None  # None when the table has no filter
     format_version: int = 2
     range_deletions: int = 0
+    range_dels: tuple[tuple[bytes, bytes, int], ...] = ()  # (start, end, seq) in table order
 
 
 @dataclass(frozen=True)

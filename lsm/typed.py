@@ -136,6 +136,12 @@ class TypedView(_TypedReader[K, V]):
         """``DB.delete`` of an encoded key; returns the version."""
         return self.db.delete(self._k(key), sync=sync)
 
+    def delete_range(self, start: K, stop: K, *, sync: bool | None = None) -> int:
+        """``DB.delete_range`` of the encoded keys: every key whose encoding
+        lies in ``[encode(start), encode(stop))`` (for an order-preserving
+        key serializer, every key ``start <= k < stop``)."""
+        return self.db.delete_range(self._k(start), self._k(stop), sync=sync)
+
     def compare_and_swap(self, key: K, expected_version: int, value: V | None, *,
                          ttl: float | None = None) -> int | None:
         """``DB.compare_and_swap`` with an encoded key and value (None deletes)."""
@@ -173,6 +179,10 @@ class TypedBatch(Generic[K, V]):
 
     def delete(self, key: K) -> "TypedBatch[K, V]":
         self.batch.delete(self._view._k(key))
+        return self
+
+    def delete_range(self, start: K, stop: K) -> "TypedBatch[K, V]":
+        self.batch.delete_range(self._view._k(start), self._view._k(stop))
         return self
 
     def __len__(self) -> int:

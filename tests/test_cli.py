@@ -76,9 +76,9 @@ tables          2 (1019 bytes, 15 entries)
 level  files  bytes  entries
 L0         2   1019       15
 
-level  file    bytes  entries  seq    smallest  largest
-L0     000008    400        3  13-15  a01       0x620001
-L0     000006    619       12  1-12   a00       a11
+level  file    bytes  entries  range dels  seq    smallest  largest
+L0     000008    400        3           0  13-15  a01       0x620001
+L0     000006    619       12           0  1-12   a00       a11
 
 offset  edit
      0  format 2; log 2; next 5; last seq 0

@@ -1,4 +1,4 @@
-"""Stateful model test (STYLE habit 11): the DB against a dict, through puts,
+"""Stateful model test: the DB against a dict, through puts, deletes, range
 deletes, batches, compare-and-swap, TTL (fake clock), snapshots, scans,
 flushes, compactions and reopen, with tiny sizes so that memtable switches,
 flushes and multi-level compactions happen all the time."""
@@ -80,22 +80,43 @@ class DBModel(RuleBasedStateMachine):
         self.db.delete(key)
         self.model.pop(key, None)
 
-    @rule(ops=st.lists(st.tuples(KEYS, st.one_of(st.none(), VALUES)), max_size=6))
+    @rule(a=KEYS, b=KEYS)
+    def delete_range(self, a, b):
+        lo, hi = min(a, b), max(a, b)
+        seq = self.db.delete_range(lo, hi)
+        assert (seq == 0) == (lo == hi)
+        for k in [k for k in self.model if lo <= k < hi]:
+            del self.model[k]
+
+    @rule(ops=st.lists(st.tuples(KEYS, st.one_of(st.none(), VALUES, KEYS.map(lambda k: ("range", k)))),
+                       max_size=6))
     def batch(self, ops):
+        """Puts, deletes and range deletes (value ``("range", end)``) in one batch."""
         b = lsm.WriteBatch()
+        queued = []
         for k, v in ops:
             if v is None:
                 b.delete(k)
+            elif isinstance(v, tuple):
+                lo, hi = min(k, v[1]), max(k, v[1])
+                b.delete_range(lo, hi)
+                if lo == hi:
+                    continue  # an empty range queues nothing
+                k, v = lo, ("range", hi)
             else:
                 b.put(k, v)
+            queued.append((k, v))
         last = self.db.write(b)
-        if not ops:
+        if not queued:
             assert last == 0
             return
-        first = last - len(ops) + 1
-        for i, (k, v) in enumerate(ops):
+        first = last - len(queued) + 1
+        for i, (k, v) in enumerate(queued):
             if v is None:
                 self.model.pop(k, None)
+            elif isinstance(v, tuple):
+                for key in [key for key in self.model if k <= key < v[1]]:
+                    del self.model[key]
             else:
                 self.model[k] = (v, first + i, None)
 

@@ -9,6 +9,7 @@ runs with ``_mu`` held and documents where it drops it.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -303,8 +304,15 @@ class Background:
         k["entries_dropped"] += dropped
 
     def _delete_obsolete_locked(self) -> None:
-        """Remove files no live version, reader or recovery needs. Failures are
-        ignored: a leftover file is removed at a later pass or at open.
+        """Remove files no live version, reader or recovery needs.
+
+        Best-effort, wherever it runs (a background thread's idle branch,
+        after a flush or compaction, at open and at close): a failure to list
+        the directory (EMFILE, ENOMEM, EIO) or to remove a file is counted in
+        ``stats()["compaction"]["obsolete_file_errors"]`` and otherwise
+        ignored, never raised. A leftover file is removed at a later pass or
+        at open, while a raise here would end a background thread (writers
+        would then wait forever for flushes) or fail a job that succeeded.
 
         Requires _mu; releases it while removing and re-takes it (an unlink
         can take milliseconds, and every writer needs _mu to enqueue; LevelDB
@@ -317,8 +325,12 @@ class Background:
         self._obsolete_due = False
         vs = self._versions
         live = vs.live_files()
-        doomed = list(obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
-                                     self._log.number if self._log else -1))
+        try:
+            doomed = list(obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
+                                         self._log.number if self._log else -1))
+        except OSError as e:  # DiskError, or a raw OSError from a custom filesystem
+            self._obsolete_failed_locked(e)
+            return
         if not doomed:
             return
         self._mu.release()
@@ -326,12 +338,19 @@ class Background:
             for path in doomed:
                 try:
                     self._fs.remove(path)
-                except DiskError:
+                except OSError as e:
+                    if e.errno != errno.ENOENT:  # ENOENT: a concurrent pass removed it first
+                        with self._mu:
+                            self._obsolete_failed_locked(e)
                     continue
                 if path.endswith(".sst"):
                     self._tables.evict(int(os.path.basename(path)[:-4]))
         finally:
             self._mu.acquire()
+
+    def _obsolete_failed_locked(self, exc: OSError) -> None:
+        self._counters["obsolete_file_errors"] += 1
+        self._obsolete_note = str(exc)
 
     # -- stats -----------------------------------------------------------------
 
@@ -374,6 +393,8 @@ class Background:
             "recovery": self._recovery.as_dict(),
             "compaction": {"count": c["compactions"], "in_worker": c["compactions_in_worker"],
                            "worker_failures": self._worker_failures, "worker_note": self._worker_note,
+                           "obsolete_file_errors": c["obsolete_file_errors"],
+                           "obsolete_file_note": self._obsolete_note,
                            "flushes": c["flushes"],
                            "trivial_moves": c["trivial_moves"],
                            "intra_l0": c["intra_l0_compactions"],

@@ -146,7 +146,9 @@ class DB(Background, Reads, MutableMapping):
             "flush_bytes_written": 0, "wal_bytes_written": 0, "user_bytes_written": 0,
             "stall_seconds": 0.0, "slowdown_writes": 0, "bloom_checked": 0, "bloom_useful": 0,
             "trivial_moves": 0, "intra_l0_compactions": 0, "entries_dropped": 0, "compactions_in_worker": 0,
+            "obsolete_file_errors": 0,
         }
+        self._obsolete_note: str | None = None  # the last failure of an obsolete-file pass
         self._metrics = Metrics() if self._opts.metrics else None
         # The worker process reads and writes real files only: a custom
         # filesystem (fault injection in tests) keeps compaction in-process.

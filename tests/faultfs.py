@@ -4,6 +4,7 @@ cuts (LevelDB's fault_injection_test, Pebble's errorfs).
     fs = FaultFS()
     fs.fail("sync", path_contains=".log", nth=3)   # 3rd log fsync raises EIO
     fs.fail("write", torn=True)                     # next write lands half, then raises
+    fs.fail("listdir", errno=errno.EMFILE)          # next directory listing fails
     ...
     fs.power_cut()    # drop every byte and name change that was not fsynced;
                       # the old DB's files become unusable, its LOCK is released
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from lsm.errors import DiskError
 from lsm.fs import OsFileSystem
 
-OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read")
+OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read", "listdir")
 
 
 @dataclass
@@ -254,6 +255,7 @@ class FaultFS:
                 self._removed.append((path, data[:keep]))
 
     def listdir(self, path: str) -> list[str]:
+        self._raise_if("listdir", path)
         return self.base.listdir(path)
 
     def exists(self, path: str) -> bool:

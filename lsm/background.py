@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 
 from .commit import Writer
@@ -25,7 +26,7 @@ from .snapshot import SuperVersion
 from .worker import WorkerAborted, WorkerUnavailable
 from .version import NUM_LEVELS
 
-__all__ = ["Background", "WORKER_MIN_BYTES"]
+__all__ = ["Background", "StopSignal", "WORKER_MIN_BYTES"]
 
 WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the worker costs more
 # A worker job gets WORKER_TIMEOUT_FLOOR seconds plus one per WORKER_TIMEOUT_RATE
@@ -33,6 +34,32 @@ WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the
 # run at 5-20 MiB/s here: the bound is tens of times slack, for loaded machines.
 WORKER_TIMEOUT_FLOOR = 120.0
 WORKER_TIMEOUT_RATE = 256 << 10
+
+
+class StopSignal:
+    """A one-shot signal for a thread that sleeps between rounds of work.
+
+    A raw lock, held until :meth:`set`: setting only releases it, so it
+    never blocks and takes no other lock (unlike ``threading.Event.set``),
+    which keeps it safe to call from anywhere, a finalizer included.
+    One waiter; once :meth:`wait` returns True the waiter must stop.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if the signal was set."""
+        return self._lock.acquire(timeout=timeout)
 
 
 class Background:
@@ -137,10 +164,12 @@ class Background:
 
     def _syncer_main(self) -> None:
         """``sync_mode="periodic"``: fsync the log every ``sync_interval`` seconds
-        when something was written since the last fsync."""
+        when something was written since the last fsync. Waits on
+        ``_syncer_stop``, which close() sets: it must not sleep through close()."""
         interval = self._opts.sync_interval
-        while not self._stop:
-            time.sleep(interval)
+        while not self._syncer_stop.wait(interval):
+            if self._stop:
+                return
             if not self._unsynced:
                 continue
             failed = None

@@ -30,7 +30,7 @@ from . import forks
 from .batch import WriteBatch, encode_batch, encode_ttl_value
 from .cache import BlockCache, TableCache
 from .commit import CommitQueue, Writer
-from .background import Background
+from .background import Background, StopSignal
 from .reads import Reads
 from .compaction import drop_obsolete, write_tables
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
@@ -140,6 +140,7 @@ class DB(Background, Reads, MutableMapping):
         self._log_sync_error: BaseException | None = None  # guarded by _log_sync_mu: a failed log fsync
         self._threads: list[threading.Thread] = []
         self._stop = False
+        self._syncer_stop = StopSignal()  # set by close(): the periodic syncer sleeps on it
         self._recovery = RecoveryStats()
         self._counters = {
             "compactions": 0, "flushes": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0,
@@ -244,6 +245,7 @@ class DB(Background, Reads, MutableMapping):
                 # Its outputs are orphans; the inputs stay live. In-process
                 # merges are small (WORKER_MIN_BYTES) and run to the end.
                 self._worker.abort()
+            self._syncer_stop.set()
             while not self._queue.idle_locked() or self._bg_active:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.05)

@@ -227,6 +227,7 @@ class Background:
             vs.log_and_apply(edit)
         finally:
             self._pending_outputs.difference_update(numbers)  # on failure too
+        self._close_flushed_logs_locked(next_log)
         cur = self._sv
         self._sv = SuperVersion(cur.mem, tuple(m for m in cur.imms if m is not imm), vs.current)
         c = self._counters

@@ -138,6 +138,13 @@ class DB(Background, Reads, MutableMapping):
         self._log_sync_mu = threading.Lock()  # serialises log sync/close with the periodic syncer
         self._unsynced = False
         self._log_sync_error: BaseException | None = None  # guarded by _log_sync_mu: a failed log fsync
+        # Older logs still holding records that were never fsynced, oldest
+        # first (sync_mode="never" only: the other modes fsync a log when it is
+        # switched). Kept open so that a synced write can fsync them before
+        # its own record (a power cut must not keep it and lose older
+        # writes); closed once that happened, or once their memtable's flush
+        # made them obsolete, or at close(). Guarded by _log_sync_mu.
+        self._older_logs: list[WalWriter] = []
         self._threads: list[threading.Thread] = []
         self._stop = False
         self._syncer_stop = StopSignal()  # set by close(): the periodic syncer sleeps on it
@@ -261,11 +268,21 @@ class DB(Background, Reads, MutableMapping):
             if self._log is not None:
                 with self._log_sync_mu:
                     try:
+                        if self._older_logs and self._bg_error is None:
+                            # "never" mode: older logs first, so that a power
+                            # cut after close() leaves a prefix of the writes
+                            self._sync_older_logs()
                         if self._opts.sync_mode != "never" and self._bg_error is None:
                             self._log.trim()
                             self._log.sync()
                     finally:
-                        self._log.close()
+                        for log in self._older_logs + [self._log]:
+                            try:
+                                log.close()
+                            except OSError:
+                                if log is self._log:
+                                    raise
+                        self._older_logs.clear()
         finally:
             self._versions.close()
             self._tables.close()
@@ -452,9 +469,12 @@ class DB(Background, Reads, MutableMapping):
                     # first, ours could return 0 with the data lost (the kernel
                     # reports a writeback error once): check its verdict too.
                     with self._log_sync_mu:
+                        if self._older_logs:  # oldest first: what survives a cut stays a prefix
+                            self._sync_older_logs()
                         log.sync()
                         if self._log_sync_error is not None:
                             raise self._log_sync_error
+                        self._unsynced = False  # the leader is the only writer: nothing came after
                 else:
                     self._unsynced = True
             except BaseException as e:
@@ -570,7 +590,13 @@ class DB(Background, Reads, MutableMapping):
             raise
         with self._log_sync_mu:
             try:
-                old.close()
+                if self._unsynced:
+                    # Only in "never" mode (the others synced it above): not
+                    # fsynced now, so that a switch stays cheap; the next
+                    # synced write fsyncs it first (see _older_logs).
+                    self._older_logs.append(old)
+                else:
+                    old.close()
             except BaseException as e:
                 self._set_bg_error_locked(e, "closing the write-ahead log failed")
                 new_log.close()
@@ -581,6 +607,30 @@ class DB(Background, Reads, MutableMapping):
         sv.mem.immutable = True
         self._sv = SuperVersion(Memtable(number), (sv.mem,) + sv.imms, sv.version)
         self._bg_cv.notify_all()
+
+    def _sync_older_logs(self) -> None:
+        """Fsync and close every log in ``_older_logs``, oldest first.
+        Requires: ``_log_sync_mu`` held. A failure propagates (the caller
+        records it as a background error: a failed fsync is never retried
+        as if it had worked); the failed log stays listed, closed at close()."""
+        while self._older_logs:
+            log = self._older_logs[0]
+            log.sync()
+            del self._older_logs[0]
+            log.close()
+
+    def _close_flushed_logs_locked(self, log_number: int) -> None:
+        """Close the older logs numbered below ``log_number``, unsynced: their
+        memtables are in tables that the manifest lists, so recovery never
+        reads them again. Requires: ``_mu`` held (then ``_log_sync_mu`` is taken)."""
+        assert_held(self._mu)
+        with self._log_sync_mu:
+            while self._older_logs and self._older_logs[0].number < log_number:
+                log = self._older_logs.pop(0)
+                try:
+                    log.close()
+                except OSError:
+                    pass  # nothing of it is needed any more
 
     def _new_log(self, number: int) -> WalWriter:
         """Create log ``number``; preallocated when every write is fsynced

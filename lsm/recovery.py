@@ -13,6 +13,10 @@ absolute           raise CorruptionError
 point_in_time      stop replay there; later records and later logs are ignored
 skip_corrupt       skip it and go on with the next intact record
 =================  ==========================================================
+
+A record whose batch does not start right after the previous record's last
+sequence (within a log or across logs) follows lost records: reported as
+damage at its offset, never at the tail (see ``replay_logs``).
 """
 
 from __future__ import annotations
@@ -121,6 +125,18 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
     # later log holds an intact record (a power cut can leave an empty newer
     # log whose creation was made durable before the old log's tail was).
     last_with_records = max((n for n in logs if has_intact_record(contents[n])), default=-1)
+    # Sequence numbers are contiguous over the records replayed here, within
+    # a log and from one log to the next: the commit leader numbers each
+    # record right after the previous one (a group's records too), a write
+    # that uses no sequence (an empty batch, a failed compare-and-swap, a
+    # flush request) writes no record, a log whose memtable was flushed is
+    # below log_number and not replayed, and each open starts a fresh log
+    # after the last sequence it recovered (written to tables before that
+    # log may get a record). So a record that does not start right after the
+    # previous one follows lost records: damage, even though every byte
+    # checks out (an older log cut at a record boundary). The first record
+    # may start anywhere: the manifest's last_sequence can be ahead of it.
+    expect = [0]  # first sequence of the next record; 0: not known (start, or after skipped damage)
     for number in logs:
         versions.mark_file_number_used(number)
         if stop_all:
@@ -132,7 +148,7 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
         newest = number >= last_with_records
 
         def report(offset: int, nbytes: int, reason: str, at_tail: bool, path: str = path,
-                   halted: list = halted, newest: bool = newest) -> bool:
+                   halted: list = halted, newest: bool = newest, data: bytes = data) -> bool:
             # Only the last log with records can end in a torn write: an
             # older log was complete before anything was written to the next.
             tail = at_tail and newest
@@ -147,7 +163,9 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
             stats.bytes_dropped += nbytes
             if mode == "point_in_time":
                 halted[0] = True
+                stats.bytes_dropped += len(data) - offset - nbytes  # the rest of this log
                 return False
+            expect[0] = 0  # what the skipped region held is unknown: no gap to tell after it
             return True  # skip_corrupt, or tolerate_tail at the tail (nothing follows)
 
         for offset, rtype, payload in iter_records(data, report, path):
@@ -163,6 +181,17 @@ def replay_logs(fs: FileSystem, dbpath: str, versions: VersionSet, options: Opti
                 if not report(offset, len(payload) + OVERHEAD, str(e), False):
                     break
                 continue
+            if expect[0] and first_seq != expect[0]:
+                if first_seq > expect[0]:
+                    why = (f"sequence gap: the record starts at sequence {first_seq}, the previous one "
+                           f"ended at {expect[0] - 1} (sequences {expect[0]}..{first_seq - 1} are lost)")
+                else:
+                    why = (f"sequence goes back: the record starts at sequence {first_seq}, the previous "
+                           f"one ended at {expect[0] - 1}")
+                # nothing of this record is damaged: 0 bytes for the region itself
+                if not report(offset, 0, why, False):
+                    break
+            expect[0] = first_seq + len(ops)
             seq = first_seq
             for kind, key, value in ops:
                 mem.add(seq, kind, key, value)

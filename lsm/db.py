@@ -237,10 +237,16 @@ class DB(Background, Reads, MutableMapping):
         the lock. Idempotent. Unflushed memtable data stays in the WAL and is
         replayed at the next open.
 
+        Every step runs whatever an earlier one raised: once close() returns
+        or raises, the threads are joined, the files closed and the LOCK
+        released. A failure (e.g. of the final log fsync) is raised after
+        that, the first one if several steps failed.
+
         In a child forked from the opening process it does nothing: the DB is
         the parent's (lsm.forks)."""
         if self._pid != os.getpid():
             return  # before any lock: a parent thread may have held one at fork()
+        errors: list[BaseException] = []
         with self._mu:
             if self._closed:
                 return
@@ -258,35 +264,39 @@ class DB(Background, Reads, MutableMapping):
                 self._bg_cv.wait(0.05)
             self._bg_cv.notify_all()
             if not self._opts.read_only and self._bg_error is None:
-                self._delete_obsolete_locked()
+                _attempt(errors, self._delete_obsolete_locked)
         for t in self._threads:
             t.join()
-        if self._worker is not None:
-            self._worker.close()
-        self._worker = None
-        try:
-            if self._log is not None:
-                with self._log_sync_mu:
-                    try:
-                        if self._older_logs and self._bg_error is None:
-                            # "never" mode: older logs first, so that a power
-                            # cut after close() leaves a prefix of the writes
-                            self._sync_older_logs()
-                        if self._opts.sync_mode != "never" and self._bg_error is None:
-                            self._log.trim()
-                            self._log.sync()
-                    finally:
-                        for log in self._older_logs + [self._log]:
-                            try:
-                                log.close()
-                            except OSError:
-                                if log is self._log:
-                                    raise
-                        self._older_logs.clear()
-        finally:
-            self._versions.close()
-            self._tables.close()
-            self._lock.release()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            _attempt(errors, worker.close)
+        if self._log is not None:
+            _attempt(errors, self._close_logs)
+        _attempt(errors, self._versions.close)
+        _attempt(errors, self._tables.close)
+        _attempt(errors, self._lock.release)  # last: nothing may touch the directory after it
+        if errors:
+            raise errors[0]
+
+    def _close_logs(self) -> None:
+        """close(): sync the logs (per sync_mode, unless a background error
+        says not to trust them), then close every one whatever failed."""
+        errors: list[BaseException] = []
+        with self._log_sync_mu:
+            if self._bg_error is None:
+                if self._older_logs:
+                    # "never" mode: older logs first, so that a power cut
+                    # after close() leaves a prefix of the writes
+                    _attempt(errors, self._sync_older_logs)
+                if self._opts.sync_mode != "never" and not errors:
+                    _attempt(errors, self._log.trim)
+                    if not errors:
+                        _attempt(errors, self._log.sync)
+            for log in self._older_logs + [self._log]:
+                _attempt(errors, log.close)
+            self._older_logs.clear()
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> "DB":
         return self
@@ -681,6 +691,15 @@ class DB(Background, Reads, MutableMapping):
         if _typed_view_class is None:
             raise Error("lsm.typed is not imported")
         return _typed_view_class(self, key_serde, value_serde)
+
+def _attempt(errors: list[BaseException], step) -> None:
+    """Run ``step()``; keep what it raises in ``errors`` instead of raising,
+    so that close() goes on releasing everything else."""
+    try:
+        step()
+    except BaseException as e:  # noqa: BLE001 - re-raised by the caller once all steps ran
+        errors.append(e)
+
 
 def _sampled(fn, op: str, record):
     """Wrap bound method ``fn``: every :data:`_SAMPLE_EVERY`-th call is timed

@@ -352,6 +352,11 @@ class Background:
         Version lists (readers only ever take the current super version).
         """
         assert_held(self._mu)
+        if self._bg_error is not None:
+            # A failed manifest write may have left its edit in the file:
+            # outputs that edit names look unreferenced here but would be
+            # live after a reopen. What is obsolete is known again only then.
+            return
         self._obsolete_due = False
         vs = self._versions
         live = vs.live_files()

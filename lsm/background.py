@@ -107,8 +107,11 @@ class Background:
             self._raise_bg_error_locked()
 
     def wait_for_compactions(self) -> None:
-        """Return once no flush or compaction is due or running."""
+        """Return once no flush or compaction is due or running (at once on a
+        read-only DB, where none ever runs: its recovered writes stay in memory)."""
         self._check_open()
+        if self._opts.read_only:
+            return
         with self._mu:
             while self._bg_error is None and not self._stop and (
                     self._bg_active or self._sv.imms or self._manual or self._compaction_due_locked()):

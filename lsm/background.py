@@ -26,7 +26,7 @@ from .snapshot import SuperVersion
 from .worker import WorkerAborted, WorkerUnavailable
 from .version import NUM_LEVELS
 
-__all__ = ["Background", "StopSignal", "WORKER_MIN_BYTES"]
+__all__ = ["Background", "ManualCompaction", "StopSignal", "WORKER_MIN_BYTES"]
 
 WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the worker costs more
 # A worker job gets WORKER_TIMEOUT_FLOOR seconds plus one per WORKER_TIMEOUT_RATE
@@ -62,6 +62,20 @@ class StopSignal:
         return self._lock.acquire(timeout=timeout)
 
 
+class ManualCompaction:
+    """A ``compact_range`` request, queued in ``DB._manual`` (guarded by
+    ``_mu``). ``done`` is set once its last compaction is installed: a
+    request can also leave the queue unfinished (a failed job, or one
+    abandoned when close() killed the worker)."""
+
+    __slots__ = ("start", "stop", "done")
+
+    def __init__(self, start: bytes | None, stop: bytes | None) -> None:
+        self.start = start
+        self.stop = stop
+        self.done = False
+
+
 class Background:
     """Mixin of :class:`lsm.db.DB` holding everything the background thread does."""
 
@@ -84,6 +98,8 @@ class Background:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
+            if target is not None and any(m is target for m in self._sv.imms):
+                raise self._closed_error()  # close() stopped the flush thread first
 
     def _raise_bg_error_locked(self) -> None:
         if self._bg_error is not None:
@@ -97,7 +113,7 @@ class Background:
         if stop is not None:
             stop = check_key(stop, "stop")
         self.flush()
-        request = (start, stop)
+        request = ManualCompaction(start, stop)
         with self._mu:
             self._manual.append(request)
             self._bg_cv.notify_all()
@@ -105,6 +121,8 @@ class Background:
             while any(r is request for r in self._manual) and self._bg_error is None and not self._stop:
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
+            if not request.done:  # still queued, or abandoned by close() (a killed worker)
+                raise self._closed_error()
 
     def wait_for_compactions(self) -> None:
         """Return once no flush or compaction is due or running (at once on a
@@ -113,11 +131,15 @@ class Background:
         if self._opts.read_only:
             return
         with self._mu:
-            while self._bg_error is None and not self._stop and (
-                    self._bg_active or self._sv.imms or self._manual or self._compaction_due_locked()):
+            while self._bg_error is None and not self._stop and self._work_due_locked():
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
+            if self._stop and self._work_due_locked():
+                raise self._closed_error()  # close() stopped the background threads first
+
+    def _work_due_locked(self) -> bool:
+        return bool(self._bg_active or self._sv.imms or self._manual or self._compaction_due_locked())
 
     def _compaction_due_locked(self) -> bool:
         if self._opts.disable_auto_compactions:
@@ -238,7 +260,8 @@ class Background:
         c["flush_bytes_written"] += sum(m.size for m in metas)
 
     def _manual_job_locked(self) -> None:
-        start, stop = self._manual[0]
+        request = self._manual[0]
+        start, stop = request.start, request.stop
         try:
             # Push the range down level by level until it sits in the deepest one in use.
             deepest = max((lv for lv in range(NUM_LEVELS) if self._sv.version.levels[lv]), default=0)
@@ -249,6 +272,7 @@ class Background:
                     continue
                 c = setup_compaction(v, self._opts, level, files, "manual", manual=True)
                 self._run_compaction_locked(c)
+            request.done = True
         finally:
             self._manual.pop(0)
 

@@ -30,7 +30,7 @@ from . import forks
 from .batch import WriteBatch, encode_batch, encode_ttl_value
 from .cache import BlockCache, TableCache
 from .commit import CommitQueue, Writer
-from .background import Background, StopSignal
+from .background import Background, ManualCompaction, StopSignal
 from .reads import Reads
 from .compaction import drop_obsolete, write_tables
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
@@ -133,7 +133,7 @@ class DB(Background, Reads, MutableMapping):
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
         self._bg_error: BaseException | None = None  # guarded by _mu
         self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now
-        self._manual: list[tuple[bytes | None, bytes | None]] = []  # guarded by _mu
+        self._manual: list[ManualCompaction] = []  # guarded by _mu
         self._log: WalWriter | None = None  # owned by the commit leader
         self._log_sync_mu = threading.Lock()  # serialises log sync/close with the periodic syncer
         self._unsynced = False

@@ -490,12 +490,21 @@ class OsFileSystem:
     def lock(self, path: str, *, shared: bool) -> FileLock:
         """Take an ``flock`` on ``path`` without waiting.
 
+        A file is opened read-write for an exclusive lock, created if
+        missing; read-only for a shared one, and never created (a missing
+        file raises DiskError ENOENT), since a reader may have no write
+        access at all (a read-only mount, another user's directory).
+        ``path`` may be a directory (opened read-only, for either lock).
+
         Raises: LockError naming the path when another holder conflicts
         (exclusive vs anything, within this process too: each call opens a new
         file description).
         """
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            if shared or os.path.isdir(path):
+                fd = os.open(path, os.O_RDONLY)
+            else:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise DiskError.wrap(e, path) from e
         try:

@@ -21,12 +21,13 @@ damage at its offset, never at the tail (see ``replay_logs``).
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
 
 from .batch import BatchDecodeError, decode_batch
-from .errors import CorruptionError, Error
+from .errors import CorruptionError, DiskError, Error
 from .filenames import (FileType, make_current_name, make_lock_name, make_log_name,
                         make_manifest_name, make_table_name, make_temp_name, parse_name)
 from .fs import FileLock, FileSystem
@@ -35,7 +36,7 @@ from .options import Options
 from .version import VersionSet
 from .wal import BATCH, OVERHEAD, has_intact_record, iter_records
 
-__all__ = ["RecoveryStats", "lock_and_load", "obsolete_files", "replay_logs"]
+__all__ = ["RecoveryStats", "lock_and_load", "lock_database", "obsolete_files", "replay_logs"]
 
 
 @dataclass
@@ -68,7 +69,7 @@ def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLo
     if options.read_only and not fs.exists(make_current_name(dbpath)):
         # checked before locking: a read-only open must not even create LOCK
         raise Error(f"{dbpath}: database does not exist: no CURRENT file (read_only=True)")
-    lock = fs.lock(make_lock_name(dbpath), shared=options.read_only)
+    lock = lock_database(fs, dbpath, shared=options.read_only)
     try:
         versions = VersionSet(fs, dbpath, options)
         if fs.exists(make_current_name(dbpath)):
@@ -97,6 +98,63 @@ def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLo
         return lock, versions, True
     except BaseException:
         lock.release()
+        raise
+
+
+class _DatabaseLock:
+    """``LOCK`` and, when taken too, the directory's lock: released together."""
+
+    __slots__ = ("path", "_locks")
+
+    def __init__(self, path: str, locks: list[FileLock]) -> None:
+        self.path = path
+        self._locks = locks
+
+    def release(self) -> None:
+        locks, self._locks = self._locks, []
+        for lk in reversed(locks):
+            lk.release()
+
+
+# Errnos with which a filesystem refuses an flock on a directory (NFS maps
+# flock to POSIX locks, and an exclusive one needs a file open for writing).
+_NO_DIRECTORY_LOCK = frozenset((errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP))
+
+
+def lock_database(fs: FileSystem, dbpath: str, *, shared: bool) -> FileLock:
+    """Take the database's lock: exclusive for a writer (and for repair),
+    shared for read-only opens and lsm-dump's read commands.
+
+    ``LOCK`` is the lock file. A shared lock opens it read-only and never
+    creates it, so a reader needs no write access to the directory. Without
+    a ``LOCK`` (a copied database, say) a reader flocks the directory itself
+    instead, and so a writer, after taking ``LOCK``, also takes the
+    directory exclusively: then a writer and a reader conflict whichever
+    came first and whichever file each found. Where a filesystem cannot
+    flock a directory that second lock is skipped (``LOCK`` still protects
+    every open that finds it).
+
+    Raises: LockError when another holder conflicts, DiskError.
+    """
+    path = make_lock_name(dbpath)
+    if shared:
+        if fs.exists(path):
+            return fs.lock(path, shared=True)
+        return _DatabaseLock(path, _directory_lock(fs, dbpath, shared=True))
+    lock = fs.lock(path, shared=False)
+    try:
+        return _DatabaseLock(path, [lock] + _directory_lock(fs, dbpath, shared=False))
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _directory_lock(fs: FileSystem, dbpath: str, *, shared: bool) -> list[FileLock]:
+    try:
+        return [fs.lock(dbpath, shared=shared)]
+    except DiskError as e:
+        if e.errno in _NO_DIRECTORY_LOCK:
+            return []
         raise
 
 

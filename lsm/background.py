@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-import time
+import weakref
 
 from .commit import Writer
 from .compaction import (Compaction, JobSpec, drop_obsolete, level_scores, max_bytes_for_level,
@@ -26,7 +26,7 @@ from .snapshot import SuperVersion
 from .worker import WorkerAborted, WorkerUnavailable
 from .version import NUM_LEVELS
 
-__all__ = ["Background", "ManualCompaction", "StopSignal", "WORKER_MIN_BYTES"]
+__all__ = ["Background", "ManualCompaction", "StopSignal", "WORKER_MIN_BYTES", "background_main", "syncer_main"]
 
 WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the worker costs more
 # A worker job gets WORKER_TIMEOUT_FLOOR seconds plus one per WORKER_TIMEOUT_RATE
@@ -60,6 +60,49 @@ class StopSignal:
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds; True if the signal was set."""
         return self._lock.acquire(timeout=timeout)
+
+
+# -- thread bodies ------------------------------------------------------------------
+#
+# The DB's threads reach it only through a weak reference, taken for one
+# round of work at a time and never held while they wait: a DB dropped
+# without close() can then be collected, and its finalizer (DB.__del__) stops
+# them (each exits once the reference is dead). A bound method as the target
+# would keep the DB, its LOCK and its files alive as long as the process.
+
+
+def background_main(ref: "weakref.ref", role: str) -> None:
+    """The flush (``role="flush"``) or compaction (``"compact"``) thread of
+    the DB ``ref`` refers to. Runs rounds (``DB._bg_round_locked``) with the
+    DB mutex held, which ``_bg_cv.wait`` releases between them."""
+    db = ref()
+    if db is None:
+        return
+    cv = db._bg_cv  # its lock is the DB's _mu
+    del db
+    with cv:
+        while True:
+            db = ref()
+            if db is None or db._stop:
+                return
+            busy = db._bg_round_locked(role)
+            del db  # not held while waiting
+            if not busy:
+                cv.wait(1.0)  # notified when work comes; the timeout bounds a finalizer's wait
+
+
+def syncer_main(ref: "weakref.ref", stop: "StopSignal", interval: float) -> None:
+    """``sync_mode="periodic"``: every ``interval`` seconds, one round of
+    ``DB._periodic_sync`` of the DB ``ref`` refers to, until ``stop`` is set
+    (by close() or the finalizer) or an fsync fails."""
+    while not stop.wait(interval):
+        db = ref()
+        if db is None or db._stop:
+            return
+        ok = db._periodic_sync()
+        del db  # not held while waiting
+        if not ok:
+            return
 
 
 class ManualCompaction:
@@ -146,71 +189,70 @@ class Background:
             return False
         return level_scores(self._sv.version, self._opts)[0][0] >= 1
 
-    def _flush_main(self) -> None:
+    def _pick_flush_locked(self):
         """Flush thread: writes immutable memtables to L0, oldest first. Kept
         apart from compaction so that a long merge never holds up a flush
         (writers stall on full memtables, not on compactions)."""
-        self._bg_loop(lambda: self._flush_job_locked if self._sv.imms else None)
+        return self._flush_job_locked if self._sv.imms else None
 
-    def _compact_main(self) -> None:
+    def _pick_compaction_locked(self):
         """Compaction thread: manual requests first, then the level with the
         highest score >= 1. One compaction at a time."""
-        def pick():
-            if self._manual:
-                return self._manual_job_locked
-            if self._compaction_due_locked():
-                return self._auto_job_locked
-            return None
-        self._bg_loop(pick)
+        if self._manual:
+            return self._manual_job_locked
+        if self._compaction_due_locked():
+            return self._auto_job_locked
+        return None
 
-    def _bg_loop(self, pick) -> None:
-        with self._mu:
-            while not self._stop:
-                job = pick() if self._bg_error is None else None
-                if job is None:
-                    if self._obsolete_due and self._bg_error is None:
-                        self._delete_obsolete_locked()
-                    self._bg_cv.wait(1.0)
-                    continue
-                self._bg_active += 1
-                try:
-                    job()
-                    del job  # drop the job's references before looking for obsolete files
-                    self._delete_obsolete_locked()
-                except WorkerAborted:
-                    # close() killed the worker: the job is abandoned, not failed
-                    # (inputs intact, outputs orphans removed by close or the next open)
-                    assert self._stop
-                except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
-                    self._set_bg_error_locked(e, "background flush/compaction failed")
-                finally:
-                    self._bg_active -= 1
-                    self._bg_cv.notify_all()
+    def _bg_round_locked(self, role: str) -> bool:
+        """One round of the flush (``role="flush"``) or compaction thread
+        (:func:`background_main`): run the job that is due, else the
+        obsolete-file pass if one is due. Returns True if a job ran (the
+        thread then looks for the next at once), False to wait."""
+        job = None
+        if self._bg_error is None:
+            job = self._pick_flush_locked() if role == "flush" else self._pick_compaction_locked()
+        if job is None:
+            if self._obsolete_due and self._bg_error is None:
+                self._delete_obsolete_locked()
+            return False
+        self._bg_active += 1
+        try:
+            job()
+            del job  # drop the job's references before looking for obsolete files
+            self._delete_obsolete_locked()
+        except WorkerAborted:
+            # close() killed the worker: the job is abandoned, not failed
+            # (inputs intact, outputs orphans removed by close or the next open)
+            assert self._stop
+        except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
+            self._set_bg_error_locked(e, "background flush/compaction failed")
+        finally:
+            self._bg_active -= 1
+            self._bg_cv.notify_all()
+        return True
 
-    def _syncer_main(self) -> None:
-        """``sync_mode="periodic"``: fsync the log every ``sync_interval`` seconds
-        when something was written since the last fsync. Waits on
-        ``_syncer_stop``, which close() sets: it must not sleep through close()."""
-        interval = self._opts.sync_interval
-        while not self._syncer_stop.wait(interval):
-            if self._stop:
-                return
-            if not self._unsynced:
-                continue
-            failed = None
-            with self._log_sync_mu:
-                log = self._log
-                self._unsynced = False
-                try:
-                    log.sync()
-                except BaseException as e:  # noqa: BLE001
-                    failed = self._log_sync_error = e
-            if failed is not None:
-                # _mu only after _log_sync_mu is released: the documented order
-                # is _mu -> _log_sync_mu (a memtable switch takes both).
-                with self._mu:
-                    self._set_bg_error_locked(failed, "periodic WAL fsync failed")
-                return
+    def _periodic_sync(self) -> bool:
+        """One round of the periodic syncer (:func:`syncer_main`): fsync the log
+        if something was written since the last fsync. False once an fsync
+        failed (recorded as the background error; the syncer then stops)."""
+        if not self._unsynced:
+            return True
+        failed = None
+        with self._log_sync_mu:
+            log = self._log
+            self._unsynced = False
+            try:
+                log.sync()
+            except BaseException as e:  # noqa: BLE001
+                failed = self._log_sync_error = e
+        if failed is not None:
+            # _mu only after _log_sync_mu is released: the documented order
+            # is _mu -> _log_sync_mu (a memtable switch takes both).
+            with self._mu:
+                self._set_bg_error_locked(failed, "periodic WAL fsync failed")
+            return False
+        return True
 
     def _snapshot_seqs_locked(self) -> list[int]:
         with self._views_mu:

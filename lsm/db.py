@@ -23,6 +23,7 @@ import itertools
 import os
 import threading
 import time
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Iterator, MutableMapping
 
@@ -30,7 +31,7 @@ from . import forks
 from .batch import WriteBatch, encode_batch, encode_ttl_value
 from .cache import BlockCache, TableCache
 from .commit import CommitQueue, Writer
-from .background import Background, ManualCompaction, StopSignal
+from .background import Background, ManualCompaction, StopSignal, background_main, syncer_main
 from .reads import Reads
 from .compaction import drop_obsolete, write_tables
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
@@ -164,7 +165,11 @@ class DB(Background, Reads, MutableMapping):
         self._worker = CompactionWorker() if use_worker else None
         self._worker_failures = 0  # written only by the compaction thread (stats reads it racily)
         self._worker_note: str | None = None
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            self._closed = True  # a failed open is closed for good (see _open; __del__ skips it)
+            raise
         if self._metrics is not None:
             self._instrument()
 
@@ -224,13 +229,55 @@ class DB(Background, Reads, MutableMapping):
         self._recovery.seconds = time.monotonic() - t0
 
     def _start_threads(self) -> None:
-        targets = [("flush", self._flush_main), ("compact", self._compact_main)]
+        # The threads get a weak reference, not bound methods: a DB dropped
+        # without close() stays collectable (see __del__, background_main).
+        ref = weakref.ref(self)
+        targets = [("flush", background_main, (ref, "flush")), ("compact", background_main, (ref, "compact"))]
         if self._opts.sync_mode == "periodic":
-            targets.append(("sync", self._syncer_main))
-        for name, target in targets:
-            t = threading.Thread(target=target, name=f"lsm-{name}:{self._path}", daemon=True)
+            targets.append(("sync", syncer_main, (ref, self._syncer_stop, self._opts.sync_interval)))
+        for name, target, args in targets:
+            t = threading.Thread(target=target, args=args, name=f"lsm-{name}:{self._path}", daemon=True)
             self._threads.append(t)
             t.start()
+
+    def __del__(self) -> None:
+        """A DB dropped without close(): release what it holds and warn, as
+        an unclosed file does. Nothing is synced or deleted (every
+        acknowledged write is already in the OS; the next open recovers).
+
+        Runs in whatever thread collected the DB, at any allocation, so it
+        must not wait for a lock that thread may hold: the background
+        threads hold ``_mu`` without a reference to the DB while they wait
+        (background_main), so ``_mu`` is only tried, never waited for (they
+        notice within a second that the DB is gone). Every other lock of
+        the DB is only ever held by a thread that holds the DB itself, so it
+        is free here."""
+        if getattr(self, "_closed", True) or self._pid != os.getpid():
+            return  # closed, a failed open, or a forked child's copy (lsm.forks)
+        self._closed = True
+        self._stop = True
+        try:
+            warnings.warn(f"unclosed database {self._path!r}", ResourceWarning, source=self)
+        except Exception:  # noqa: BLE001 - e.g. a filter that turns warnings into errors
+            pass
+        try:
+            self._syncer_stop.set()
+            if self._mu.acquire(blocking=False):
+                try:
+                    self._bg_cv.notify_all()
+                finally:
+                    self._mu.release()
+            worker, self._worker = self._worker, None
+            steps = [worker.abort, worker.close] if worker is not None else []
+            steps += [log.close for log in self._older_logs + [self._log] if log is not None]
+            steps += [self._versions.close, self._tables.close, self._lock.release]
+        except Exception:  # noqa: BLE001 - interpreter teardown: nothing left to release
+            return
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - best effort, nothing to report to
+                pass
 
     def close(self) -> None:
         """Wait for in-flight writes and background work, sync the log, release

@@ -96,7 +96,12 @@ def encode_ttl_value(ttl: float, value: bytes) -> bytes:
         raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
     if not ttl > 0 or ttl != ttl or ttl == float("inf"):
         raise ValueError(f"ttl must be a finite number of seconds > 0; got {ttl}")
-    return struct.pack("<d", time.time() + ttl) + value
+    try:
+        expires = time.time() + ttl  # an int past the float range overflows here
+    except OverflowError:
+        raise ValueError(f"ttl must be a finite number of seconds > 0; got an int of {ttl.bit_length()} bits, "
+                         "past the float range") from None
+    return struct.pack("<d", expires) + value
 
 
 def encode_batch(first_seq: int, ops: list[tuple[int, bytes, bytes]]) -> bytes:

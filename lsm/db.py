@@ -36,7 +36,7 @@ from .reads import Reads
 from .compaction import drop_obsolete, write_tables
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
-from .fs import FileSystem, OsFileSystem
+from .fs import FileSystem, OsFileSystem, check_path
 from .invariants import assert_held, make_lock
 from .keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, MAX_VALUE_BYTES, PUT, PUT_TTL, check_key, check_value
 from .manifest import VersionEdit
@@ -116,7 +116,9 @@ class DB(Background, Reads, MutableMapping):
 
     def __init__(self, path: str | os.PathLike, options: Options | None = None, *,
                  fs: FileSystem | None = None) -> None:
-        self._path = os.path.abspath(os.fspath(path))
+        self._path = check_path(path)
+        if options is not None and not isinstance(options, Options):
+            raise TypeError(f"options must be an lsm.Options, not {type(options).__name__}")
         self._opts = options if options is not None else Options()
         self._fs: FileSystem = fs if fs is not None else OsFileSystem()
         self._closed = False
@@ -422,6 +424,7 @@ class DB(Background, Reads, MutableMapping):
         >>> db.close()
         """
         self._check_open()
+        self._want_sync(sync)  # a bad sync raises here, not when the block ends
         b = WriteBatch()
         b._db = self
         b._sync = sync
@@ -453,7 +456,10 @@ class DB(Background, Reads, MutableMapping):
     def _want_sync(self, sync: bool | None) -> bool:
         if sync is None:
             return self._opts.sync_mode == "always"
-        return bool(sync)
+        if sync is True or sync is False:
+            return sync
+        # not truthiness: sync="no" must not mean an fsync, nor sync=0 a skipped one
+        raise TypeError(f"sync must be True, False or None, not {type(sync).__name__}")
 
     def _submit(self, w: Writer) -> Writer:
         if self._closed:

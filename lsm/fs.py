@@ -20,7 +20,7 @@ from typing import Protocol
 
 from .errors import DiskError, LockError
 
-__all__ = ["FileLock", "FileSystem", "OsFileSystem", "RandomAccessFile", "WritableFile"]
+__all__ = ["FileLock", "FileSystem", "OsFileSystem", "RandomAccessFile", "WritableFile", "check_path"]
 
 
 class WritableFile(Protocol):
@@ -75,6 +75,25 @@ class FileSystem(Protocol):
     def fsync_dir(self, path: str) -> None: ...
     def truncate(self, path: str, size: int) -> None: ...
     def lock(self, path: str, *, shared: bool) -> FileLock: ...
+
+
+def check_path(path: object, name: str = "path") -> str:
+    """The absolute ``str`` form of a directory argument: a ``str`` or an
+    ``os.PathLike``; ``bytes`` are decoded as the OS does (``os.fsdecode``).
+
+    Raises: TypeError naming ``name`` for anything else; ValueError for an
+    empty path (it would make the current directory a database: pass
+    ``"."`` to mean that).
+    """
+    try:
+        p = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name} must be a str, bytes or os.PathLike, not {type(path).__name__}") from None
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    if not p:
+        raise ValueError(f"{name} is empty; pass \".\" for the current directory")
+    return os.path.abspath(p)
 
 
 

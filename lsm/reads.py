@@ -169,6 +169,10 @@ class Reads:
 
     def _iterate(self, view: View, prefix: bytes, start: bytes | None, stop: bytes | None,
                  reverse: bool, keys_only: bool) -> Iterator:
+        if type(reverse) is not bool:
+            raise TypeError(f"reverse must be a bool, not {type(reverse).__name__}")
+        if type(keys_only) is not bool:
+            raise TypeError(f"keys_only must be a bool, not {type(keys_only).__name__}")
         lo, hi = _bounds(prefix, start, stop)
         if hi is not None and hi <= lo:
             return iter(())

@@ -214,7 +214,10 @@ class Background:
             job = self._pick_flush_locked() if role == "flush" else self._pick_compaction_locked()
         if job is None:
             if self._obsolete_due and self._bg_error is None:
-                self._delete_obsolete_locked()
+                try:
+                    self._delete_obsolete_locked()  # never raises OSError (best-effort)
+                except BaseException as e:  # noqa: BLE001 - a bug: recorded, not a thread ended unseen
+                    self._set_bg_error_locked(e, "obsolete-file pass failed")
             return False
         self._bg_active += 1
         try:

@@ -745,6 +745,7 @@ class DB(Background, Reads, MutableMapping):
             raise Error("lsm.typed is not imported")
         return _typed_view_class(self, key_serde, value_serde)
 
+
 def _attempt(errors: list[BaseException], step) -> None:
     """Run ``step()``; keep what it raises in ``errors`` instead of raising,
     so that close() goes on releasing everything else."""

@@ -101,3 +101,27 @@ def test_failed_remove_is_counted_too(tmp_path, err):
     assert db.stats()["background_error"] is None
     fs.clear()
     db.close()
+
+
+def test_an_unexpected_failure_in_the_idle_pass_is_a_background_error(tmp_path, monkeypatch):
+    db = lsm.DB(tmp_path / "db", Options(**SMALL), fs=FaultFS())
+    _fill(db, 30)
+    db.wait_for_compactions()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lsm.background, "obsolete_files", boom)
+    db.snapshot().close()  # the idle branch runs the pass
+    with db._mu:
+        db._bg_cv.notify_all()
+    for _ in range(250):
+        if db.stats()["background_error"]:
+            break
+        time.sleep(0.02)
+    assert "boom" in db.stats()["background_error"]  # recorded, not a thread ended unseen
+    assert all(t.is_alive() for t in db._threads)
+    with pytest.raises(lsm.BackgroundError):
+        db.put(b"k", b"v")
+    monkeypatch.undo()
+    db.close()

@@ -9,8 +9,10 @@ runs with ``_mu`` held and documents where it drops it.
 
 from __future__ import annotations
 
+import errno
 import os
-import time
+import threading
+import weakref
 
 from .commit import Writer
 from .builder import FlushJob, build_memtable
@@ -25,7 +27,7 @@ from .snapshot import SuperVersion
 from .worker import WorkerAborted, WorkerUnavailable
 from .version import NUM_LEVELS
 
-__all__ = ["Background", "WORKER_MIN_BYTES"]
+__all__ = ["Background", "ManualCompaction", "StopSignal", "WORKER_MIN_BYTES", "background_main", "syncer_main"]
 
 WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the worker costs more
 # A worker job gets WORKER_TIMEOUT_FLOOR seconds plus one per WORKER_TIMEOUT_RATE
@@ -34,6 +36,89 @@ WORKER_MIN_BYTES = 1 << 20  # smaller merges run in-process: a round trip to the
 WORKER_TIMEOUT_FLOOR = 120.0
 WORKER_TIMEOUT_RATE = 256 << 10
 _FLUSH_RESERVE = 4  # file numbers reserved for a flush in the worker (it writes one table)
+
+
+class StopSignal:
+    """A one-shot signal for a thread that sleeps between rounds of work.
+
+    A raw lock, held until :meth:`set`: setting only releases it, so it
+    never blocks and takes no other lock (unlike ``threading.Event.set``),
+    which keeps it safe to call from anywhere, a finalizer included.
+    One waiter; once :meth:`wait` returns True the waiter must stop.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self._lock.release()
+        except RuntimeError:
+            pass  # already set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if the signal was set."""
+        return self._lock.acquire(timeout=timeout)
+
+
+# -- thread bodies ------------------------------------------------------------------
+#
+# The DB's threads reach it only through a weak reference, taken for one
+# round of work at a time and never held while they wait: a DB dropped
+# without close() can then be collected, and its finalizer (DB.__del__) stops
+# them (each exits once the reference is dead). A bound method as the target
+# would keep the DB, its LOCK and its files alive as long as the process.
+
+
+def background_main(ref: "weakref.ref", role: str) -> None:
+    """The flush (``role="flush"``) or compaction (``"compact"``) thread of
+    the DB ``ref`` refers to. Runs rounds (``DB._bg_round_locked``) with the
+    DB mutex held, which ``_bg_cv.wait`` releases between them."""
+    db = ref()
+    if db is None:
+        return
+    cv = db._bg_cv  # its lock is the DB's _mu
+    del db
+    with cv:
+        while True:
+            db = ref()
+            if db is None or db._stop:
+                return
+            busy = db._bg_round_locked(role)
+            del db  # not held while waiting
+            if not busy:
+                cv.wait(1.0)  # notified when work comes; the timeout bounds a finalizer's wait
+
+
+def syncer_main(ref: "weakref.ref", stop: "StopSignal", interval: float) -> None:
+    """``sync_mode="periodic"``: every ``interval`` seconds, one round of
+    ``DB._periodic_sync`` of the DB ``ref`` refers to, until ``stop`` is set
+    (by close() or the finalizer) or an fsync fails."""
+    while not stop.wait(interval):
+        db = ref()
+        if db is None or db._stop:
+            return
+        ok = db._periodic_sync()
+        del db  # not held while waiting
+        if not ok:
+            return
+
+
+class ManualCompaction:
+    """A ``compact_range`` request, queued in ``DB._manual`` (guarded by
+    ``_mu``). ``done`` is set once its last compaction is installed: a
+    request can also leave the queue unfinished (a failed job, or one
+    abandoned when close() killed the worker)."""
+
+    __slots__ = ("start", "stop", "done")
+
+    def __init__(self, start: bytes | None, stop: bytes | None) -> None:
+        self.start = start
+        self.stop = stop
+        self.done = False
 
 
 class Background:
@@ -58,6 +143,8 @@ class Background:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
+            if target is not None and any(m is target for m in self._sv.imms):
+                raise self._closed_error()  # close() stopped the flush thread first
 
     def _raise_bg_error_locked(self) -> None:
         if self._bg_error is not None:
@@ -71,7 +158,7 @@ class Background:
         if stop is not None:
             stop = check_key(stop, "stop")
         self.flush()
-        request = (start, stop)
+        request = ManualCompaction(start, stop)
         with self._mu:
             self._manual.append(request)
             self._bg_cv.notify_all()
@@ -79,16 +166,25 @@ class Background:
             while any(r is request for r in self._manual) and self._bg_error is None and not self._stop:
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
+            if not request.done:  # still queued, or abandoned by close() (a killed worker)
+                raise self._closed_error()
 
     def wait_for_compactions(self) -> None:
-        """Return once no flush or compaction is due or running."""
+        """Return once no flush or compaction is due or running (at once on a
+        read-only DB, where none ever runs: its recovered writes stay in memory)."""
         self._check_open()
+        if self._opts.read_only:
+            return
         with self._mu:
-            while self._bg_error is None and not self._stop and (
-                    self._bg_active or self._sv.imms or self._manual or self._compaction_due_locked()):
+            while self._bg_error is None and not self._stop and self._work_due_locked():
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.1)
             self._raise_bg_error_locked()
+            if self._stop and self._work_due_locked():
+                raise self._closed_error()  # close() stopped the background threads first
+
+    def _work_due_locked(self) -> bool:
+        return bool(self._bg_active or self._sv.imms or self._manual or self._compaction_due_locked())
 
     def _compaction_due_locked(self) -> bool:
         if self._opts.disable_auto_compactions:
@@ -102,78 +198,82 @@ class Background:
         snaps = self._snapshot_seqs_locked()
         return snaps[0] if snaps else None
 
-    def _flush_main(self) -> None:
+    def _pick_flush_locked(self):
         """Flush thread: writes immutable memtables to L0, oldest first. Kept
         apart from compaction so that a long merge never holds up a flush
         (writers stall on full memtables, not on compactions)."""
-        self._bg_loop(lambda: self._flush_job_locked if self._sv.imms else None)
+        return self._flush_job_locked if self._sv.imms else None
 
-    def _compact_main(self) -> None:
+    def _pick_compaction_locked(self):
         """Compaction thread: manual requests first, then the level with the
         highest score >= 1. One compaction at a time."""
-        def pick():
-            if self._manual:
-                return self._manual_job_locked
-            if self._compaction_due_locked():
-                return self._auto_job_locked
-            return None
-        self._bg_loop(pick)
+        if self._manual:
+            return self._manual_job_locked
+        if self._compaction_due_locked():
+            return self._auto_job_locked
+        return None
 
-    def _bg_loop(self, pick) -> None:
+    def _bg_round_locked(self, role: str) -> bool:
+        """One round of the flush (``role="flush"``) or compaction thread
+        (:func:`background_main`): run the job that is due, else the
+        obsolete-file pass if one is due. Returns True if a job ran (the
+        thread then looks for the next at once), False to wait."""
+        job = None
+        if self._bg_error is None:
+            job = self._pick_flush_locked() if role == "flush" else self._pick_compaction_locked()
+        if job is None:
+            if self._obsolete_due and self._bg_error is None:
+                try:
+                    self._delete_obsolete_locked()  # never raises OSError (best-effort)
+                except BaseException as e:  # noqa: BLE001 - a bug: recorded, not a thread ended unseen
+                    self._set_bg_error_locked(e, "obsolete-file pass failed")
+            return False
+        self._bg_active += 1
+        try:
+            job()
+            del job  # drop the job's references before looking for obsolete files
+            self._delete_obsolete_locked()
+        except WorkerAborted:
+            # close() killed the worker: the job is abandoned, not failed
+            # (inputs intact, outputs orphans removed by close or the next open)
+            assert self._stop
+        except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
+            self._set_bg_error_locked(e, "background flush/compaction failed")
+        finally:
+            self._bg_active -= 1
+            self._bg_cv.notify_all()
+        return True
+
+    def _periodic_sync(self) -> bool:
+        """One round of the periodic syncer (:func:`syncer_main`): fsync the log
+        if something was written since the last fsync. False once an fsync
+        failed (recorded as the background error; the syncer then stops)."""
+        log = self._log
+        if log is None or log.size == self._synced_pos:
+            return True
+        # The published sequence first, then the log's size: every write at
+        # or below that sequence was appended before it was published, so
+        # the fsync below covers it.
+        seq = self._versions.last_sequence
+        failed = None
+        with self._log_sync_mu:
+            if self._log is not log:
+                return True  # switched meanwhile: the switch synced it
+            pos = log.size
+            try:
+                log.sync()
+            except BaseException as e:  # noqa: BLE001
+                failed = self._log_sync_error = e
+        # _mu only after _log_sync_mu is released: the documented order
+        # is _mu -> _log_sync_mu (a memtable switch takes both).
         with self._mu:
-            while not self._stop:
-                job = pick() if self._bg_error is None else None
-                if job is None:
-                    if self._obsolete_due and self._bg_error is None:
-                        self._delete_obsolete_locked()
-                    self._bg_cv.wait(1.0)
-                    continue
-                self._bg_active += 1
-                try:
-                    job()
-                    del job  # drop the job's references before looking for obsolete files
-                    self._delete_obsolete_locked()
-                except WorkerAborted:
-                    # close() killed the worker: the job is abandoned, not failed
-                    # (inputs intact, outputs orphans removed by close or the next open)
-                    assert self._stop
-                except BaseException as e:  # noqa: BLE001 - recorded, surfaces on writes
-                    self._set_bg_error_locked(e, "background flush/compaction failed")
-                finally:
-                    self._bg_active -= 1
-                    self._bg_cv.notify_all()
-
-    def _syncer_main(self) -> None:
-        """``sync_mode="periodic"``: fsync the log every ``sync_interval`` seconds
-        when something was written since the last fsync."""
-        interval = self._opts.sync_interval
-        while not self._stop:
-            time.sleep(interval)
-            log = self._log
-            if log is None or log.size == self._synced_pos:
-                continue
-            # The published sequence first, then the log's size: every write at
-            # or below that sequence was appended before it was published, so
-            # the fsync below covers it.
-            seq = self._versions.last_sequence
-            failed = None
-            with self._log_sync_mu:
-                if self._log is not log:
-                    continue  # switched meanwhile: the switch synced it
-                pos = log.size
-                try:
-                    log.sync()
-                except BaseException as e:  # noqa: BLE001
-                    failed = self._log_sync_error = e
-            # _mu only after _log_sync_mu is released: the documented order
-            # is _mu -> _log_sync_mu (a memtable switch takes both).
-            with self._mu:
-                if failed is not None:
-                    self._set_bg_error_locked(failed, "periodic WAL fsync failed")
-                    return
-                if self._log is log:
-                    self._synced_pos = max(self._synced_pos, pos)
-                    self._synced_seq = max(self._synced_seq, seq)
+            if failed is not None:
+                self._set_bg_error_locked(failed, "periodic WAL fsync failed")
+                return False
+            if self._log is log:
+                self._synced_pos = max(self._synced_pos, pos)
+                self._synced_seq = max(self._synced_seq, seq)
+        return True
 
     def _snapshot_seqs_locked(self) -> list[int]:
         with self._views_mu:
@@ -250,7 +350,8 @@ class Background:
         c["flush_bytes_written"] += sum(m.size for m in metas)
 
     def _manual_job_locked(self) -> None:
-        start, stop = self._manual[0]
+        request = self._manual[0]
+        start, stop = request.start, request.stop
         try:
             # Push the range down level by level until it sits in the deepest one in use.
             deepest = max((lv for lv in range(NUM_LEVELS) if self._sv.version.levels[lv]), default=0)
@@ -261,6 +362,7 @@ class Background:
                     continue
                 c = setup_compaction(v, self._opts, level, files, "manual", manual=True)
                 self._run_compaction_locked(c)
+            request.done = True
         finally:
             self._manual.pop(0)
 
@@ -355,8 +457,15 @@ class Background:
         k["entries_dropped"] += dropped
 
     def _delete_obsolete_locked(self) -> None:
-        """Remove files no live version, reader or recovery needs. Failures are
-        ignored: a leftover file is removed at a later pass or at open.
+        """Remove files no live version, reader or recovery needs.
+
+        Best-effort, wherever it runs (a background thread's idle branch,
+        after a flush or compaction, at open and at close): a failure to list
+        the directory (EMFILE, ENOMEM, EIO) or to remove a file is counted in
+        ``stats()["compaction"]["obsolete_file_errors"]`` and otherwise
+        ignored, never raised. A leftover file is removed at a later pass or
+        at open, while a raise here would end a background thread (writers
+        would then wait forever for flushes) or fail a job that succeeded.
 
         Requires _mu; releases it while removing and re-takes it (an unlink
         can take milliseconds, and every writer needs _mu to enqueue; LevelDB
@@ -366,11 +475,20 @@ class Background:
         Version lists (readers only ever take the current super version).
         """
         assert_held(self._mu)
+        if self._bg_error is not None:
+            # A failed manifest write may have left its edit in the file:
+            # outputs that edit names look unreferenced here but would be
+            # live after a reopen. What is obsolete is known again only then.
+            return
         self._obsolete_due = False
         vs = self._versions
         live = vs.live_files()
-        doomed = list(obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
-                                     self._log.number if self._log else -1))
+        try:
+            doomed = list(obsolete_files(self._fs, self._path, vs, live, self._pending_outputs,
+                                         self._log.number if self._log else -1))
+        except OSError as e:  # DiskError, or a raw OSError from a custom filesystem
+            self._obsolete_failed_locked(e)
+            return
         if not doomed:
             return
         self._mu.release()
@@ -378,12 +496,19 @@ class Background:
             for path in doomed:
                 try:
                     self._fs.remove(path)
-                except DiskError:
+                except OSError as e:
+                    if e.errno != errno.ENOENT:  # ENOENT: a concurrent pass removed it first
+                        with self._mu:
+                            self._obsolete_failed_locked(e)
                     continue
                 if path.endswith(".sst"):
                     self._tables.evict(int(os.path.basename(path)[:-4]))
         finally:
             self._mu.acquire()
+
+    def _obsolete_failed_locked(self, exc: OSError) -> None:
+        self._counters["obsolete_file_errors"] += 1
+        self._obsolete_note = str(exc)
 
     # -- stats -----------------------------------------------------------------
 
@@ -429,6 +554,9 @@ class Background:
                            "worker_failures": self._worker_failures, "worker_note": self._worker_note,
                            "flushes": c["flushes"], "flushes_in_worker": c["flushes_in_worker"],
                            "flush_worker_failures": self._flush_worker_failures,
+                           "obsolete_file_errors": c["obsolete_file_errors"],
+                           "obsolete_file_note": self._obsolete_note,
+                           "flushes": c["flushes"],
                            "trivial_moves": c["trivial_moves"],
                            "intra_l0": c["intra_l0_compactions"],
                            "bytes_read": c["compaction_bytes_read"],

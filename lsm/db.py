@@ -23,6 +23,7 @@ import itertools
 import os
 import threading
 import time
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Iterator, MutableMapping
 
@@ -30,7 +31,7 @@ from . import forks
 from .batch import WriteBatch
 from .cache import BlockCache, TableCache
 from .commit import CommitQueue
-from .background import Background
+from .background import Background, ManualCompaction, StopSignal, background_main, syncer_main
 from .reads import Reads
 from .writes import Writes
 from .sizes import Sizes
@@ -38,7 +39,7 @@ from .checkpoint import Checkpoints
 from .builder import build_memtable
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
-from .fs import FileSystem, OsFileSystem
+from .fs import FileSystem, OsFileSystem, check_path
 from .invariants import assert_held, make_lock
 from .manifest import VersionEdit
 from .metrics import Metrics
@@ -123,7 +124,9 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
 
     def __init__(self, path: str | os.PathLike, options: Options | None = None, *,
                  fs: FileSystem | None = None) -> None:
-        self._path = os.path.abspath(os.fspath(path))
+        self._path = check_path(path)
+        if options is not None and not isinstance(options, Options):
+            raise TypeError(f"options must be an lsm.Options, not {type(options).__name__}")
         self._opts = options if options is not None else Options()
         self._fs: FileSystem = fs if fs is not None else OsFileSystem()
         self._closed = False
@@ -146,7 +149,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
         self._bg_error: BaseException | None = None  # guarded by _mu
         self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now
-        self._manual: list[tuple[bytes | None, bytes | None]] = []  # guarded by _mu
+        self._manual: list[ManualCompaction] = []  # guarded by _mu
         self._log: WalWriter | None = None  # written under _mu (fast path) or by the commit leader
         self._log_sync_mu = threading.Lock()  # serialises log sync/close with the periodic syncer
         self._log_sync_error: BaseException | None = None  # guarded by _log_sync_mu: a failed log fsync
@@ -167,6 +170,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         self._user_bytes = 0  # key + value bytes written by users
         self._threads: list[threading.Thread] = []
         self._stop = False
+        self._syncer_stop = StopSignal()  # set by close(): the periodic syncer sleeps on it
         self._recovery = RecoveryStats()
         self._counters = {
             "compactions": 0, "flushes": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0,
@@ -174,7 +178,9 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
             "stall_seconds": 0.0, "slowdown_writes": 0,
             "trivial_moves": 0, "intra_l0_compactions": 0, "entries_dropped": 0, "compactions_in_worker": 0,
             "flushes_in_worker": 0,
+            "obsolete_file_errors": 0,
         }
+        self._obsolete_note: str | None = None  # the last failure of an obsolete-file pass
         self._metrics = Metrics() if self._opts.metrics else None
         # Counted by the read path without a lock (statistics: a race may lose an increment).
         self._gets = 0
@@ -189,7 +195,11 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         self._worker_failures = 0  # written only by the compaction thread (stats reads it racily)
         self._flush_worker_failures = 0  # written only by the flush thread
         self._worker_note: str | None = None
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            self._closed = True  # a failed open is closed for good (see _open; __del__ skips it)
+            raise
         if self._metrics is not None:
             self._instrument()
 
@@ -251,23 +261,74 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         self._recovery.seconds = time.monotonic() - t0
 
     def _start_threads(self) -> None:
-        targets = [("flush", self._flush_main), ("compact", self._compact_main)]
+        # The threads get a weak reference, not bound methods: a DB dropped
+        # without close() stays collectable (see __del__, background_main).
+        ref = weakref.ref(self)
+        targets = [("flush", background_main, (ref, "flush")), ("compact", background_main, (ref, "compact"))]
         if self._opts.sync_mode == "periodic":
-            targets.append(("sync", self._syncer_main))
-        for name, target in targets:
-            t = threading.Thread(target=target, name=f"lsm-{name}:{self._path}", daemon=True)
+            targets.append(("sync", syncer_main, (ref, self._syncer_stop, self._opts.sync_interval)))
+        for name, target, args in targets:
+            t = threading.Thread(target=target, args=args, name=f"lsm-{name}:{self._path}", daemon=True)
             self._threads.append(t)
             t.start()
+
+    def __del__(self) -> None:
+        """A DB dropped without close(): release what it holds and warn, as
+        an unclosed file does. Nothing is synced or deleted (every
+        acknowledged write is already in the OS; the next open recovers).
+
+        Runs in whatever thread collected the DB, at any allocation, so it
+        must not wait for a lock that thread may hold: the background
+        threads hold ``_mu`` without a reference to the DB while they wait
+        (background_main), so ``_mu`` is only tried, never waited for (they
+        notice within a second that the DB is gone). Every other lock of
+        the DB is only ever held by a thread that holds the DB itself, so it
+        is free here."""
+        if getattr(self, "_closed", True) or self._pid != os.getpid():
+            return  # closed, a failed open, or a forked child's copy (lsm.forks)
+        self._closed = True
+        self._stop = True
+        try:
+            warnings.warn(f"unclosed database {self._path!r}", ResourceWarning, source=self)
+        except Exception:  # noqa: BLE001 - e.g. a filter that turns warnings into errors
+            pass
+        try:
+            self._syncer_stop.set()
+            if self._mu.acquire(blocking=False):
+                try:
+                    self._bg_cv.notify_all()
+                finally:
+                    self._mu.release()
+            steps = []
+            for worker in (self._worker, self._flush_worker):
+                if worker is not None:
+                    steps += [worker.abort, worker.close]
+            self._worker = self._flush_worker = None
+            steps += [log.close for log in self._unsynced_logs + [self._log] if log is not None]
+            steps += [self._versions.close, self._tables.close, self._lock.release]
+        except Exception:  # noqa: BLE001 - interpreter teardown: nothing left to release
+            return
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - best effort, nothing to report to
+                pass
 
     def close(self) -> None:
         """Wait for in-flight writes and background work, sync the log, release
         the lock. Idempotent. Unflushed memtable data stays in the WAL and is
         replayed at the next open.
 
+        Every step runs whatever an earlier one raised: once close() returns
+        or raises, the threads are joined, the files closed and the LOCK
+        released. A failure (e.g. of the final log fsync) is raised after
+        that, the first one if several steps failed.
+
         In a child forked from the opening process it does nothing: the DB is
         the parent's (lsm.forks)."""
         if self._pid != os.getpid():
             return  # before any lock: a parent thread may have held one at fork()
+        errors: list[BaseException] = []
         with self._mu:
             if self._closed:
                 return
@@ -282,40 +343,53 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
             for w in (self._worker, self._flush_worker):
                 if w is not None:
                     w.abort()
+            self._syncer_stop.set()
             while not self._queue.idle_locked() or self._bg_active:
                 self._bg_cv.notify_all()
                 self._bg_cv.wait(0.05)
             self._bg_cv.notify_all()
             if not self._opts.read_only and self._bg_error is None:
-                self._delete_obsolete_locked()
+                _attempt(errors, self._delete_obsolete_locked)
         with self._views_mu:
             scans = list(self._scans)
         for chunks in scans:  # an open scan raises ClosedError from its next entry on
-            chunks.close(self._closed_error())
+            _attempt(errors, lambda c=chunks: c.close(self._closed_error()))
         for t in self._threads:
             t.join()
-        for w in (self._worker, self._flush_worker):
-            if w is not None:
-                w.close()
+        workers = (self._worker, self._flush_worker)
         self._worker = self._flush_worker = None
-        try:
-            if self._log is not None:
-                with self._log_sync_mu:
-                    try:
-                        if self._opts.sync_mode != "never" and self._bg_error is None:
-                            for old in self._unsynced_logs:
-                                old.sync()
-                            self._log.trim()
-                            self._log.sync()
-                    finally:
-                        for old in self._unsynced_logs:
-                            self._close_log(old)
-                        self._unsynced_logs = []
-                        self._log.close()
-        finally:
-            self._versions.close()
-            self._tables.close()
-            self._lock.release()
+        for w in workers:
+            if w is not None:
+                _attempt(errors, w.close)
+        if self._log is not None:
+            _attempt(errors, self._close_logs)
+        _attempt(errors, self._versions.close)
+        _attempt(errors, self._tables.close)
+        _attempt(errors, self._lock.release)  # last: nothing may touch the directory after it
+        if errors:
+            raise errors[0]
+
+    def _close_logs(self) -> None:
+        """close(): sync the logs (per sync_mode, unless a background error
+        says not to trust them), then close every one whatever failed."""
+        errors: list[BaseException] = []
+        with self._log_sync_mu:
+            if self._bg_error is None:
+                # Older logs left unsynced by a switch (sync_mode="never")
+                # first, oldest first, so that a power cut after close()
+                # leaves a prefix of the writes.
+                for old in self._unsynced_logs:
+                    if not errors:
+                        _attempt(errors, old.sync)
+                if self._opts.sync_mode != "never" and not errors:
+                    _attempt(errors, self._log.trim)
+                    if not errors:
+                        _attempt(errors, self._log.sync)
+            for log in self._unsynced_logs + [self._log]:
+                _attempt(errors, lambda lg=log: self._close_log(lg))
+            self._unsynced_logs = []
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> "DB":
         return self
@@ -414,6 +488,15 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         if _prefixed_view_class is None:
             raise Error("lsm.prefixed is not imported")
         return _prefixed_view_class(self, prefix)
+
+def _attempt(errors: list[BaseException], step) -> None:
+    """Run ``step()``; keep what it raises in ``errors`` instead of raising,
+    so that close() goes on releasing everything else."""
+    try:
+        step()
+    except BaseException as e:  # noqa: BLE001 - re-raised by the caller once all steps ran
+        errors.append(e)
+
 
 def _sampled(fn, op: str, record):
     """Wrap bound method ``fn``: every :data:`_SAMPLE_EVERY`-th call is timed

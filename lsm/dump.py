@@ -43,12 +43,13 @@ from .db import DB
 from .dumprecords import (BlockInfo, BloomInfo, Damage, EditInfo, Finding, ManifestInfo, RepairReport, TableEntry,
                           TableFile, TableInfo, WalOp, _user_value, kind_name)
 from .errors import CorruptionError, DiskError, Error
-from .filenames import FileType, make_current_name, make_lock_name, make_log_name, make_table_name, parse_name
+from .filenames import FileType, make_current_name, make_log_name, make_table_name, parse_name
 from .fs import FileSystem, OsFileSystem
 from .keys import MAX_SEQUENCE
 from .manifest import KNOWN_VERSIONS as MANIFEST_VERSIONS, FileMeta, VersionEdit, read_current, read_manifest
 from .options import WAL_RECOVERY_MODES, Options
 from .rangedel import end_bound
+from .recovery import lock_database
 from .sstable import TableReader
 from .sstable.bloom import BlockedBloom
 from .sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_ZSTD, MAX_FOOTER_BYTES,
@@ -85,16 +86,10 @@ def _require_db(fs: FileSystem, dbpath: str) -> None:
 
 @contextmanager
 def _lock(fs: FileSystem, dbpath: str, *, shared: bool) -> Iterator[None]:
-    """Hold the database ``LOCK`` (shared: beside other readers, not a writer).
-
-    A missing ``LOCK`` file means no process has the database open; a shared
-    lock then takes nothing rather than create the file (read commands write nothing).
-    """
-    path = make_lock_name(dbpath)
-    if shared and not fs.exists(path):
-        yield
-        return
-    lock = fs.lock(path, shared=shared)
+    """Hold the database's lock (shared: beside other readers, not a writer),
+    as a DB open does (lsm.recovery.lock_database): a shared lock needs no
+    write access and creates nothing (read commands write nothing)."""
+    lock = lock_database(fs, dbpath, shared=shared)
     try:
         yield
     finally:

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from .errors import DiskError, LockError
 
-__all__ = ["FileLock", "FileSystem", "OsFileSystem", "RandomAccessFile", "WritableFile"]
+__all__ = ["FileLock", "FileSystem", "OsFileSystem", "RandomAccessFile", "WritableFile", "check_path"]
 
 
 class WritableFile(Protocol):
@@ -84,6 +84,25 @@ class FileSystem(Protocol):
     def fsync_dir(self, path: str) -> None: ...
     def truncate(self, path: str, size: int) -> None: ...
     def lock(self, path: str, *, shared: bool) -> FileLock: ...
+
+
+def check_path(path: object, name: str = "path") -> str:
+    """The absolute ``str`` form of a directory argument: a ``str`` or an
+    ``os.PathLike``; ``bytes`` are decoded as the OS does (``os.fsdecode``).
+
+    Raises: TypeError naming ``name`` for anything else; ValueError for an
+    empty path (it would make the current directory a database: pass
+    ``"."`` to mean that).
+    """
+    try:
+        p = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(f"{name} must be a str, bytes or os.PathLike, not {type(path).__name__}") from None
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    if not p:
+        raise ValueError(f"{name} is empty; pass \".\" for the current directory")
+    return os.path.abspath(p)
 
 
 
@@ -557,12 +576,21 @@ class OsFileSystem:
     def lock(self, path: str, *, shared: bool) -> FileLock:
         """Take an ``flock`` on ``path`` without waiting.
 
+        A file is opened read-write for an exclusive lock, created if
+        missing; read-only for a shared one, and never created (a missing
+        file raises DiskError ENOENT), since a reader may have no write
+        access at all (a read-only mount, another user's directory).
+        ``path`` may be a directory (opened read-only, for either lock).
+
         Raises: LockError naming the path when another holder conflicts
         (exclusive vs anything, within this process too: each call opens a new
         file description).
         """
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            if shared or os.path.isdir(path):
+                fd = os.open(path, os.O_RDONLY)
+            else:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise DiskError.wrap(e, path) from e
         try:

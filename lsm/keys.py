@@ -56,7 +56,10 @@ def _check_bytes(obj: object, name: str, limit: int) -> bytes:
     if type(obj) is not bytes:
         if not isinstance(obj, _BYTES_TYPES):
             raise TypeError(f"{name} must be bytes, bytearray or memoryview, not {type(obj).__name__}")
-        obj = bytes(obj)  # a copy: the caller may mutate a bytearray later
+        try:
+            obj = bytes(obj)  # a copy: the caller may mutate a bytearray later
+        except ValueError as e:  # a released memoryview
+            raise ValueError(f"{name} cannot be read: {e}") from None
     if len(obj) > limit:
         raise ValueError(f"{name} is {len(obj)} bytes; the limit is {limit}")
     return obj  # type: ignore[return-value]

@@ -30,7 +30,7 @@ from bisect import bisect_right
 from collections import deque
 from typing import Any, Callable, Iterable
 
-__all__ = ["DEFAULT_OPS", "LatencyHistogram", "Metrics", "RateCounter", "SampledRate"]
+__all__ = ["DEFAULT_OPS", "LatencyHistogram", "MAX_BUCKETS", "Metrics", "RateCounter", "SampledRate"]
 
 #: Operations :class:`Metrics` reports even before they are first recorded.
 DEFAULT_OPS: tuple[str, ...] = ("get", "put", "delete", "scan", "write")
@@ -45,14 +45,24 @@ _OVERFLOW = _NUM_LOG_BUCKETS + 1
 _bisect_right = bisect_right
 
 
+MAX_BUCKETS = 1_000_000  # a ring of window / bucket slots: bounded memory
+
+
 def _check_window(window: float, bucket: float) -> None:
-    """Raise ValueError naming the argument unless 0 < bucket <= window < inf."""
+    """Raise TypeError/ValueError naming the argument unless both are numbers
+    with 0 < bucket <= window < inf and window / bucket <= MAX_BUCKETS."""
+    for name, value in (("window", window), ("bucket", bucket)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not window > 0 or math.isinf(window):
         raise ValueError(f"window must be a finite number of seconds > 0, got {window!r}")
     if not bucket > 0:
         raise ValueError(f"bucket must be a number of seconds > 0, got {bucket!r}")
     if bucket > window:
         raise ValueError(f"bucket must be <= window ({window!r} s), got {bucket!r}")
+    if math.ceil(window / bucket - 1e-9) > MAX_BUCKETS:  # the slot count RateCounter computes
+        raise ValueError(f"window / bucket must be <= {MAX_BUCKETS} (one slot per bucket); got window={window!r}, "
+                         f"bucket={bucket!r}: {window / bucket:.3g} buckets")
 
 
 class RateCounter:

@@ -11,6 +11,7 @@ __all__ = ["Options"]
 SYNC_MODES = ("always", "periodic", "never")
 COMPRESSIONS = ("zstd", "none")
 WAL_RECOVERY_MODES = ("tolerate_tail", "absolute", "point_in_time", "skip_corrupt")
+MAX_SYNC_INTERVAL = 3600.0  # seconds: a longer "periodic" window is "never" in all but name
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ class Options:
     reached the OS, so it survives a crash of the process."""
 
     sync_interval: float = 0.05
-    """Seconds between background fsyncs in ``"periodic"`` mode. Lower: less
-    lost on power cut, more fsyncs."""
+    """Seconds between background fsyncs in ``"periodic"`` mode, > 0 and at
+    most :data:`MAX_SYNC_INTERVAL` (an hour). Lower: less lost on power cut,
+    more fsyncs."""
 
     memtable_bytes: int = 8 << 20
     """Bytes (keys + values + ~40 bytes per entry) buffered in memory before the
@@ -148,13 +150,17 @@ class Options:
         for f in fields(self):
             value = getattr(self, f.name)
             want = {"int": int, "float": (int, float), "bool": bool, "str": str}[str(f.type)]
-            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            # bool is an int subclass, but True is not a count or a duration
+            if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
                 raise TypeError(f"{f.name} must be {f.type}, not {type(value).__name__}")
         _choice("sync_mode", self.sync_mode, SYNC_MODES)
         _choice("compression", self.compression, COMPRESSIONS)
         _choice("wal_recovery", self.wal_recovery, WAL_RECOVERY_MODES)
-        if not self.sync_interval > 0:
-            raise ValueError(f"sync_interval must be > 0 seconds; got {self.sync_interval}")
+        # Bounded: the syncer sleeps sync_interval at a time, and a sleep past
+        # threading.TIMEOUT_MAX (or inf) raises OverflowError in that thread.
+        if not 0 < self.sync_interval <= MAX_SYNC_INTERVAL:  # also refuses nan
+            raise ValueError(f"sync_interval must be > 0 and <= {MAX_SYNC_INTERVAL:g} seconds; "
+                             f"got {self.sync_interval}")
         _at_least("memtable_bytes", self.memtable_bytes, 1024)
         _at_least("max_immutable_memtables", self.max_immutable_memtables, 1)
         _at_least("block_bytes", self.block_bytes, 256)

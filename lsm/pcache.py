@@ -35,7 +35,7 @@ from . import cacheshard, forks
 from .cacheshard import Shard, ShardConfig
 from .cachelog import FORMAT_VERSION, NAME_RE, Op, shard_hash as _xxh
 from .errors import ClosedError
-from .fs import FileLock, FileSystem, OsFileSystem
+from .fs import FileLock, FileSystem, OsFileSystem, check_path
 from .keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
 from .options import SYNC_MODES
 
@@ -53,7 +53,11 @@ def _check_ttl(ttl: object, name: str) -> float:
         raise TypeError(f"{name} must be a number of seconds, not {type(ttl).__name__}")
     if not 0 < ttl < _INF:
         raise ValueError(f"{name} must be a finite number of seconds > 0; got {ttl!r}")
-    return float(ttl)
+    try:
+        return float(ttl)
+    except OverflowError:  # an int past the float range
+        raise ValueError(f"{name} must be a finite number of seconds > 0; got an int of "
+                         f"{ttl.bit_length()} bits, past the float range") from None
 
 
 def _check_bound(value: object, name: str, shards: int) -> int | None:
@@ -173,7 +177,7 @@ class PersistentCache:
             raise ValueError(f"sync_mode must be one of {', '.join(map(repr, SYNC_MODES))}; got {sync_mode!r}")
         if not callable(clock):
             raise TypeError("clock must be callable")
-        self._path = os.path.abspath(os.fspath(path))
+        self._path = check_path(path)
         self._max_items = max_items
         self._max_bytes = max_bytes
         self._nshards = shards

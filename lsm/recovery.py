@@ -33,12 +33,13 @@ not damage, in every mode. Logs of write-ahead log format 2 carry no
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
 
 from .batch import BatchDecodeError, decode_batch
-from .errors import CorruptionError, Error
+from .errors import CorruptionError, DiskError, Error
 from .filenames import (FileType, make_current_name, make_lock_name, make_log_name,
                         make_manifest_name, make_table_name, make_temp_name, parse_name)
 from .fs import FileLock, FileSystem
@@ -48,7 +49,7 @@ from .version import VersionSet
 from .record import Damage
 from .wal import BATCH, FILE_HEADER, FRAGMENT_HEADER, START, scan_log
 
-__all__ = ["RecoveryStats", "lock_and_load", "obsolete_files", "replay_logs"]
+__all__ = ["RecoveryStats", "lock_and_load", "lock_database", "obsolete_files", "replay_logs"]
 
 
 @dataclass
@@ -81,7 +82,7 @@ def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLo
     if options.read_only and not fs.exists(make_current_name(dbpath)):
         # checked before locking: a read-only open must not even create LOCK
         raise Error(f"{dbpath}: database does not exist: no CURRENT file (read_only=True)")
-    lock = fs.lock(make_lock_name(dbpath), shared=options.read_only)
+    lock = lock_database(fs, dbpath, shared=options.read_only)
     try:
         versions = VersionSet(fs, dbpath, options)
         if fs.exists(make_current_name(dbpath)):
@@ -109,6 +110,63 @@ def lock_and_load(fs: FileSystem, dbpath: str, options: Options) -> tuple[FileLo
         return lock, versions, True
     except BaseException:
         lock.release()
+        raise
+
+
+class _DatabaseLock:
+    """``LOCK`` and, when taken too, the directory's lock: released together."""
+
+    __slots__ = ("path", "_locks")
+
+    def __init__(self, path: str, locks: list[FileLock]) -> None:
+        self.path = path
+        self._locks = locks
+
+    def release(self) -> None:
+        locks, self._locks = self._locks, []
+        for lk in reversed(locks):
+            lk.release()
+
+
+# Errnos with which a filesystem refuses an flock on a directory (NFS maps
+# flock to POSIX locks, and an exclusive one needs a file open for writing).
+_NO_DIRECTORY_LOCK = frozenset((errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP))
+
+
+def lock_database(fs: FileSystem, dbpath: str, *, shared: bool) -> FileLock:
+    """Take the database's lock: exclusive for a writer (and for repair),
+    shared for read-only opens and lsm-dump's read commands.
+
+    ``LOCK`` is the lock file. A shared lock opens it read-only and never
+    creates it, so a reader needs no write access to the directory. Without
+    a ``LOCK`` (a copied database, say) a reader flocks the directory itself
+    instead, and so a writer, after taking ``LOCK``, also takes the
+    directory exclusively: then a writer and a reader conflict whichever
+    came first and whichever file each found. Where a filesystem cannot
+    flock a directory that second lock is skipped (``LOCK`` still protects
+    every open that finds it).
+
+    Raises: LockError when another holder conflicts, DiskError.
+    """
+    path = make_lock_name(dbpath)
+    if shared:
+        if fs.exists(path):
+            return fs.lock(path, shared=True)
+        return _DatabaseLock(path, _directory_lock(fs, dbpath, shared=True))
+    lock = fs.lock(path, shared=False)
+    try:
+        return _DatabaseLock(path, [lock] + _directory_lock(fs, dbpath, shared=False))
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _directory_lock(fs: FileSystem, dbpath: str, *, shared: bool) -> list[FileLock]:
+    try:
+        return [fs.lock(dbpath, shared=shared)]
+    except DiskError as e:
+        if e.errno in _NO_DIRECTORY_LOCK:
+            return []
         raise
 
 
@@ -222,6 +280,7 @@ class _Replay:
         events, mode, stats = self.events, self.mode, self.stats
         expected = 0  # the next sequence a record must start at (0: not known yet)
         pending = -1  # index of the first damage since the last record, -1: none
+        pending_problem = -1  # its line in stats.problems (skip_corrupt)
         for i, e in enumerate(events):
             if e.hint:
                 continue
@@ -257,6 +316,7 @@ class _Replay:
                     self._skip(e, e.damage)
                 if pending < 0:
                     pending = i
+                    pending_problem = len(stats.problems) - 1
                 continue
             first = e.first_seq
             if expected and first != expected:
@@ -268,6 +328,19 @@ class _Replay:
                 else:
                     reason = f"writes {expected}..{first - 1} are missing before this record" + (
                         f" ({where.damage})" if pending >= 0 else "")
+                if first < expected:
+                    # Not lost writes but reused sequence numbers: no crash
+                    # makes those (a record is numbered after the last one
+                    # published), so damage in every mode; skip_corrupt
+                    # leaves the record out (its sequences are taken).
+                    if mode in ("absolute", "tolerate_tail"):
+                        raise CorruptionError(e.path, e.offset, reason)
+                    if mode == "point_in_time":
+                        self._drop(e, reason, self._rest_bytes(i))
+                        return
+                    self._skip(e, reason)
+                    pending = -1
+                    continue
                 if mode == "absolute":
                     raise CorruptionError(where.path, where.offset, reason)
                 if mode == "point_in_time":
@@ -280,7 +353,12 @@ class _Replay:
                     self._drop(where, reason + "; never made durable (a crash or power cut while "
                                "they were written)", self._rest_bytes(i))
                     return
-                stats.problems.append(f"{where.path} at offset {where.offset}: {reason}")  # skip_corrupt
+                # skip_corrupt: one problem per damage (the writes a damaged
+                # region lost are added to its line), one per bare hole
+                if pending >= 0:
+                    stats.problems[pending_problem] += f"; writes {expected}..{first - 1} lost with it"
+                else:
+                    stats.problems.append(f"{where.path} at offset {where.offset}: {reason}")
             elif pending >= 0 and mode == "tolerate_tail":
                 p = events[pending]
                 stats.problems.append(f"{p.path} at offset {p.offset}: {p.damage} "

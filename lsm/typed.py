@@ -63,10 +63,30 @@ def _range(key_serde: Serializer, prefix: Any, start: Any, stop: Any) -> dict:
     return args
 
 
+def _check_serializer(serde: object, name: str, *, versioned: bool) -> None:
+    """Raise TypeError/ValueError naming ``name`` unless ``serde`` can serve as
+    a :class:`~lsm.serde.Serializer`: callable ``encode`` and ``decode``,
+    and, for values (``versioned``), a ``version`` int in 0..255 (the byte
+    written in front of each value; keys carry none)."""
+    for method in ("encode", "decode"):
+        if not callable(getattr(serde, method, None)):
+            raise TypeError(f"{name} must be a serializer with encode() and decode() methods "
+                            f"(lsm.serde.Serializer), not {type(serde).__name__}")
+    if versioned:
+        version = getattr(serde, "version", None)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise TypeError(f"{name}.version must be an int in 0..255 (the byte in front of each value), "
+                            f"not {type(version).__name__}")
+        if not 0 <= version <= 255:
+            raise ValueError(f"{name}.version must be in 0..255; got {version}")
+
+
 class _TypedReader(Generic[K, V]):
     """Shared read methods over a DB or a Snapshot."""
 
     def __init__(self, source: DB | Snapshot, key_serde: Serializer[K], value_serde: Serializer[V]) -> None:
+        _check_serializer(key_serde, "key_serde", versioned=False)
+        _check_serializer(value_serde, "value_serde", versioned=True)
         self._src = source
         self.key_serde = key_serde
         self.value_serde = value_serde

@@ -15,7 +15,7 @@ import weakref
 from bisect import bisect_left
 from typing import Iterator
 
-from .errors import CorruptionError, DiskError
+from .errors import CorruptionError, DiskError, Error
 from .filenames import make_table_name
 from .fs import FileSystem
 from .invariants import ENABLED, check
@@ -156,6 +156,10 @@ class VersionSet:
         self.manifest_number = 0
         self.compact_pointers: dict[int, bytes] = {}
         self._manifest: ManifestWriter | None = None
+        # A failed manifest write (append, fsync, or a new manifest and its
+        # CURRENT): what the files now hold is unknown (the edit's bytes may be
+        # there, or a fsync may have dropped them). No edit may follow it.
+        self._failed: BaseException | None = None
 
     def new_file_number(self) -> int:
         n = self.next_file
@@ -234,15 +238,32 @@ class VersionSet:
     def log_and_apply(self, edit: VersionEdit) -> Version:
         """Record ``edit`` durably in the manifest, then make it current.
 
-        Requires: DB mutex held. On a DiskError nothing is installed and the
-        manifest must not be appended to again (the caller enters the
-        background-error state; reopening recovers from the last whole edit).
+        Requires: DB mutex held. If the write fails nothing is installed,
+        and every later call raises Error without writing: the failed edit
+        may or may not be in the file, so none may follow it (the caller
+        enters the background-error state; reopening recovers from what the
+        manifest holds).
         """
+        if self._failed is not None:
+            raise Error(f"{self.dbpath}: no manifest edit after a failed manifest write "
+                        f"({self._failed}); reopen the database") from self._failed
         if edit.next_file is None:
             edit.next_file = self.next_file
         if edit.last_sequence is None:
             edit.last_sequence = self.last_sequence
         version = apply_edit(self.current, edit)
+        try:
+            self._write_edit(edit, version)
+        except BaseException as e:
+            self._failed = e
+            raise
+        for level, key in edit.compact_pointers:
+            self.compact_pointers[level] = key
+        self._install(version)
+        return version
+
+    def _write_edit(self, edit: VersionEdit, version: Version) -> None:
+        """log_and_apply's write: append ``edit``, or roll to a new manifest."""
         if self._manifest is None or self._manifest.size > MANIFEST_ROLL_BYTES:
             # the snapshot edit of a new manifest already includes this edit's effect
             prev_current, prev_log = self.current, self.log_number
@@ -262,10 +283,6 @@ class VersionSet:
             self._manifest.append(edit)
             if edit.log_number is not None:
                 self.log_number = edit.log_number
-        for level, key in edit.compact_pointers:
-            self.compact_pointers[level] = key
-        self._install(version)
-        return version
 
     def install(self, version: Version) -> None:
         """Make ``version`` current without a manifest write (recovery, before

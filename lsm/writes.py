@@ -225,6 +225,8 @@ class Writes:
         >>> db.close()
         """
         self._check_open()
+        if sync is not None and type(sync) is not bool:  # here, not when the block ends
+            raise TypeError(f"sync must be a bool or None, not {type(sync).__name__}")
         b = WriteBatch()
         b._db = self
         b._sync = sync

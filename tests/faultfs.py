@@ -4,6 +4,7 @@ cuts (LevelDB's fault_injection_test, Pebble's errorfs).
     fs = FaultFS()
     fs.fail("sync", path_contains=".log", nth=3)   # 3rd log fsync raises EIO
     fs.fail("write", torn=True)                     # next write lands half, then raises
+    fs.fail("listdir", errno=errno.EMFILE)          # next directory listing fails
     ...
     fs.power_cut()    # drop every byte and name change that was not fsynced;
                       # the old DB's files become unusable, its LOCK is released
@@ -17,6 +18,12 @@ Durability model (what a power cut keeps):
 
 Directories (``mkdir``, ``rmdir``, renaming a directory) can be made to fail
 but are not part of the model: a power cut keeps them as they are.
+
+A power cut falls between two operations, never inside one: every operation
+that changes files runs under the filesystem's lock, as ``power_cut()`` does,
+so one that began before the cut completes before it, and none that ends
+after it reaches the files (a sync that returned after the cut would
+acknowledge bytes the cut already dropped).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from dataclasses import dataclass
 from lsm.errors import DiskError
 from lsm.fs import OsFileSystem
 
-OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read", "link", "mkdir")
+OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read", "link", "mkdir", "listdir")
 
 
 @dataclass
@@ -60,36 +67,44 @@ class _File:
         return self._inner.size
 
     def write(self, data: bytes) -> None:
-        rule = self._fs._check("write", self.path)
-        if rule is not None:
-            if rule.torn and len(data) > 1:
-                self._inner.write(bytes(data[: len(data) // 2]))
-            raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
-        self._inner.write(data)
+        with self._fs._mu:  # whole, before or after a power cut (module docstring)
+            rule = self._fs._check("write", self.path)
+            if rule is not None:
+                if rule.torn and len(data) > 1:
+                    self._inner.write(bytes(data[: len(data) // 2]))
+                raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
+            self._inner.write(data)
 
     def sync(self) -> None:
-        rule = self._fs._check("sync", self.path)
-        if rule is not None:
-            raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
-        self._fs._crash_point("sync", self.path, "before")
-        self._inner.sync()
         with self._fs._mu:
+            rule = self._fs._check("sync", self.path)
+            if rule is not None:
+                raise DiskError(rule.errno, os.strerror(rule.errno), self.path)
+            self._fs._crash_point("sync", self.path, "before")
+            self._inner.sync()
             self._fs._synced[self.path] = self._inner.size
             # a preallocated file's length (zeros past its data) is durable too
             self._fs._allocated[self.path] = getattr(self._inner, "allocated", 0)
-        self._fs._count_after("sync", self.path)
+            self._fs._count_after("sync", self.path)
 
     def trim(self) -> bool:
-        return self._inner.trim()
+        with self._fs._mu:
+            if self._fs.dead:
+                return False  # the process is gone: it changes no file
+            return self._inner.trim()
 
     def rewind(self, size: int) -> None:
-        self._inner.rewind(size)
+        with self._fs._mu:
+            if self._fs.dead:
+                return
+            self._inner.rewind(size)
 
     def close(self) -> None:
-        if self._fs.dead:
-            _abandon(self._inner)  # the process is gone: it trims nothing at close
-            return
-        self._inner.close()
+        with self._fs._mu:
+            if self._fs.dead:
+                _abandon(self._inner)  # the process is gone: it trims nothing at close
+                return
+            self._inner.close()
 
     def read_at(self, offset: int, n: int) -> bytes:
         rule = self._fs._check("read", self.path)
@@ -192,10 +207,10 @@ class FaultFS:
     # -- FileSystem ------------------------------------------------------------
 
     def open_writable(self, path: str, *, preallocate: int = 0):
-        self._raise_if("open", path)
-        existed = self.base.exists(path)
-        f = _File(self, self.base.open_writable(path, preallocate=preallocate), path)
         with self._mu:
+            self._raise_if("open", path)
+            existed = self.base.exists(path)
+            f = _File(self, self.base.open_writable(path, preallocate=preallocate), path)
             if not existed:
                 self._new.add(path)
             self._synced[path] = 0
@@ -211,10 +226,10 @@ class FaultFS:
     def _open_keeping(self, path: str, opener):
         """Open a file that keeps its bytes: a new one is not durable until its
         directory is fsynced; an existing one is durable up to its size."""
-        self._raise_if("open", path)
-        existed = self.base.exists(path)
-        f = _File(self, opener(), path)
         with self._mu:
+            self._raise_if("open", path)
+            existed = self.base.exists(path)
+            f = _File(self, opener(), path)
             if not existed:
                 self._new.add(path)
                 self._synced[path] = 0
@@ -231,29 +246,28 @@ class FaultFS:
         return self.base.read_file(path)
 
     def rename(self, src: str, dst: str) -> None:
-        self._raise_if("rename", src)
-        self._crash_point("rename", src, "before")
-        if os.path.isdir(src):  # directories are outside the durability model
-            self.base.rename(src, dst)
-            self._count_after("rename", src)
-            return
         with self._mu:
+            self._raise_if("rename", src)
+            self._crash_point("rename", src, "before")
+            if os.path.isdir(src):  # directories are outside the durability model
+                self.base.rename(src, dst)
+                self._count_after("rename", src)
+                return
             # what a power cut restores at dst: the durable part of the old file
             old = self.base.read_file(dst)[:self._synced.get(dst, 1 << 62)] if self.base.exists(dst) else None
-        self.base.rename(src, dst)
-        with self._mu:
+            self.base.rename(src, dst)
             self._renames.append((src, dst, old, self._synced.get(src, 0)))
             self._synced[dst] = self._synced.pop(src, 0)
             # src stays in _new when it was never dir-synced: undoing the rename
             # recreates it, and it then vanishes like any undurable new file.
             # dst is never "new" here: the undo restores (or removes) it.
-        self._count_after("rename", src)
+            self._count_after("rename", src)
 
     def remove(self, path: str) -> None:
-        self._raise_if("remove", path)
-        data = self.base.read_file(path)
-        self.base.remove(path)
         with self._mu:
+            self._raise_if("remove", path)
+            data = self.base.read_file(path)
+            self.base.remove(path)
             keep = self._synced.pop(path, len(data))
             if path in self._new:
                 self._new.discard(path)
@@ -261,12 +275,13 @@ class FaultFS:
                 self._removed.append((path, data[:keep]))
 
     def listdir(self, path: str) -> list[str]:
+        self._raise_if("listdir", path)
         return self.base.listdir(path)
 
     def link(self, src: str, dst: str) -> None:
-        self._raise_if("link", dst)
-        self.base.link(src, dst)
         with self._mu:
+            self._raise_if("link", dst)
+            self.base.link(src, dst)
             self._new.add(dst)  # a new name: it survives a power cut once its directory is fsynced
             self._synced[dst] = self._synced.get(src, self.base.file_size(src))
 
@@ -290,15 +305,15 @@ class FaultFS:
         self.base.truncate(path, size)
 
     def fsync_dir(self, path: str) -> None:
-        self._raise_if("fsync_dir", path)
-        self._crash_point("fsync_dir", path, "before")
-        self.base.fsync_dir(path)
-        prefix = os.path.join(path, "")
         with self._mu:
+            self._raise_if("fsync_dir", path)
+            self._crash_point("fsync_dir", path, "before")
+            self.base.fsync_dir(path)
+            prefix = os.path.join(path, "")
             self._new = {p for p in self._new if not p.startswith(prefix)}
             self._renames = [r for r in self._renames if not r[1].startswith(prefix)]
             self._removed = [r for r in self._removed if not r[0].startswith(prefix)]
-        self._count_after("fsync_dir", path)
+            self._count_after("fsync_dir", path)
 
     def lock(self, path: str, *, shared: bool):
         lk = self.base.lock(path, shared=shared)

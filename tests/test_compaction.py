@@ -14,6 +14,7 @@ import pytest
 import lsm
 from lsm import Options
 from lsm.builder import write_tables
+from lsm.background import ManualCompaction
 from lsm.compaction import (INTRA_L0_RATIO, drop_obsolete, expand_l0, grandparent_splitter, level_scores,
                             pick_compaction)
 from lsm.fs import OsFileSystem
@@ -362,7 +363,7 @@ def test_close_abandons_a_hung_worker_job(tmp_path, hung_worker):
     model = _fill(db, 1500, random.Random(8))
     db.flush()
     with db._mu:
-        db._manual.append((None, None))  # what compact_range queues, without waiting for it
+        db._manual.append(ManualCompaction(None, None))  # what compact_range queues, without waiting for it
         db._bg_cv.notify_all()
     deadline = time.monotonic() + 30
     while not (started and db._bg_active) and time.monotonic() < deadline:

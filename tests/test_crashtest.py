@@ -1,5 +1,6 @@
 """The crash-test driver: its checker rejects lost and partial writes, and a
-short blackbox run passes. (CI runs it for a minute; it can run for hours.)"""
+short run of each mode passes (blackbox and whitebox kills, failing
+directory listings, power cuts). (CI runs it for a minute; it can run for hours.)"""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_checker_rejects_unexpected_key(tmp_path):
         crashtest.verify(str(tmp_path / "db"), str(tmp_path / "log"), {})
 
 
-@pytest.mark.parametrize("mode", ["blackbox", "whitebox"])
+@pytest.mark.parametrize("mode", ["blackbox", "whitebox", "faults", "powercut"])
 def test_short_run(mode):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "crashtest.py"), "--duration", "4",
                         "--seed", "5", "--mode", mode], capture_output=True, text=True, timeout=120)

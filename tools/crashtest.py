@@ -23,9 +23,24 @@ Modes:
                       wal-before-append, wal-after-append, wal-before-fsync,
                       wal-after-fsync, sst-after-sync, manifest-after-sync,
                       current-before-rename, current-after-rename, compaction-mid
+  faults              no kill: directory listings and file removals fail now
+                      and then (EMFILE, ENOMEM, EIO) while the child runs; it
+                      must still close on time (a stuck background thread
+                      shows as a hang) and lose nothing
+  powercut            in this process, through the fault-injection filesystem
+                      (tests/faultfs.py): a single writer with random sync=
+                      arguments across many memtable switches, in a random
+                      sync_mode, until the power is cut between two writes or
+                      at a random fsync (log, table, manifest, directory).
+                      What reopens must be the state after a prefix of the
+                      writes that includes every one acknowledged as durable
+                      (sync=True, sync=None under "always", or before a
+                      flush()). Each directory lives through several cuts,
+                      so recovery's own writes are cut too.
 
     python tools/crashtest.py --duration 60 --seed 1
     python tools/crashtest.py --mode whitebox --duration 300 --sync-mode always
+    python tools/crashtest.py --mode powercut --duration 60
 """
 
 from __future__ import annotations
@@ -42,8 +57,13 @@ import tempfile
 import threading
 import time
 
+import errno
+
 import lsm
 from lsm.fs import OsFileSystem
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from faultfs import Crashed, FaultFS  # noqa: E402 - the fault-injection filesystem of the tests
 
 THREADS = 4
 KEYS_PER_THREAD = 40
@@ -125,9 +145,40 @@ class _CrashFile:
         self._inner.close()
 
 
+class FlakyDirFS(OsFileSystem):
+    """OsFileSystem whose directory listings and removals fail at random
+    (probability ``rate`` each, once ``armed``): transient EMFILE, ENOMEM or
+    EIO, which the obsolete-file pass must shrug off."""
+
+    def __init__(self, rate: float, seed: int) -> None:
+        self.rate = rate
+        self.rng = random.Random(seed)
+        self.armed = False
+        self.mu = threading.Lock()
+
+    def _maybe_fail(self, path: str) -> None:
+        with self.mu:
+            fail = self.armed and self.rng.random() < self.rate
+            err = self.rng.choice((errno.EMFILE, errno.ENOMEM, errno.EIO))
+        if fail:
+            raise lsm.DiskError(err, os.strerror(err), path)
+
+    def listdir(self, path: str) -> list[str]:
+        self._maybe_fail(path)
+        return super().listdir(path)
+
+    def remove(self, path: str) -> None:
+        self._maybe_fail(path)
+        super().remove(path)
+
+
 def child_main(args: argparse.Namespace) -> None:
     fs = CrashFS(args.crash_point, args.crash_nth) if args.crash_point else None
+    if args.dir_faults:
+        fs = FlakyDirFS(args.dir_faults, args.seed)
     db = lsm.DB(args.db, lsm.Options(sync_mode=args.sync_mode, **DB_OPTIONS), fs=fs)
+    if args.dir_faults:
+        fs.armed = True  # after the open: failing its log listing would only fail the open
     log_fd = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     stop = time.monotonic() + args.run_seconds
 
@@ -250,6 +301,124 @@ def verify(dbpath: str, log_path: str, baseline: dict[str, str]) -> tuple[dict[s
     return actual, len(acked), len(pending)
 
 
+# -- power cuts (in this process) --------------------------------------------------
+
+
+def powercut_generation(path: str, rng: random.Random, baseline: dict[bytes, bytes], gen: int
+                        ) -> tuple[dict[bytes, bytes], int]:
+    """Open ``path`` through a FaultFS, write until the power is cut, reopen
+    and check. Returns ``(state found, acknowledged writes)``."""
+    sync_mode = rng.choice(SYNC_MODES)
+    fs = FaultFS()
+    where = rng.choice(("between", "sync", "fsync_dir"))
+    cut_after = None
+    if where == "between":
+        cut_after = rng.randrange(1, 300)
+    else:
+        fs.crash_at(where, path_contains=rng.choice(("", ".log", ".sst", "MANIFEST")),
+                    nth=rng.randrange(1, 40), when=rng.choice(("before", "after")))
+    history: list[list[tuple[bytes, bytes | None]]] = []  # acknowledged writes, in commit order
+    durable = 0  # history[:durable] was acknowledged as durable
+    pending = None
+    db = None
+    try:
+        db = lsm.DB(path, lsm.Options(sync_mode=sync_mode, memtable_bytes=rng.choice((1024, 4096)),
+                                      max_immutable_memtables=rng.choice((1, 2, 4)), l0_compaction_trigger=2,
+                                      block_bytes=1024, target_file_bytes=8 << 10, level_base_bytes=32 << 10,
+                                      sync_interval=rng.choice((0.002, 0.05, 5.0))), fs=fs)
+        for i in range(300):
+            if i == cut_after:
+                fs.power_cut()
+                break
+            key = b"k%02d" % rng.randrange(40)
+            value = b"%d.%d-" % (gen, i) + b"." * rng.randrange(150)
+            sync = rng.choice((None,) * 16 + (True, True, False))  # None: per sync_mode
+            r = rng.random()
+            if r < 0.7:
+                pending = [(key, value)]
+                db.put(key, value, sync=sync)
+            elif r < 0.85:
+                pending = [(key, None)]
+                db.delete(key, sync=sync)
+            else:
+                keys = sorted({b"k%02d" % rng.randrange(40) for _ in range(rng.randrange(2, 5))})
+                pending = [(k, None if rng.random() < 0.25 else value + b"/%d" % j) for j, k in enumerate(keys)]
+                b = lsm.WriteBatch()
+                for k, v in pending:
+                    (b.delete(k) if v is None else b.put(k, v))
+                db.write(b, sync=sync)
+            history.append(pending)
+            pending = None
+            if sync or (sync is None and sync_mode == "always"):
+                durable = len(history)
+            if rng.random() < 0.02:
+                db.flush()  # returns once every earlier write is in a table
+                durable = len(history)
+    except (lsm.Error, Crashed, OSError) as e:
+        if not fs.dead:
+            raise Failure(f"{type(e).__name__} before any power cut: {e}") from e
+    if not fs.dead:
+        fs.power_cut()  # the crash point was not reached: cut now
+    if db is not None:
+        try:
+            db.close()  # a ghost: closes nothing for real
+        except (lsm.Error, Crashed, OSError):
+            pass
+    try:
+        with lsm.open(path) as db2:
+            actual = dict(db2.scan())
+    except lsm.Error as e:
+        raise Failure(f"reopen after a power cut (sync_mode={sync_mode}, cut {where}): {e}") from e
+    state = dict(baseline)
+    candidates = [dict(state)] if durable == 0 else []
+    for n, ops in enumerate(history + ([pending] if pending else []), 1):
+        for k, v in ops:
+            if v is None:
+                state.pop(k, None)
+            else:
+                state[k] = v
+        if n >= durable:
+            candidates.append(dict(state))
+    if actual not in candidates:
+        diff = {k: (state.get(k, b"")[:12], actual.get(k, b"")[:12])
+                for k in sorted(set(state) | set(actual)) if state.get(k) != actual.get(k)}
+        raise Failure(f"after a power cut (sync_mode={sync_mode}, cut {where}) the database is not the "
+                      f"state after a prefix of the {len(history)} acknowledged writes that includes the "
+                      f"{durable} acknowledged as durable; (last state, found): {dict(list(diff.items())[:4])}")
+    return actual, len(history)
+
+
+def powercut_main(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    work = tempfile.mkdtemp(prefix="lsm-crashtest-powercut-")
+    deadline = time.monotonic() + args.duration
+    runs = cuts = acked = 0
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() < deadline or runs == 0:
+            runs += 1
+            path = os.path.join(work, f"db{runs}")
+            state: dict[bytes, bytes] = {}
+            for gen in range(rng.randrange(1, 5)):
+                try:
+                    state, n = powercut_generation(path, rng, state, gen)
+                except Failure as e:
+                    keep = tempfile.mkdtemp(prefix="lsm-crashtest-failed-")
+                    shutil.copytree(path, os.path.join(keep, "db"))
+                    raise Failure(f"run {runs}, cut {gen + 1}: {e}; database kept in {keep}") from None
+                cuts += 1
+                acked += n
+            shutil.rmtree(path, ignore_errors=True)
+        print(f"crashtest: powercut seed={args.seed} runs={runs} power_cuts={cuts} acknowledged_ops={acked} "
+              f"seconds={time.monotonic() - t0:.0f} failures=0")
+        return 0
+    except Failure as e:
+        print(f"crashtest: FAILED: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def parent_main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     work = tempfile.mkdtemp(prefix="lsm-crashtest-")
@@ -270,15 +439,22 @@ def parent_main(args: argparse.Namespace) -> int:
             if args.mode == "whitebox":
                 point = rng.choice(CRASH_POINTS)
                 cmd += ["--crash-point", point, "--crash-nth", str(rng.randrange(1, 40))]
+            if args.mode == "faults":
+                # no kill: the child runs briefly and must close on time
+                cmd[cmd.index("--run-seconds") + 1] = f"{rng.uniform(0.5, 2.0):.2f}"
+                cmd += ["--dir-faults", str(rng.choice((0.05, 0.2, 0.5)))]
             if rng.random() < 0.5:
                 cmd.append("--flush-sometimes")
             child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            wait = rng.uniform(0.3, 2.5) if args.mode == "blackbox" else 4.0
+            wait = rng.uniform(0.3, 2.5) if args.mode == "blackbox" else 4.0 if args.mode == "whitebox" else 60.0
             try:
                 child.wait(wait)
             except subprocess.TimeoutExpired:
                 child.send_signal(signal.SIGKILL)
                 child.wait()
+                if args.mode == "faults":
+                    raise Failure(f"run {runs} (sync_mode={sync_mode}): the child hung (not done after "
+                                  f"{wait:.0f} s): writes or close() stuck")
             err = child.stderr.read().decode() if child.stderr else ""
             if child.returncode == -signal.SIGKILL:
                 kills += 1
@@ -312,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=60.0, help="seconds to keep killing (default 60)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", choices=("blackbox", "whitebox"), default="blackbox")
+    p.add_argument("--mode", choices=("blackbox", "whitebox", "faults", "powercut"), default="blackbox")
     p.add_argument("--sync-mode", choices=SYNC_MODES, default=None,
                    help="fixed sync mode (default: a random one per run)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -323,10 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crash-point", choices=CRASH_POINTS, help=argparse.SUPPRESS)
     p.add_argument("--crash-nth", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--flush-sometimes", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dir-faults", type=float, default=0.0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         child_main(args)
         return 0
+    if args.mode == "powercut":
+        return powercut_main(args)
     return parent_main(args)
 
 

@@ -1,0 +1,6 @@
+"""Regression tests share the fault-injection filesystem of tests/faultfs.py."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -143,7 +143,11 @@ class Writes:
                 # The log may now end in a torn record: no later write may follow it.
                 self._set_bg_error_locked(e, "write-ahead log append failed")
                 raise
-            mem.add(seq, kind, key, value)
+            try:
+                mem.add(seq, kind, key, value)
+            except BaseException as e:
+                self._set_bg_error_locked(e, "memtable insert failed after the log append")
+                raise
             vs.last_sequence = seq
             self._user_bytes += len(key) + len(value)
             return seq
@@ -345,10 +349,17 @@ class Writes:
                 with self._mu:
                     self._set_bg_error_locked(e, "write-ahead log append/fsync failed")
                 raise
-            s = first
-            for w in group:
-                mem.add_ops(s, w.ops)
-                s += len(w.ops)
+            try:
+                s = first
+                for w in group:
+                    mem.add_ops(s, w.ops)
+                    s += len(w.ops)
+            except BaseException as e:
+                # The log holds the group, the memtable part of it: no later
+                # write may take these sequences (a reopen replays the log).
+                with self._mu:
+                    self._set_bg_error_locked(e, "memtable insert failed after the log append")
+                raise
         finally:
             self._mu.acquire()
         vs.last_sequence = last

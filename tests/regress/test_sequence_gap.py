@@ -161,3 +161,30 @@ def test_no_hole_in_what_the_engine_writes(tmp_path, sync_mode):
         with lsm.open(path, wal_recovery="absolute") as db2:
             assert db2.stats()["recovery"]["problems"] == []
             assert db2.get(b"k16") is not None
+
+
+@pytest.mark.parametrize("path", ["fast", "queue"])
+def test_a_failed_memtable_insert_stops_writes(tmp_path, monkeypatch, path):
+    """The log holds a write the memtable failed to take: no later write may
+    reuse its sequence (recovery would see the sequence go back); the DB
+    refuses writes and a reopen replays the log."""
+    db = lsm.open(tmp_path / "db", sync_mode="never")
+    db.put(b"a", b"1")
+    mem_type = type(db._sv.mem)
+
+    def broken(self, *args):
+        raise MemoryError("injected")
+
+    monkeypatch.setattr(mem_type, "add", broken)
+    monkeypatch.setattr(mem_type, "add_ops", broken)
+    with pytest.raises(MemoryError):
+        db.put(b"b", b"2", sync=path == "queue")
+    monkeypatch.undo()
+    with pytest.raises(lsm.BackgroundError):
+        db.put(b"c", b"3")
+    try:
+        db.close()
+    except lsm.Error:
+        pass
+    with lsm.open(tmp_path / "db", wal_recovery="absolute") as db2:
+        assert dict(db2.scan()) == {b"a": b"1", b"b": b"2"}

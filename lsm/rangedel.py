@@ -19,7 +19,7 @@ windows.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from heapq import heappop, heappush
 from typing import Iterable, Sequence
 
@@ -111,13 +111,16 @@ class Fragments:
         j = bisect_right(s, seq)
         return s[j - 1] if j else 0
 
-    def visible(self, seq: int) -> list[tuple[bytes, bytes, int]]:
-        """``(start, end, newest sequence <= seq)`` of each fragment that has one."""
+    def visible(self, seq: int, lo: bytes = b"", hi: bytes | None = None) -> list[tuple[bytes, bytes, int]]:
+        """``(start, end, newest sequence <= seq)`` of each fragment that has
+        one, among those meeting ``[lo, hi)`` (``hi`` None: unbounded)."""
+        starts = self.starts
+        i = bisect_right(self.ends, lo) if lo else 0  # the first fragment ending after lo
+        j = len(starts) if hi is None else bisect_left(starts, hi, i)  # past the last starting below hi
         out = []
-        for start, end, s in zip(self.starts, self.ends, self.seqs):
+        for start, end, s in zip(starts[i:j], self.ends[i:j], self.seqs[i:j]):
             if s[0] <= seq:
-                j = bisect_right(s, seq)
-                out.append((start, end, s[j - 1]))
+                out.append((start, end, s[-1] if s[-1] <= seq else s[bisect_right(s, seq) - 1]))
         return out
 
     def tombstones(self) -> list[tuple[bytes, bytes, int]]:
@@ -143,9 +146,12 @@ class Visible:
         self.tmax = tmax
 
     @classmethod
-    def at(cls, frags: Sequence[Fragments], seq: int) -> "Visible | None":
-        """What ``frags`` show a reader at ``seq``, or None when nothing."""
-        parts = [p for p in (f.visible(seq) for f in frags) if p]
+    def at(cls, frags: Sequence[Fragments], seq: int, lo: bytes = b"",
+           hi: bytes | None = None) -> "Visible | None":
+        """What ``frags`` show a reader at ``seq`` of the keys ``[lo, hi)``
+        (``hi`` None: unbounded), or None when nothing. Costs the fragments
+        in that range, not all of them."""
+        parts = [p for p in (f.visible(seq, lo, hi) for f in frags) if p]
         if not parts:
             return None
         if len(parts) == 1:

@@ -194,8 +194,10 @@ class Reads:
     def _range_deleted(self, sv: SuperVersion, key: bytes, seq: int, version: int) -> bool:
         """Whether a range tombstone of ``sv`` visible at ``seq`` hides the
         version of ``key`` written at sequence ``version``."""
-        frags = sv.fragments()
-        for f in frags:
+        m = sv.mem.fragments()
+        if m is not None and m.covering(key, seq) > version:
+            return True
+        for f in sv.static_fragments():
             if f.covering(key, seq) > version:
                 return True
         return False
@@ -345,13 +347,15 @@ class Reads:
                 runs.append(version.levels[level][a:b])
         mems = [m for m in (sv.mem,) + sv.imms if len(m)]
         return read_range(mems, runs, self._tables.reader, lo, hi, reverse, seq, self._now(),
-                          vis=self._visible_range_dels(sv, seq))
+                          vis=self._visible_range_dels(sv, seq, lo, hi))
 
-    def _visible_range_dels(self, sv: SuperVersion, seq: int) -> Visible | None:
-        """The range tombstones a read of ``sv`` at ``seq`` sees, or None."""
+    def _visible_range_dels(self, sv: SuperVersion, seq: int, lo: bytes,
+                            hi: bytes | None) -> Visible | None:
+        """The range tombstones over ``[lo, hi)`` that a read of ``sv`` at
+        ``seq`` sees, or None."""
         if not (sv.range_dels or sv.mem.range_dels):
             return None
-        return Visible.at(sv.fragments(), seq)
+        return Visible.at(sv.fragments(), seq, lo, hi)
 
     @staticmethod
     def _scan_range(prefix: bytes, start: bytes | None, stop: bytes | None, reverse: bool,
@@ -382,7 +386,7 @@ class Reads:
         """The sources of a scan of ``[lo, hi)``, newest first: memtables,
         each L0 table, then one run per deeper level."""
         now = self._now()
-        vis = self._visible_range_dels(sv, seq)
+        vis = self._visible_range_dels(sv, seq, lo, hi)
         sources: list = [MemWindows(m, lo, hi, reverse, seq, now, vis) for m in (sv.mem,) + sv.imms if len(m)]
         version = sv.version
         opener = self._tables.reader

@@ -25,7 +25,7 @@ __all__ = ["Entry", "ScanIterator", "Snapshot", "SuperVersion", "View"]
 class SuperVersion:
     """Everything a read needs, swapped as one reference. Immutable."""
 
-    __slots__ = ("mem", "imms", "version", "range_dels", "__weakref__")
+    __slots__ = ("mem", "imms", "version", "range_dels", "_static_frags", "__weakref__")
 
     def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], version: Version) -> None:
         self.mem = mem
@@ -35,15 +35,25 @@ class SuperVersion:
         # can gain one at any time: readers check ``mem.range_dels`` too). A
         # read that finds neither takes the path that ignores them.
         self.range_dels = bool(version.rd_files) or any(m.range_dels for m in imms)
+        self._static_frags: tuple[Fragments, ...] | None = None  # built on first use
+
+    def static_fragments(self) -> tuple[Fragments, ...]:
+        """The fragmented range tombstones of the immutable memtables and the
+        tables: fixed for this super version, so built once."""
+        f = self._static_frags
+        if f is None:
+            out = [x for x in (m.fragments() for m in self.imms) if x is not None]
+            v = self.version.fragments()
+            if v is not None:
+                out.append(v)
+            f = self._static_frags = tuple(out)
+        return f
 
     def fragments(self) -> list[Fragments]:
         """The fragmented range tombstones of every memtable and table (the
         active memtable's as they are now)."""
-        out = [f for f in (m.fragments() for m in (self.mem,) + self.imms) if f is not None]
-        f = self.version.fragments()
-        if f is not None:
-            out.append(f)
-        return out
+        m = self.mem.fragments()
+        return ([m] if m is not None else []) + list(self.static_fragments())
 
 
 class Entry:

@@ -49,6 +49,7 @@ Putter = Callable[[bytes, bytes], object]
 
 ITERATE = "iterate"  # walk the whole store in key order
 SEEK = "seek"  # start a key-ordered walk at any key (range and prefix scans)
+DELETE_RANGE = "delete_range"  # delete every key of [start, stop) in one operation
 
 LSM_BLOCK_CACHE_BYTES = 64 << 20  # lsm Options.block_cache_bytes default, matched by peers
 LSM_MEMTABLE_BYTES = 8 << 20  # lsm Options.memtable_bytes default, matched by peers
@@ -129,6 +130,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: bytes) -> None:
         """Remove ``key`` (absent keys are fine)."""
+
+    def delete_range(self, start: bytes, stop: bytes) -> None:
+        """Remove every key ``start <= k < stop`` (engines with :data:`DELETE_RANGE`)."""
+        raise UnsupportedError(f"{self.name} has no range deletion")
 
     @abc.abstractmethod
     def write_batch(self, ops: Sequence[BatchOp]) -> None:
@@ -231,6 +236,7 @@ class LsmEngine(Engine):
     """
 
     name = "lsm"
+    features = frozenset({ITERATE, SEEK, DELETE_RANGE})
 
     def __init__(self, path: Path, *, sync: bool, options: dict[str, OptionValue]) -> None:
         super().__init__(path, sync=sync, options=options)
@@ -269,6 +275,9 @@ class LsmEngine(Engine):
 
     def delete(self, key: bytes) -> None:
         self.db.delete(key)
+
+    def delete_range(self, start: bytes, stop: bytes) -> None:
+        self.db.delete_range(start, stop)
 
     def write_batch(self, ops: Sequence[BatchOp]) -> None:
         with self.db.write_batch() as batch:

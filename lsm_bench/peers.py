@@ -20,6 +20,7 @@ from typing import Any
 
 from lsm_bench.config import OptionValue
 from lsm_bench.engines import (
+    DELETE_RANGE,
     ITERATE,
     LSM_BLOCK_CACHE_BYTES,
     LSM_BLOOM_BITS,
@@ -29,6 +30,7 @@ from lsm_bench.engines import (
     Getter,
     Pair,
     Putter,
+    SEEK,
     UnsupportedError,
     closing_scan,
     dist_version,
@@ -222,6 +224,7 @@ class RocksdictEngine(Engine):
     """
 
     name = "rocksdict"
+    features = frozenset({ITERATE, SEEK, DELETE_RANGE})
 
     def __init__(self, path: Path, *, sync: bool, options: dict[str, OptionValue]) -> None:
         super().__init__(path, sync=sync, options=options)
@@ -268,6 +271,9 @@ class RocksdictEngine(Engine):
 
     def delete(self, key: bytes) -> None:
         self.db.delete(key, self._wo)
+
+    def delete_range(self, start: bytes, stop: bytes) -> None:
+        self.db.delete_range(start, stop, self._wo)
 
     def write_batch(self, ops: Sequence[BatchOp]) -> None:
         batch = self._rd.WriteBatch(raw_mode=True)

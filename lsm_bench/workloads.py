@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from lsm_bench.context import Context, Result
 from lsm_bench.data import KeySpace, chunks, cycle_permutation, permutation
-from lsm_bench.engines import ITERATE, SEEK, Pair
+from lsm_bench.engines import DELETE_RANGE, ITERATE, SEEK, Pair
 
 Workload = Callable[[Context], list[Result]]
 
@@ -352,6 +352,95 @@ def deleterandom(ctx: Context) -> list[Result]:
     return [m.result]
 
 
+RANGEDEL_LO, RANGEDEL_HI = 10, 20  # each group of 100 keys loses keys 10..19 to one range deletion
+
+
+def rangedel(ctx: Context) -> list[Result]:
+    """rangedel: one range deletion per group of 100 keys (its keys 10..19:
+    ``num / 100`` tombstones, a tenth of the keys), then reads across them.
+
+    Not in db_bench. Loads ``num`` keys untimed; measures the range
+    deletions (``rangedel-write``), ``reads`` random gets of every key while
+    the tombstones are fresh (``rangedel-get``), prefix scans of the groups
+    (``rangedel-scan``, each returning the group's 90 live keys), and the
+    gets again once ``quiesce()`` has let compaction drop the deleted keys
+    and tombstones (``rangedel-get-settled``). Compare with ``readrandom``
+    and ``scanprefix`` of the same run: the cost of reading through range
+    tombstones. Every read is checked (a deleted key must be absent).
+    """
+    db = ctx.open()
+    n = ctx.cfg.num
+    ctx.load(db, n)
+    keys, value = ctx.keys, ctx.values.value
+    groups = KeySpace.group_count(n)
+    dels = [g for g in range(groups) if KeySpace.group_size(g, n) > RANGEDEL_LO]
+    delete_range = db.delete_range
+    results: list[Result] = []
+
+    def write(i: int) -> None:
+        g = dels[i]
+        delete_range(keys.key(g * 100 + RANGEDEL_LO), keys.key(g * 100 + RANGEDEL_HI))
+
+    m = ctx.measure(db, "rangedel-write", len(dels), unit="delete_range (10 keys)", live_entries=n,
+                    user_bytes=2 * ctx.cfg.key_size * len(dels))
+    with m as phase:
+        phase.loop(len(dels), write)
+    results.append(m.result)
+
+    def deleted(k: int) -> bool:
+        return RANGEDEL_LO <= k % 100 < RANGEDEL_HI
+
+    live = n - sum(min(RANGEDEL_HI, KeySpace.group_size(g, n)) - RANGEDEL_LO for g in dels)
+
+    def gets(name: str, seed: int) -> Result:
+        order = cycle_permutation(n, ctx.cfg.n_reads, seed)
+        get, key = db.get, keys.key
+        bad = {"missing": 0, "wrong": 0, "unexpected": 0}
+
+        def op(i: int) -> None:
+            k = order[i]
+            got = get(key(k))
+            if deleted(k):
+                if got is not None:
+                    bad["unexpected"] += 1
+            elif got != value(k):
+                bad["missing" if got is None else "wrong"] += 1
+
+        m = ctx.measure(db, name, len(order), unit="get", live_entries=live)
+        with m as phase:
+            phase.loop(len(order), op)
+        m.add_verify({"checked": len(order), **bad})
+        return m.result
+
+    results.append(gets("rangedel-get", ctx.cfg.seed + 11))
+    order = cycle_permutation(groups, max(1, ctx.cfg.n_reads // 100), ctx.cfg.seed + 12)
+    scan_prefix = db.scan_prefix
+    bad = {"missing": 0, "wrong": 0, "entries": 0}
+
+    def scan(i: int) -> None:
+        g = order[i]
+        want = [g * 100 + j for j in range(KeySpace.group_size(g, n)) if not deleted(g * 100 + j)]
+        got = 0
+        for k, v in scan_prefix(keys.prefix_of_group(g)):
+            if got >= len(want) or k != keys.key(want[got]) or v != value(want[got]):
+                bad["wrong"] += 1
+            got += 1
+        bad["entries"] += got
+        if got < len(want):
+            bad["missing"] += len(want) - got
+
+    m = ctx.measure(db, "rangedel-scan", len(order), unit="prefix scan (<=90 entries)", live_entries=live)
+    with m as phase:
+        phase.loop(len(order), scan)
+        m.entries_returned = bad["entries"]
+    m.extra["entries_read"] = bad.pop("entries")
+    m.add_verify({"checked": len(order), **bad})
+    results.append(m.result)
+    db.quiesce()
+    results.append(gets("rangedel-get-settled", ctx.cfg.seed + 13))
+    return results
+
+
 def readwhilewriting(ctx: Context) -> list[Result]:
     """readwhilewriting: ``reads`` random lookups while one thread overwrites random keys.
 
@@ -421,6 +510,8 @@ DB_BENCH: tuple[WorkloadSpec, ...] = (
     WorkloadSpec("scanprefix", scanprefix, frozenset({SEEK}), "100-key prefix scans"),
     WorkloadSpec("seekrandom", seekrandom, frozenset({SEEK}), "seek + read one entry"),
     WorkloadSpec("deleterandom", deleterandom, summary="random deletes of every key"),
+    WorkloadSpec("rangedel", rangedel, frozenset({SEEK, DELETE_RANGE}),
+                 "range deletions, then gets and scans across them"),
     WorkloadSpec("fillsync", fillsync, summary="fsynced puts on 1/4/16 threads"),
     WorkloadSpec("fillbatch", fillbatch, summary="sequential puts, 1000 per batch"),
     WorkloadSpec("readwhilewriting", readwhilewriting, summary="gets with a writer running"),

@@ -63,6 +63,11 @@ def test_visible_view_of_several_sets(sets, versions, seq, lo, hi):
     lo, hi = min(lo, hi), max(lo, hi)
     brute_touch = any(a < b and t <= seq and a <= hi and lo < b for a, b, t in every)
     assert vis.touches(lo, hi) == brute_touch
+    # restricted to a key range: the same answers inside it
+    part = Visible.at([Fragments.build(t) for t in sets], seq, lo, hi)
+    for k, s in versions:
+        if lo <= k < hi:
+            assert (part is not None and part.hides(k, s)) == vis.hides(k, s)
 
 
 def test_clip_and_bounds():

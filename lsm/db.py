@@ -77,13 +77,15 @@ def register_prefixed_view(cls) -> None:
 
 
 class _Clock:
-    """Wall-clock for TTL that never goes backwards within the process, so an
-    entry seen expired stays expired if the system clock steps back."""
+    """Wall-clock for TTL that never goes backwards: within the process, and
+    across reopens from the time the manifest last recorded (every manifest
+    edit records it, and close() writes one), so an entry seen expired stays
+    expired if the system clock steps back."""
 
     __slots__ = ("_last",)
 
-    def __init__(self) -> None:
-        self._last = 0.0
+    def __init__(self, floor: float = 0.0) -> None:
+        self._last = floor
 
     def __call__(self) -> float:
         t = time.time()
@@ -218,6 +220,10 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         fs, path, opts = self._fs, self._path, self._opts
         t0 = time.monotonic()
         self._lock, self._versions, is_new = lock_and_load(fs, path, opts)
+        # TTL's clock starts where the last session's left it (recorded in
+        # the manifest), and every edit records it from now on.
+        self._now = _Clock(self._versions.clock_floor)
+        self._versions.clock = self._now
         try:
             mem, old_logs = replay_logs(fs, path, self._versions, opts, self._recovery)
             vs = self._versions
@@ -363,11 +369,19 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
                 _attempt(errors, w.close)
         if self._log is not None:
             _attempt(errors, self._close_logs)
+            if self._bg_error is None and not errors:
+                # The clock, so that a reopen with the system clock set back
+                # does not revive what expired in this session.
+                _attempt(errors, self._record_clock)
         _attempt(errors, self._versions.close)
         _attempt(errors, self._tables.close)
         _attempt(errors, self._lock.release)  # last: nothing may touch the directory after it
         if errors:
             raise errors[0]
+
+    def _record_clock(self) -> None:
+        with self._mu:
+            self._versions.log_and_apply(VersionEdit())
 
     def _close_logs(self) -> None:
         """close(): sync the logs (per sync_mode, unless a background error

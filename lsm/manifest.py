@@ -48,6 +48,10 @@ TAG_FORMAT_VERSION = 7
 # block: reads see every tombstone of a version without opening its tables.
 # Only written for tables that have any.
 TAG_RANGE_DELS = 9
+# micros:varint -- the database's clock (wall-clock microseconds, never going
+# back) when the edit was written: TTL expiry is judged against at least
+# this after a reopen, so a clock set back does not revive expired entries.
+TAG_CLOCK = 10
 
 _CURRENT_RE = re.compile(rb"MANIFEST-(\d{6,})\n")
 
@@ -103,7 +107,9 @@ class VersionEdit:
     """
 
     def __init__(self, *, log_number: int | None = None, next_file: int | None = None,
-                 last_sequence: int | None = None, format_version: int | None = None) -> None:
+                 last_sequence: int | None = None, format_version: int | None = None,
+                 clock: float | None = None) -> None:
+        self.clock = clock  # wall-clock seconds (TAG_CLOCK)
         self.log_number = log_number
         self.next_file = next_file
         self.last_sequence = last_sequence
@@ -129,6 +135,8 @@ class VersionEdit:
             out += v(TAG_NEXT_FILE) + v(self.next_file)
         if self.last_sequence is not None:
             out += v(TAG_LAST_SEQUENCE) + v(self.last_sequence)
+        if self.clock is not None:
+            out += v(TAG_CLOCK) + v(max(0, int(self.clock * 1e6)))
         for level, key in self.compact_pointers:
             out += v(TAG_COMPACT_POINTER) + v(level)
             put_length_prefixed(out, key)
@@ -183,6 +191,9 @@ class VersionEdit:
                     max_seq, pos = d(data, pos)
                     e.added.append((level, FileMeta(number, size, entries, smallest, largest,
                                                     min_seq, max_seq)))
+                elif tag == TAG_CLOCK:
+                    micros, pos = d(data, pos)
+                    e.clock = micros / 1e6
                 elif tag == TAG_RANGE_DELS:
                     number, pos = d(data, pos)
                     count, pos = d(data, pos)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import weakref
 from bisect import bisect_left
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import CorruptionError, DiskError, Error
 from .filenames import make_table_name
@@ -155,6 +155,10 @@ class VersionSet:
         self.log_number = 0  # logs numbered below this are fully in tables
         self.manifest_number = 0
         self.compact_pointers: dict[int, bytes] = {}
+        # The database's clock as last recorded (TAG_CLOCK; 0: never), and
+        # the clock each edit records (set by the DB: its TTL clock).
+        self.clock_floor = 0.0
+        self.clock: Callable[[], float] | None = None
         self._manifest: ManifestWriter | None = None
         # A failed manifest write (append, fsync, or a new manifest and its
         # CURRENT): what the files now hold is unknown (the edit's bytes may be
@@ -190,6 +194,8 @@ class VersionSet:
                 self.next_file = max(self.next_file, edit.next_file)
             if edit.last_sequence is not None:
                 self.last_sequence = max(self.last_sequence, edit.last_sequence)
+            if edit.clock is not None:
+                self.clock_floor = max(self.clock_floor, edit.clock)
             for level, key in edit.compact_pointers:
                 self.compact_pointers[level] = key
         for _, f in version.files():
@@ -204,7 +210,8 @@ class VersionSet:
 
     def _snapshot_edit(self) -> VersionEdit:
         edit = VersionEdit(format_version=FORMAT_VERSION, log_number=self.log_number,
-                           next_file=self.next_file, last_sequence=self.last_sequence)
+                           next_file=self.next_file, last_sequence=self.last_sequence,
+                           clock=self.clock() if self.clock is not None else self.clock_floor or None)
         edit.compact_pointers = sorted(self.compact_pointers.items())
         for level, f in self.current.files():
             edit.add_file(level, f)
@@ -251,6 +258,8 @@ class VersionSet:
             edit.next_file = self.next_file
         if edit.last_sequence is None:
             edit.last_sequence = self.last_sequence
+        if edit.clock is None and self.clock is not None:
+            edit.clock = self.clock()
         version = apply_edit(self.current, edit)
         try:
             self._write_edit(edit, version)

@@ -372,6 +372,7 @@ class SqliteEngine(Engine):
     """
 
     name = "sqlite3"
+    features = frozenset({ITERATE, SEEK, DELETE_RANGE})
 
     def __init__(self, path: Path, *, sync: bool, options: dict[str, OptionValue]) -> None:
         super().__init__(path, sync=sync, options=options)
@@ -436,6 +437,10 @@ class SqliteEngine(Engine):
     def delete(self, key: bytes) -> None:
         with self._lock:
             self._write_locked("DELETE FROM kv WHERE k = ?", (key,))
+
+    def delete_range(self, start: bytes, stop: bytes) -> None:
+        with self._lock:
+            self._write_locked("DELETE FROM kv WHERE k >= ? AND k < ?", (start, stop))
 
     def write_batch(self, ops: Sequence[BatchOp]) -> None:
         with self._lock:

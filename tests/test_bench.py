@@ -93,6 +93,13 @@ def test_workload_runs_and_reads_back_everything(tmp_path: Path, engine: str, wo
         for rec in records:
             assert rec["ops"] == SYNC_OPS and rec["verify"]["checked"] == SYNC_OPS
             assert rec["engine_settings"]["sync"] is True
+    elif workload == "rangedel":
+        assert [r["workload"] for r in records] == ["rangedel-write", "rangedel-get", "rangedel-scan",
+                                                    "rangedel-get-settled"]
+        assert records[0]["ops"] == TINY // 100  # one range deletion per group of 100 keys
+        for rec in records[1:]:
+            assert rec["verify"]["checked"] == (TINY // 100 if rec["workload"] == "rangedel-scan" else TINY)
+        assert records[2]["extra"]["entries_read"] == TINY - 10 * (TINY // 100)  # 90 of each 100
     elif workload.startswith("ycsb-"):
         (rec,) = records
         assert rec["ops"] == TINY

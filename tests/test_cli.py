@@ -67,11 +67,11 @@ def normalise(text: str, path: Path) -> str:
 
 MANIFEST_GOLDEN = """\
 manifest        <DB>/MANIFEST-000003
-manifest bytes  100
-edits           3
+manifest bytes  156
+edits           4
 log number      7
 next file       9
-last sequence   15
+last sequence   19
 tables          2 (1019 bytes, 15 entries)
 
 level  files  bytes  entries
@@ -83,8 +83,9 @@ L0     000006    619       12           0  1-12   a00       a11
 
 offset  edit
      0  format 2; log 2; next 5; last seq 0
-    24  log 5; next 7; last seq 12; +L0 000006 [a00 .. a11] seq 1-12, 12 entries, 619 bytes
-    62  log 7; next 9; last seq 15; +L0 000008 [a01 .. 0x620001] seq 13-15, 3 entries, 400 bytes
+    33  log 5; next 7; last seq 12; +L0 000006 [a00 .. a11] seq 1-12, 12 entries, 619 bytes
+    80  log 7; next 9; last seq 15; +L0 000008 [a01 .. 0x620001] seq 13-15, 3 entries, 400 bytes
+   127  next 9; last seq 19
 """
 
 WAL_GOLDEN = """\

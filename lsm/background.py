@@ -269,6 +269,9 @@ class Background:
         vs.next_file += reserved  # recorded by the edit below (or the next one)
         numbers = set(range(first, first + reserved))
         self._pending_outputs |= numbers
+        # The level this merge writes and the key range its outputs may span:
+        # an ingest must not place a table there meanwhile (lsm.ingest).
+        self._compacting = (c.output_level, min(f.smallest for _, f in inputs), max(f.largest for _, f in inputs))
         # Runs of key-disjoint inputs, newest first: each L0 table alone (in the
         # version's order, newest first), then a level's files in key order.
         first_runs = ([[f.number] for f in sorted(c.inputs[0], key=lambda f: (f.max_seq, f.number), reverse=True)]
@@ -276,6 +279,7 @@ class Background:
         runs = first_runs + ([[f.number for f in c.inputs[1]]] if c.inputs[1] else [])
         spec = JobSpec(self._path, self._opts, runs, snaps, deeper,
                        self._now(), c.grandparents, first, reserved, split=not c.is_intra_l0())
+        spec.global_seqs = {f.number: f.global_seq for _, f in inputs if f.global_seq}
         use_worker = self._worker is not None and input_bytes >= WORKER_MIN_BYTES
         self._mu.release()
         try:
@@ -297,6 +301,7 @@ class Background:
         except BaseException:
             with self._mu:
                 self._pending_outputs -= numbers
+                self._compacting = None
             raise
         finally:
             self._mu.acquire()
@@ -308,6 +313,7 @@ class Background:
             vs.log_and_apply(edit)
         finally:
             self._pending_outputs -= numbers
+            self._compacting = None
         self._install_sv_locked(SuperVersion(self._sv.mem, self._sv.imms, vs.current))
         k = self._counters
         k["compactions"] += 1

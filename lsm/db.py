@@ -126,6 +126,9 @@ class DB(Background, Reads, Writes, MutableMapping):
         self._scans: weakref.WeakSet = weakref.WeakSet()  # guarded by _views_mu: open scans, closed by close()
         self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
         self._pending_outputs: set[int] = set()  # guarded by _mu
+        # guarded by _mu: (output level, smallest, largest) of the compaction
+        # merging now, or None (lsm.ingest places no table where it writes)
+        self._compacting: tuple[int, bytes, bytes] | None = None
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
         self._bg_error: BaseException | None = None  # guarded by _mu
         self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now

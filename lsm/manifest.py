@@ -43,6 +43,11 @@ TAG_COMPACT_POINTER = 4
 TAG_DELETED_FILE = 5
 TAG_NEW_FILE = 6
 TAG_FORMAT_VERSION = 7
+# number:varint seq:varint -- the global sequence of a table this edit adds
+# (NEW_FILE): an ingested external table whose entries are all read at
+# ``seq`` (lsm.ingest). Only written for such tables, so a version 1 reader
+# never meets it in a database that has none.
+TAG_GLOBAL_SEQ = 8
 
 _CURRENT_RE = re.compile(rb"MANIFEST-(\d{6,})\n")
 
@@ -51,14 +56,16 @@ class FileMeta:
     """What the manifest records about one SSTable. Immutable by convention.
 
     ``smallest``/``largest`` are user keys; ``min_seq``/``max_seq`` bound the
-    sequence numbers inside.
+    sequence numbers inside. ``global_seq`` (0: none) is the one sequence
+    every entry of an ingested external table is read at (then ``min_seq``
+    and ``max_seq`` are it too); see ``TAG_GLOBAL_SEQ``.
     """
 
-    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "reader")
-    _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq")
+    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "global_seq", "reader")
+    _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "global_seq")
 
     def __init__(self, number: int, size: int, entries: int, smallest: bytes, largest: bytes,
-                 min_seq: int, max_seq: int) -> None:
+                 min_seq: int, max_seq: int, global_seq: int = 0) -> None:
         self.number = number
         self.size = size
         self.entries = entries
@@ -66,6 +73,7 @@ class FileMeta:
         self.largest = largest
         self.min_seq = min_seq
         self.max_seq = max_seq
+        self.global_seq = global_seq
         # Not recorded anywhere: the open reader of this table while the DB's
         # table cache holds it (lsm.cache.TableCache sets and clears it), so
         # that a read reaches the table with one attribute load.
@@ -73,7 +81,8 @@ class FileMeta:
 
     def __repr__(self) -> str:
         return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "
-                f"{self.smallest!r}..{self.largest!r}, seq {self.min_seq}..{self.max_seq})")
+                f"{self.smallest!r}..{self.largest!r}, seq {self.min_seq}..{self.max_seq}"
+                + (f", global seq {self.global_seq})" if self.global_seq else ")"))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FileMeta) and all(
@@ -128,6 +137,8 @@ class VersionEdit:
             put_length_prefixed(out, m.smallest)
             put_length_prefixed(out, m.largest)
             out += v(m.min_seq) + v(m.max_seq)
+            if m.global_seq:
+                out += v(TAG_GLOBAL_SEQ) + v(m.number) + v(m.global_seq)
         return bytes(out)
 
     @classmethod
@@ -166,6 +177,15 @@ class VersionEdit:
                     max_seq, pos = d(data, pos)
                     e.added.append((level, FileMeta(number, size, entries, smallest, largest,
                                                     min_seq, max_seq)))
+                elif tag == TAG_GLOBAL_SEQ:
+                    number, pos = d(data, pos)
+                    seq, pos = d(data, pos)
+                    for _, m in e.added:
+                        if m.number == number:
+                            m.global_seq = seq
+                            break
+                    else:
+                        raise DecodeError(f"GLOBAL_SEQ for table {number}, which this edit does not add")
                 else:
                     raise DecodeError(f"unknown version-edit tag {tag}")
         except DecodeError as err:

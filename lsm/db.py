@@ -33,6 +33,7 @@ from .commit import CommitQueue
 from .background import Background
 from .reads import Reads
 from .writes import Writes
+from .ingest import Ingest
 from .builder import build_memtable
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
@@ -82,7 +83,7 @@ class _Clock:
         return t
 
 
-class DB(Background, Reads, Writes, MutableMapping):
+class DB(Background, Reads, Writes, Ingest, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:

@@ -54,7 +54,7 @@ from .sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_
                              decode_footer, unwrap_block)
 from .version import NUM_LEVELS, Version, apply_edit
 from .record import EDIT, FORMAT_VERSION as RECORD_FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD, iter_records
-from .wal import BATCH, START, scan_log
+from .wal import BATCH, INGEST, START, scan_log
 
 __all__ = [
     "BlockInfo", "BloomInfo", "Damage", "EditInfo", "Finding", "ManifestInfo", "RepairReport",
@@ -338,8 +338,8 @@ def _iter_log_ops(data: bytes, path: str, zero_tail_ok: bool
             yield ev
             continue
         rtype, payload = ev
-        if scan.version >= 3 and rtype == START:
-            continue
+        if scan.version >= 3 and rtype in (START, INGEST):
+            continue  # a log's first sequence; a sequence an ingest took (its tables are in the manifest)
         if rtype != BATCH:
             yield Damage(path, offset, len(payload) + 1, f"record type {rtype} in a write-ahead log", False)
             continue

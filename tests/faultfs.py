@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from lsm.errors import DiskError
 from lsm.fs import OsFileSystem
 
-OPS = ("open", "write", "sync", "rename", "remove", "fsync_dir", "read")
+OPS = ("open", "write", "sync", "rename", "link", "remove", "fsync_dir", "read")
 
 
 @dataclass
@@ -241,6 +241,19 @@ class FaultFS:
             # recreates it, and it then vanishes like any undurable new file.
             # dst is never "new" here: the undo restores (or removes) it.
         self._count_after("rename", src)
+
+    def link(self, src: str, dst: str) -> None:
+        """A new name for an existing file: like a created file, it vanishes in
+        a power cut until its directory is fsynced; its contents are the
+        source's, durable as far as they were (a file written outside this
+        FaultFS counts as durable whole)."""
+        self._raise_if("link", dst)
+        self._crash_point("link", dst, "before")
+        self.base.link(src, dst)
+        with self._mu:
+            self._new.add(dst)
+            self._synced[dst] = self._synced.get(src, self.base.file_size(dst))
+        self._count_after("link", dst)
 
     def remove(self, path: str) -> None:
         self._raise_if("remove", path)

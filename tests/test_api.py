@@ -11,6 +11,7 @@ SPEC_NAMES = {
     "open", "DB", "Options", "Entry", "WriteBatch", "Snapshot", "ScanIterator", "TypedView",
     "Error", "CorruptionError", "DiskError", "LockError", "ClosedError", "ReadOnlyError",
     "SerializationError", "BackgroundError", "metrics", "serde", "__version__", "PersistentCache",
+    "TableFileWriter", "TableFileInfo",
 }
 OPTIONAL: set[str] = set()
 

@@ -38,7 +38,9 @@ ALLOWED: dict[str, set[str]] = {
     "background": L0 | L1 | L2 | L3 | {"snapshot", "worker"},
     "reads": L0 | L1 | L2 | {"snapshot"},
     "writes": L0 | L1 | L2 | {"commit", "snapshot"},
-    "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker"},
+    "ingest": L0 | L1 | L2 | {"commit", "snapshot"},
+    "external": {"errors", "fs", "keys", "batch", "sstable"},
+    "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "ingest", "worker"},
     "typed": {"db", "serde", "errors", "snapshot"},
     "cachelog": {"errors", "coding"},
     "cacheshard": {"errors", "fs", "record", "metrics", "cachelog"},
@@ -47,7 +49,7 @@ ALLOWED: dict[str, set[str]] = {
     "dump": L0 | L1 | L2 | {"db", "recovery", "dumprecords"},
     "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
     "cli": {"dump", "repair", "db", "errors", "options"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot"},
+    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot", "external"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}

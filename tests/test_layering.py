@@ -49,10 +49,14 @@ ALLOWED: dict[str, set[str]] = {
     "dump": L0 | L1 | L2 | {"db", "recovery", "dumprecords"},
     "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
     "cli": {"dump", "repair", "db", "errors", "options"},
+    "bulk": {"db", "external", "keys", "sstable", "fs", "errors"},
     "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot", "external"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}
+# Optional extras: imported only inside functions of these modules, which
+# raise an ImportError naming the extra when the package is missing.
+OPTIONAL_THIRD_PARTY = {"bulk": {"dask", "distributed"}}
 
 
 def _modules():
@@ -100,6 +104,12 @@ def _imports(tree: ast.AST, top: str, path: str):
                 yield None, node.module.split(".")[0], node
 
 
+def _function_level(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside a function body."""
+    return {id(n) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))}
+
+
 def test_import_table_and_externals():
     problems = []
     stdlib = set(sys.stdlib_module_names)
@@ -111,6 +121,8 @@ def test_import_table_and_externals():
             if mod is not None:
                 if mod != top and mod not in allowed:
                     problems.append(f"{path}:{node.lineno}: {top} may not import {mod}")
+            elif ext in OPTIONAL_THIRD_PARTY.get(top, ()) and id(node) in _function_level(tree):
+                pass
             elif ext not in stdlib and ext not in THIRD_PARTY and ext != "__future__":
                 problems.append(f"{path}:{node.lineno}: runtime import of {ext!r}")
             if ext in ("pickle", "marshal", "shelve"):

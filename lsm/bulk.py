@@ -1,0 +1,309 @@
+"""Building a database on a distributed engine: sort rows by key range on a
+cluster, write external tables on the workers, ingest them in one call
+(doc/bulkload.md).
+
+* :func:`write_partition` is the engine-neutral piece: given the rows of one
+  key range (any order), it sorts them and writes external tables with
+  :class:`lsm.TableFileWriter`. Call it from any engine's map-partitions
+  step (Dask, Spark, Ray, multiprocessing).
+* :func:`dask_build` is the Dask front end (``pip install 'lsm-tree[dask]'``):
+  sampled key quantiles, a range partitioning (partitions never overlap),
+  ``write_partition`` on the workers, then ``DB.ingest`` on the client.
+
+Dask is imported inside the functions that use it, so ``import lsm.bulk``
+works without it; calling :func:`dask_build` without it raises ImportError
+naming the extra.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import random
+import shutil
+import uuid
+from bisect import bisect_left
+from itertools import islice
+from operator import eq, itemgetter
+from typing import Any, Iterable
+
+from .db import DB
+from .db import open as open_db
+from .errors import DiskError
+from .external import TableFileInfo, TableFileWriter
+from .keys import DELETE, MAX_KEY_BYTES, MAX_VALUE_BYTES, PUT, check_key, check_value
+from .sstable import TableReader
+from .fs import OsFileSystem
+
+__all__ = ["DEFAULT_TARGET_FILE_BYTES", "dask_build", "range_bounds", "write_partition"]
+
+DEFAULT_TARGET_FILE_BYTES = 64 << 20  # external files of about this size (as Options.target_file_bytes' scale)
+DEFAULT_MEMORY_ROWS = 4_000_000  # rows sorted in memory at once; more are sorted in runs and merged
+_KEY = itemgetter(0)
+_VALUE = itemgetter(1)
+
+
+def _normalise(chunk: list) -> list:
+    """``chunk`` as a list of ``(bytes, bytes | None)`` (Spark hands over
+    Rows and bytearrays; pandas, numpy bytes)."""
+    if chunk and not all(type(r) is tuple and len(r) == 2 for r in chunk):
+        chunk = [(r[0], r[1]) for r in chunk]
+    keys = list(map(_KEY, chunk))
+    if not all(type(k) is bytes for k in keys) or max(map(len, keys), default=0) > MAX_KEY_BYTES:
+        chunk = [(check_key(k), v) for k, v in chunk]
+    values = list(map(_VALUE, chunk))
+    if not all(type(v) is bytes for v in values) or max(map(len, values), default=0) > MAX_VALUE_BYTES:
+        chunk = [(k, None if v is None else check_value(v)) for k, v in chunk]
+    return chunk
+
+
+def _duplicate(keys: list[bytes]) -> bytes | None:
+    """The first key that appears twice in sorted ``keys``, or None."""
+    if not any(map(eq, keys, islice(keys, 1, None))):
+        return None
+    return next(a for a, b in zip(keys, keys[1:]) if a == b)
+
+
+def write_partition(rows: Iterable[Any], directory: str | os.PathLike, *,
+                    target_file_bytes: int | None = DEFAULT_TARGET_FILE_BYTES, prefix: str | None = None,
+                    block_bytes: int = 4 << 10, bloom_bits_per_key: int = 10, compression: str = "none",
+                    memory_rows: int = DEFAULT_MEMORY_ROWS, as_dicts: bool = False) -> list[Any]:
+    """Sort ``rows`` (``(key, value)`` pairs of one key range, in any order;
+    a value of None writes a delete) and write them as external tables into
+    ``directory``; return one :class:`lsm.TableFileInfo` per file (plain
+    dicts with ``as_dicts``, for engines that ship rows, e.g. Spark).
+
+    Up to ``memory_rows`` rows are sorted in memory; beyond that, sorted
+    runs are spilled to temporary tables in ``directory`` and merged.
+    Raises: ValueError for a key that appears twice (naming it), and what
+    :class:`lsm.TableFileWriter` raises; files already written are removed.
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    os.makedirs(directory, exist_ok=True)
+    prefix = prefix if prefix is not None else uuid.uuid4().hex[:12]
+    opts = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key, compression=compression)
+    spill_dir = os.path.join(directory, f".spill-{prefix}-{uuid.uuid4().hex[:6]}")
+    runs: list[str] = []
+    it = iter(rows)
+    try:
+        chunk = _normalise(list(islice(it, memory_rows)))
+        while True:
+            more = list(islice(it, memory_rows)) if len(chunk) == memory_rows else []
+            chunk.sort(key=_KEY)
+            if not more and not runs:
+                return _write_sorted(chunk, directory, prefix, target_file_bytes, opts, as_dicts)
+            # a sorted run, spilled as a temporary table (deletes as tombstones)
+            os.makedirs(spill_dir, exist_ok=True)
+            run = TableFileWriter(os.path.join(spill_dir, f"run-{len(runs):05d}.sst"), **opts)
+            keys = list(map(_KEY, chunk))
+            dup = _duplicate(keys)
+            if dup is not None:
+                raise ValueError(f"key {dup.hex()} ({dup!r}) appears twice in the partition's rows")
+            values = [b"" if v is None else v for v in map(_VALUE, chunk)]
+            run._add_sorted(keys, [PUT if v is not None else DELETE for v in map(_VALUE, chunk)], values)
+            runs += [i.path for i in run.finish()]
+            if not more:
+                break
+            chunk = _normalise(more)
+        return _merge_runs(runs, directory, prefix, target_file_bytes, opts, as_dicts)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+
+
+def _write_sorted(chunk: list, directory: str, prefix: str, target: int | None, opts: dict,
+                  as_dicts: bool) -> list[Any]:
+    keys = list(map(_KEY, chunk))
+    dup = _duplicate(keys)
+    if dup is not None:
+        raise ValueError(f"key {dup.hex()} ({dup!r}) appears twice in the partition's rows")
+    values = list(map(_VALUE, chunk))
+    if None in values:
+        kinds = [PUT if v is not None else DELETE for v in values]
+        values = [b"" if v is None else v for v in values]
+    else:
+        kinds = [PUT] * len(values)
+    with TableFileWriter(directory, target_file_bytes=target, prefix=prefix, **opts) as w:
+        w._add_sorted(keys, kinds, values)
+    infos = w.finish()
+    return [i.as_dict() for i in infos] if as_dicts else infos
+
+
+def _merge_runs(runs: list[str], directory: str, prefix: str, target: int | None, opts: dict,
+                as_dicts: bool) -> list[Any]:
+    fs = OsFileSystem()
+    readers = [TableReader(fs.open_readable(p), 0, None, True) for p in runs]
+    try:
+        merged = heapq.merge(*(r.iter_entries() for r in readers), key=_KEY)
+        with TableFileWriter(directory, target_file_bytes=target, prefix=prefix, **opts) as w:
+            last = None
+            for key, _, kind, value in merged:
+                if key == last:
+                    raise ValueError(f"key {key.hex()} ({key!r}) appears twice in the partition's rows")
+                last = key
+                w._add(key, kind, value)
+        infos = w.finish()
+    finally:
+        for r in readers:
+            r.close()
+    return [i.as_dict() for i in infos] if as_dicts else infos
+
+
+def range_bounds(sample: Iterable[bytes], npartitions: int) -> list[bytes]:
+    """``npartitions - 1`` split keys cutting a sample of keys into ranges of
+    about equal counts (fewer when the sample has fewer distinct keys).
+    Partition ``i`` holds keys ``bounds[i-1] <= key < bounds[i]``."""
+    keys = sorted(set(sample))
+    if npartitions <= 1 or not keys:
+        return []
+    bounds = [keys[len(keys) * i // npartitions] for i in range(1, npartitions)]
+    return sorted(set(bounds) - {keys[0]})
+
+
+def _sample_keys(rows, k: int, seed: int) -> list:
+    keys = [r[0] if type(r[0]) is bytes else bytes(r[0]) for r in rows]
+    return _Rows(random.Random(seed).sample(keys, min(k, len(keys))))
+
+
+class _Rows(list):
+    """A list of rows that Dask moves between workers as one pickle.
+    (``distributed`` serializes a plain list element by element: for a
+    million rows that is tens of seconds; a subclass is pickled whole.)"""
+
+    __slots__ = ()
+
+
+def _split_sorted(rows, bounds: list[bytes]) -> list[_Rows]:
+    """The rows of one input partition, sorted and cut into one contiguous
+    run per range of ``bounds``."""
+    rows = _normalise(list(rows))
+    rows.sort(key=_KEY)
+    keys = list(map(_KEY, rows))
+    cuts = [0] + [bisect_left(keys, b) for b in bounds] + [len(rows)]
+    return [_Rows(rows[a:b]) for a, b in zip(cuts, cuts[1:])]
+
+
+def _gather(*runs: list) -> _Rows:
+    """One range's rows from every input partition (sorted runs: the sort in
+    write_partition merges them)."""
+    out = _Rows()
+    for r in runs:
+        out += r
+    return out
+
+
+def dask_build(db_or_path: DB | str | os.PathLike, data: Any, *, shared_dir: str | os.PathLike,
+               npartitions: int | None = None, target_file_bytes: int | None = DEFAULT_TARGET_FILE_BYTES,
+               key: str = "key", value: str = "value", move: bool = True, progress: bool = True,
+               persist: bool = True, samples_per_partition: int = 1000, block_bytes: int = 4 << 10,
+               bloom_bits_per_key: int = 10, compression: str = "none", **open_options: Any) -> list[TableFileInfo]:
+    """Build tables from a Dask collection on the cluster and ingest them.
+
+    :param db_or_path: an open :class:`lsm.DB`, or the path of one (opened
+        with ``open_options`` and closed again).
+    :param data: a ``dask.bag.Bag`` of ``(key, value)`` pairs, or a
+        ``dask.dataframe.DataFrame`` with columns ``key`` and ``value``
+        (bytes; a value of None writes a delete). Keys must be unique.
+    :param shared_dir: a directory every worker and this process can reach
+        (the tables are written there, then ingested; with ``move`` they are
+        hard-linked into the database when on its filesystem).
+    :param npartitions: key ranges to build in parallel (default: the
+        input's partition count).
+    :param progress: show Dask's progress bar (``distributed.progress``
+        under a distributed client, ``dask.diagnostics.ProgressBar``
+        otherwise).
+    :param persist: keep the input in the workers' memory across the two
+        passes (the key sample, then the build) instead of computing it
+        twice.
+
+    Steps: sample keys from every partition; cut the key space at the
+    sample's quantiles; each input partition sorts its rows and cuts them
+    into those ranges; each range gathers its runs from every partition and
+    :func:`write_partition` writes it on a worker; the client ingests every
+    file in one :meth:`DB.ingest`. Returns the files ingested.
+    Raises: ImportError without dask; ValueError for a repeated key; what
+    ``DB.ingest`` raises. Files written by a failed build are removed.
+    """
+    try:
+        import dask  # noqa: PLC0415 - optional dependency
+        import dask.bag as dbag  # noqa: PLC0415
+    except ImportError as e:
+        raise ImportError("lsm.bulk.dask_build needs dask: pip install 'lsm-tree[dask]'") from e
+    if not isinstance(data, dbag.Bag):
+        cols = getattr(data, "columns", None)
+        if cols is None or key not in cols or value not in cols:
+            raise TypeError(f"data must be a dask Bag of (key, value) pairs or a dask DataFrame with columns "
+                            f"{key!r} and {value!r}, not {type(data).__name__}")
+        data = data[[key, value]].to_bag(format="tuple")
+    client = _client()
+    if persist and client is not None:
+        data = data.persist()
+    nout = npartitions or data.npartitions
+    shared = os.path.abspath(os.fspath(shared_dir))
+    os.makedirs(shared, exist_ok=True)
+    token = "lsm-" + uuid.uuid4().hex[:10]
+    sample = data.map_partitions(_sample_keys, samples_per_partition, 0)
+    bounds = range_bounds(_compute(sample, client, progress, dask), nout)
+    nout = len(bounds) + 1
+    delayed = dask.delayed
+    # each input partition, sorted and cut into one run per range...
+    splits = [delayed(_split_sorted, pure=True)(p, bounds) for p in data.to_delayed()]
+    # ... and each range gathers its run from every partition: a bag of ranges
+    ranges = dbag.from_delayed([delayed(_gather, pure=True)(*[delayed(_run_of, pure=True)(s, j) for s in splits])
+                                for j in range(nout)])
+    opts = dict(target_file_bytes=target_file_bytes, block_bytes=block_bytes,
+                bloom_bits_per_key=bloom_bits_per_key, compression=compression)
+    written = ranges.map_partitions(_write_range, shared, token, opts)
+    try:
+        infos: list[TableFileInfo] = list(_compute(written, client, progress, dask))
+        if infos:
+            if isinstance(db_or_path, DB):
+                db_or_path.ingest([i.path for i in infos], move=move)
+            else:
+                with open_db(db_or_path, **open_options) as db:
+                    db.ingest([i.path for i in infos], move=move)
+    except BaseException:
+        fs = OsFileSystem()
+        for name in os.listdir(shared):
+            if name.startswith(token) or name.startswith("." + token):
+                try:
+                    fs.remove(os.path.join(shared, name))
+                except DiskError:
+                    pass
+        raise
+    return infos
+
+
+def _run_of(runs: list, j: int) -> list:
+    return runs[j]
+
+
+def _write_range(rows, directory: str, token: str, opts: dict) -> list[TableFileInfo]:
+    """One range's map_partitions step: :func:`write_partition` under the
+    build's file name prefix (so a failed build can find its files)."""
+    return write_partition(rows, directory, prefix=f"{token}-{uuid.uuid4().hex[:8]}", **opts)
+
+
+def _client():
+    """The active dask.distributed client, or None."""
+    try:
+        from distributed import get_client  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def _compute(collection, client, progress: bool, dask):
+    if client is not None:
+        future = client.compute(collection)
+        if progress:
+            from distributed import progress as show  # noqa: PLC0415
+            show(future)
+        return future.result()
+    if progress:
+        from dask.diagnostics import ProgressBar  # noqa: PLC0415
+        with ProgressBar():
+            return collection.compute()
+    return collection.compute()

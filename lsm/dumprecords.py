@@ -33,10 +33,11 @@ class TableFile:
     largest: bytes
     min_seq: int
     max_seq: int
+    global_seq: int = 0  # an ingested external table: every entry is read at this sequence
 
     @classmethod
     def of(cls, level: int, m: FileMeta) -> "TableFile":
-        return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq)
+        return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq, m.global_seq)
 
 
 @dataclass(frozen=True)

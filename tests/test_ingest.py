@@ -320,3 +320,23 @@ def test_reopen_after_ingest_with_synced_writes_around_it(tmp_path):
     assert dict(re.scan()) == db2_state == {b"a": b"1", b"b": b"2", b"c": b"3", b"d": b"4", b"e": b"5"}
     assert re.stats()["recovery"]["problems"] == []
     re.close()
+
+
+def test_lsm_dump_shows_ingested_tables_and_verifies_them(tmp_path, capsys):
+    from lsm import cli
+    path = str(tmp_path / "db")
+    info = _write(str(tmp_path / "x.sst"), [(b"a", b"1"), (b"b", None)])[0]
+    with lsm.open(path) as db:
+        db.put(b"z", b"2")
+        db.ingest([info.path])
+        seq = db.get_entry(b"a").version
+    capsys.readouterr()
+    assert cli.main(["manifest", path]) == 0
+    out = capsys.readouterr().out
+    assert f"gseq={seq}" in out and "L6" in out
+    assert cli.main(["verify", path]) == 0
+    out = capsys.readouterr().out
+    assert f"ingested at sequence {seq}" in out
+    assert cli.main(["sst", info.path]) == 0
+    out = capsys.readouterr().out
+    assert "external" in out and "yes: written by lsm.TableFileWriter" in out

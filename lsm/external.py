@@ -116,6 +116,9 @@ class TableFileWriter:
             self._ext = self._ext or ".sst"
             self._first = path
         self.target_file_bytes = target_file_bytes
+        # entries handed to the table writer at a time: a file is split only
+        # between two such chunks (finer for small targets)
+        self._chunk = _CHUNK if target_file_bytes is None or target_file_bytes >= (4 << 20) else 64
         self._opts = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key, compression=compression)
         self._writer: TableWriter | None = None
         self._temps: list[str] = []  # every file started, under its temporary name
@@ -162,7 +165,7 @@ class TableFileWriter:
         self._keys.append(key)
         self._tags.append(kind)  # sequence 0: the tag is the kind
         self._values.append(value)
-        if len(self._keys) >= _CHUNK:
+        if len(self._keys) >= self._chunk:
             self._drain()
 
     def _add_sorted(self, keys: list[bytes], kinds: list[int], values: list[bytes]) -> None:
@@ -175,7 +178,7 @@ class TableFileWriter:
         if self._last is not None and keys[0] <= self._last:
             raise ValueError(_order_message(self._count, self._last, keys[0]))
         self._drain()
-        step = max(_CHUNK, 16 << 10)
+        step = self._chunk
         for a in range(0, len(keys), step):
             self._keys, self._tags, self._values = keys[a:a + step], kinds[a:a + step], values[a:a + step]
             self._drain()

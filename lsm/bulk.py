@@ -24,7 +24,9 @@ import shutil
 import struct
 import uuid
 from array import array
-from bisect import bisect_left
+from bisect import bisect_right
+from collections import Counter
+from functools import partial
 from itertools import accumulate, islice
 from operator import eq, itemgetter
 from typing import Any, Iterable
@@ -45,18 +47,33 @@ _KEY = itemgetter(0)
 _VALUE = itemgetter(1)
 
 
-def _normalise(chunk: list) -> list:
-    """``chunk`` as a list of ``(bytes, bytes | None)`` (Spark hands over
-    Rows and bytearrays; pandas, numpy bytes)."""
-    if chunk and not all(type(r) is tuple and len(r) == 2 for r in chunk):
-        chunk = [(r[0], r[1]) for r in chunk]
-    keys = list(map(_KEY, chunk))
-    if not all(type(k) is bytes for k in keys) or max(map(len, keys), default=0) > MAX_KEY_BYTES:
-        chunk = [(check_key(k), v) for k, v in chunk]
-    values = list(map(_VALUE, chunk))
-    if not all(type(v) is bytes for v in values) or max(map(len, values), default=0) > MAX_VALUE_BYTES:
-        chunk = [(k, None if v is None else check_value(v)) for k, v in chunk]
-    return chunk
+def _columns(rows) -> tuple[list[bytes], list]:
+    """``rows`` (``(key, value)`` pairs; Spark hands over Rows and
+    bytearrays) as a list of keys and a list of values (bytes, or None for a
+    delete), checked with column-wide C calls rather than per row."""
+    if isinstance(rows, _Cols):
+        return rows.keys, rows.values
+    rows = rows if type(rows) is list else list(rows)
+    if rows and set(map(len, rows)) != {2}:
+        raise TypeError("rows must be (key, value) pairs")
+    keys = list(map(_KEY, rows))
+    values = list(map(_VALUE, rows))
+    if not set(map(type, keys)) <= _BYTES or max(map(len, keys), default=0) > MAX_KEY_BYTES:
+        keys = [check_key(k) for k in keys]
+    types = set(map(type, values))
+    if not types <= _BYTES_OR_NONE or max(map(len, filter(None, values)), default=0) > MAX_VALUE_BYTES:
+        values = [None if v is None else check_value(v) for v in values]
+    return keys, values
+
+
+_BYTES = {bytes}
+_BYTES_OR_NONE = {bytes, type(None)}
+
+
+def _sort_columns(keys: list[bytes], values: list) -> tuple[list[bytes], list]:
+    """Both columns in key order (one sort of indexes by key)."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return list(map(keys.__getitem__, order)), list(map(values.__getitem__, order))
 
 
 def _duplicate(keys: list[bytes]) -> bytes | None:
@@ -84,40 +101,35 @@ def write_partition(rows: Iterable[Any], directory: str | os.PathLike, *,
     os.makedirs(directory, exist_ok=True)
     prefix = prefix if prefix is not None else uuid.uuid4().hex[:12]
     opts = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key, compression=compression)
-    if isinstance(rows, _Cols):  # sorted columns from dask_build's shuffle
-        return _write_columns(rows.keys, rows.values, directory, prefix, target_file_bytes, opts, as_dicts)
+    if isinstance(rows, _Cols):  # columns from dask_build's shuffle
+        keys, values = _sort_columns(rows.keys, rows.values)
+        return _write_columns(keys, values, directory, prefix, target_file_bytes, opts, as_dicts)
     spill_dir = os.path.join(directory, f".spill-{prefix}-{uuid.uuid4().hex[:6]}")
     runs: list[str] = []
     it = iter(rows)
     try:
-        chunk = _normalise(list(islice(it, memory_rows)))
+        chunk = list(islice(it, memory_rows))
         while True:
             more = list(islice(it, memory_rows)) if len(chunk) == memory_rows else []
-            chunk.sort(key=_KEY)
+            keys, values = _sort_columns(*_columns(chunk))
+            del chunk
             if not more and not runs:
-                return _write_sorted(chunk, directory, prefix, target_file_bytes, opts, as_dicts)
+                return _write_columns(keys, values, directory, prefix, target_file_bytes, opts, as_dicts)
             # a sorted run, spilled as a temporary table (deletes as tombstones)
-            os.makedirs(spill_dir, exist_ok=True)
-            run = TableFileWriter(os.path.join(spill_dir, f"run-{len(runs):05d}.sst"), **opts)
-            keys = list(map(_KEY, chunk))
             dup = _duplicate(keys)
             if dup is not None:
                 raise ValueError(f"key {dup.hex()} ({dup!r}) appears twice in the partition's rows")
-            values = [b"" if v is None else v for v in map(_VALUE, chunk)]
-            run._add_sorted(keys, [PUT if v is not None else DELETE for v in map(_VALUE, chunk)], values)
+            os.makedirs(spill_dir, exist_ok=True)
+            run = TableFileWriter(os.path.join(spill_dir, f"run-{len(runs):05d}.sst"), **opts)
+            run._add_sorted(keys, [DELETE if v is None else PUT for v in values],
+                            [b"" if v is None else v for v in values])
             runs += [i.path for i in run.finish()]
             if not more:
                 break
-            chunk = _normalise(more)
+            chunk = more
         return _merge_runs(runs, directory, prefix, target_file_bytes, opts, as_dicts)
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
-
-
-def _write_sorted(chunk: list, directory: str, prefix: str, target: int | None, opts: dict,
-                  as_dicts: bool) -> list[Any]:
-    return _write_columns(list(map(_KEY, chunk)), list(map(_VALUE, chunk)), directory, prefix, target, opts,
-                          as_dicts)
 
 
 def _write_columns(keys: list[bytes], values: list, directory: str, prefix: str, target: int | None, opts: dict,
@@ -242,30 +254,34 @@ def _unpack_cols(n: int, keys: tuple, values: tuple, deletes: bytes | None) -> _
     return _Cols(ks, vs)
 
 
-def _split_sorted(rows, bounds: list[bytes]) -> list[_Cols]:
-    """The rows of one input partition, sorted and cut into one contiguous
-    run (as columns) per range of ``bounds``."""
-    rows = _normalise(list(rows))
-    rows.sort(key=_KEY)
-    keys = list(map(_KEY, rows))
-    values = list(map(_VALUE, rows))
-    del rows
-    cuts = [0] + [bisect_left(keys, b) for b in bounds] + [len(keys)]
+def _split(rows, bounds: list[bytes]) -> list[_Cols]:
+    """The rows of one input partition cut into one run (as columns) per
+    range of ``bounds``, in no particular order within a run (the range's
+    writer sorts once): a bucket number per key by bisection, then one sort
+    of indexes by bucket number."""
+    keys, values = _columns(rows)
+    if not bounds:
+        return _Rows([_Cols(keys, values)])
+    bucket = array("H", map(partial(bisect_right, bounds), keys))
+    order = sorted(range(len(keys)), key=bucket.__getitem__)
+    keys = list(map(keys.__getitem__, order))
+    values = list(map(values.__getitem__, order))
+    counts = [0] * (len(bounds) + 1)
+    for b, n in Counter(bucket).items():
+        counts[b] = n
+    cuts = list(accumulate(counts, initial=0))
     return _Rows(_Cols(keys[a:b], values[a:b]) for a, b in zip(cuts, cuts[1:]))
 
 
 def _gather(*runs: _Cols) -> _Cols:
-    """One range's rows from every input partition, merged into one sorted
-    run (the runs are sorted: the sort only merges them)."""
+    """One range's rows from every input partition, as one run (unsorted)."""
+    if len(runs) == 1:
+        return runs[0]
     keys: list = []
     values: list = []
     for r in runs:
         keys += r.keys
         values += r.values
-    if len(runs) > 1:
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        keys = list(map(keys.__getitem__, order))
-        values = list(map(values.__getitem__, order))
     return _Cols(keys, values)
 
 
@@ -294,10 +310,12 @@ def dask_build(db_or_path: DB | str | os.PathLike, data: Any, *, shared_dir: str
         twice.
 
     Steps: sample keys from every partition; cut the key space at the
-    sample's quantiles; each input partition sorts its rows and cuts them
-    into those ranges; each range gathers its runs from every partition and
-    :func:`write_partition` writes it on a worker; the client ingests every
-    file in one :meth:`DB.ingest`. Returns the files ingested.
+    sample's quantiles; each input partition cuts its rows into those
+    ranges (one run per range, as columns); each range gathers its runs
+    from every partition into one partition of a new bag, and
+    ``map_partitions`` runs :func:`write_partition` on it (one sort, then
+    the tables) on a worker; the client ingests every file in one
+    :meth:`DB.ingest`. Returns the files ingested.
     Raises: ImportError without dask; ValueError for a repeated key; what
     ``DB.ingest`` raises. Files written by a failed build are removed.
     """
@@ -323,8 +341,8 @@ def dask_build(db_or_path: DB | str | os.PathLike, data: Any, *, shared_dir: str
     bounds = range_bounds(_compute(sample, client, progress, dask), nout)
     nout = len(bounds) + 1
     delayed = dask.delayed
-    # each input partition, sorted and cut into one run per range...
-    splits = [delayed(_split_sorted, pure=True)(p, bounds) for p in data.to_delayed()]
+    # each input partition cut into one run per range...
+    splits = [delayed(_split, pure=True)(p, bounds) for p in data.to_delayed()]
     # ... and each range gathers its run from every partition: a bag of ranges
     ranges = dbag.from_delayed([delayed(_gather, pure=True)(*[delayed(_run_of, pure=True)(s, j) for s in splits])
                                 for j in range(nout)])

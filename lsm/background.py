@@ -414,5 +414,8 @@ class Background:
             **(self._metrics.snapshot() if self._metrics is not None else {"qps": {}, "latency": {}}),
             "sequence": self._versions.last_sequence,
             "snapshots": len(self._views),
+            # DB.ingest (lsm.ingest): files and bytes ingested, bytes copied (0 for hard links)
+            "ingest": {"files": c.get("ingested_files", 0), "bytes": c.get("ingested_bytes", 0),
+                       "bytes_copied": c.get("ingest_bytes_copied", 0)},
             "background_error": str(self._bg_error) if self._bg_error else None,
         }

@@ -214,11 +214,12 @@ class Ingest:
             numbers = list(range(first, first + len(tables)))
             self._pending_outputs.update(numbers)
         placed: list[str] = []
+        copied = 0
         try:
             for t, number in zip(tables, numbers):
                 dst = make_table_name(self._path, number)
                 placed.append(dst)
-                _place(fs, t.path, dst, move)
+                copied += _place(fs, t.path, dst, move)
             fs.fsync_dir(self._path)
             metas = [FileMeta(n, t.size, t.entries, t.smallest, t.largest, 0, 0) for t, n in zip(tables, numbers)]
             w = Writer([], [], 0, False)
@@ -247,6 +248,7 @@ class Ingest:
         c = self._counters
         c["ingested_files"] = c.get("ingested_files", 0) + len(tables)
         c["ingested_bytes"] = c.get("ingested_bytes", 0) + sum(t.size for t in tables)
+        c["ingest_bytes_copied"] = c.get("ingest_bytes_copied", 0) + copied
 
     def _ingest_locked(self, metas: list[FileMeta]) -> None:
         """Steps 3a-3d of the module docstring. Runs as the commit queue's
@@ -314,9 +316,10 @@ class Ingest:
         self._bg_cv.notify_all()  # the new tables may make a compaction due
 
 
-def _place(fs: FileSystem, src: str, dst: str, move: bool) -> None:
+def _place(fs: FileSystem, src: str, dst: str, move: bool) -> int:
     """Put a durable copy of ``src`` at ``dst`` (a hard link when ``move``
-    and the filesystem allows it). The caller fsyncs the directory."""
+    and the filesystem allows it); return the bytes copied (0 for a link).
+    The caller fsyncs the directory."""
     if move:
         try:
             fs.link(src, dst)
@@ -329,7 +332,7 @@ def _place(fs: FileSystem, src: str, dst: str, move: bool) -> None:
                 f.sync()
             finally:
                 f.close()
-            return
+            return 0
     inp = fs.open_readable(src)
     try:
         out = fs.open_writable(dst)
@@ -347,4 +350,5 @@ def _place(fs: FileSystem, src: str, dst: str, move: bool) -> None:
             out.close()
     finally:
         inp.close()
+    return size
 

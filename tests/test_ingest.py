@@ -292,10 +292,15 @@ def test_bad_read_only_and_closed(tmp_path):
 
 def test_move_links_and_removes_the_source(tmp_path):
     p = _write(str(tmp_path / "x.sst"), [(b"b", b"1")])[0].path
-    ino = os.stat(p).st_ino
+    q = _write(str(tmp_path / "y.sst"), [(b"c", b"1")])[0].path
+    ino, size, qsize = os.stat(p).st_ino, os.path.getsize(p), os.path.getsize(q)
     with lsm.open(str(tmp_path / "db")) as db:
         db.ingest([p], move=True)
         assert not os.path.exists(p)
+        assert db.stats()["ingest"] == {"files": 1, "bytes": size, "bytes_copied": 0}
+        db.ingest([q])  # a copy: the source stays
+        assert os.path.exists(q)
+        assert db.stats()["ingest"] == {"files": 2, "bytes": size + qsize, "bytes_copied": qsize}
         f = db._sv.version.levels[6][0]
         assert os.stat(os.path.join(db.path, f"{f.number:06d}.sst")).st_ino == ino
         assert db.get(b"b") == b"1"

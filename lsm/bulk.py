@@ -39,7 +39,7 @@ from .keys import DELETE, MAX_KEY_BYTES, MAX_VALUE_BYTES, PUT, check_key, check_
 from .sstable import TableReader
 from .fs import OsFileSystem
 
-__all__ = ["DEFAULT_TARGET_FILE_BYTES", "dask_build", "range_bounds", "write_partition"]
+__all__ = ["Columns", "DEFAULT_TARGET_FILE_BYTES", "dask_build", "range_bounds", "write_partition"]
 
 DEFAULT_TARGET_FILE_BYTES = 64 << 20  # external files of about this size (as Options.target_file_bytes' scale)
 DEFAULT_MEMORY_ROWS = 4_000_000  # rows sorted in memory at once; more are sorted in runs and merged
@@ -51,13 +51,16 @@ def _columns(rows) -> tuple[list[bytes], list]:
     """``rows`` (``(key, value)`` pairs; Spark hands over Rows and
     bytearrays) as a list of keys and a list of values (bytes, or None for a
     delete), checked with column-wide C calls rather than per row."""
-    if isinstance(rows, _Cols):
-        return rows.keys, rows.values
-    rows = rows if type(rows) is list else list(rows)
-    if rows and set(map(len, rows)) != {2}:
-        raise TypeError("rows must be (key, value) pairs")
-    keys = list(map(_KEY, rows))
-    values = list(map(_VALUE, rows))
+    if isinstance(rows, Columns):
+        keys, values = rows.keys, rows.values
+        if len(keys) != len(values):
+            raise ValueError(f"Columns has {len(keys)} keys and {len(values)} values")
+    else:
+        rows = rows if type(rows) is list else list(rows)
+        if rows and set(map(len, rows)) != {2}:
+            raise TypeError("rows must be (key, value) pairs")
+        keys = list(map(_KEY, rows))
+        values = list(map(_VALUE, rows))
     if not set(map(type, keys)) <= _BYTES or max(map(len, keys), default=0) > MAX_KEY_BYTES:
         keys = [check_key(k) for k in keys]
     types = set(map(type, values))
@@ -101,8 +104,8 @@ def write_partition(rows: Iterable[Any], directory: str | os.PathLike, *,
     os.makedirs(directory, exist_ok=True)
     prefix = prefix if prefix is not None else uuid.uuid4().hex[:12]
     opts = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key, compression=compression)
-    if isinstance(rows, _Cols):  # columns from dask_build's shuffle
-        keys, values = _sort_columns(rows.keys, rows.values)
+    if isinstance(rows, Columns):  # e.g. a range from dask_build's shuffle
+        keys, values = _sort_columns(*_columns(rows))
         return _write_columns(keys, values, directory, prefix, target_file_bytes, opts, as_dicts)
     spill_dir = os.path.join(directory, f".spill-{prefix}-{uuid.uuid4().hex[:6]}")
     runs: list[str] = []
@@ -181,7 +184,8 @@ def range_bounds(sample: Iterable[bytes], npartitions: int) -> list[bytes]:
 
 
 def _sample_keys(rows, k: int, seed: int) -> list:
-    keys = [r[0] if type(r[0]) is bytes else bytes(r[0]) for r in rows]
+    keys = rows.keys if isinstance(rows, Columns) else [r[0] for r in rows]
+    keys = [k if type(k) is bytes else bytes(k) for k in keys] if not set(map(type, keys)) <= _BYTES else keys
     return _Rows(random.Random(seed).sample(keys, min(k, len(keys))))
 
 
@@ -192,19 +196,22 @@ class _Rows(list):
     __slots__ = ()
 
 
-class _Cols:
-    """Sorted rows as two columns, moved between Dask workers as a few
-    blobs: pickling a million ``(key, value)`` tuples costs seconds (one
-    memo entry per object); joining the bytes and cutting them back apart
-    (one ``struct`` call per 4096 entries when widths are uniform) costs
-    a few hundred milliseconds. Iterates as ``(key, value)`` rows (a value
-    of None is a delete)."""
+class Columns:
+    """Rows as two columns: ``keys`` (bytes) and ``values`` (bytes, or None
+    for a delete), in any order. Iterates as ``(key, value)`` pairs, so a
+    Dask partition, or what :func:`write_partition` is given, may be one
+    instead of a list of pairs, and is cheaper all the way: no tuple per
+    row to build or for the garbage collector to walk, and it moves between
+    workers as a few byte strings (pickling a million tuples costs seconds,
+    a memo entry per object; joining the bytes and cutting them apart again,
+    one ``struct`` call per 4096 entries of uniform width, costs tenths).
+    """
 
     __slots__ = ("keys", "values")
 
     def __init__(self, keys: list[bytes], values: list) -> None:
-        self.keys = keys
-        self.values = values
+        self.keys = keys if type(keys) is list else list(keys)
+        self.values = values if type(values) is list else list(values)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -224,9 +231,10 @@ class _Cols:
 def _pack(items: list[bytes]) -> tuple[bytes, int, bytes]:
     """``(blob, width, lengths)``: width >= 0 when every item has that
     length (lengths empty), else -1 and the lengths as u32s."""
-    lens = array("I", map(len, items))
-    width = lens[0] if lens and lens.count(lens[0]) == len(lens) else -1
-    return b"".join(items), width, b"" if width >= 0 or not items else lens.tobytes()
+    widths = set(map(len, items))
+    if len(widths) <= 1:
+        return b"".join(items), widths.pop() if widths else 0, b""
+    return b"".join(items), -1, array("I", map(len, items)).tobytes()
 
 
 def _unpack(blob: bytes, width: int, lens: bytes, n: int) -> list[bytes]:
@@ -246,22 +254,22 @@ def _unpack(blob: bytes, width: int, lens: bytes, n: int) -> list[bytes]:
     return [blob[a:b] for a, b in zip(offs, offs[1:])]
 
 
-def _unpack_cols(n: int, keys: tuple, values: tuple, deletes: bytes | None) -> _Cols:
+def _unpack_cols(n: int, keys: tuple, values: tuple, deletes: bytes | None) -> Columns:
     ks = _unpack(*keys, n)
     vs = _unpack(*values, n)
     if deletes is not None:
         vs = [None if d else v for v, d in zip(vs, deletes)]
-    return _Cols(ks, vs)
+    return Columns(ks, vs)
 
 
-def _split(rows, bounds: list[bytes]) -> list[_Cols]:
+def _split(rows, bounds: list[bytes]) -> list[Columns]:
     """The rows of one input partition cut into one run (as columns) per
     range of ``bounds``, in no particular order within a run (the range's
     writer sorts once): a bucket number per key by bisection, then one sort
     of indexes by bucket number."""
     keys, values = _columns(rows)
     if not bounds:
-        return _Rows([_Cols(keys, values)])
+        return _Rows([Columns(keys, values)])
     bucket = array("H", map(partial(bisect_right, bounds), keys))
     order = sorted(range(len(keys)), key=bucket.__getitem__)
     keys = list(map(keys.__getitem__, order))
@@ -270,10 +278,10 @@ def _split(rows, bounds: list[bytes]) -> list[_Cols]:
     for b, n in Counter(bucket).items():
         counts[b] = n
     cuts = list(accumulate(counts, initial=0))
-    return _Rows(_Cols(keys[a:b], values[a:b]) for a, b in zip(cuts, cuts[1:]))
+    return _Rows(Columns(keys[a:b], values[a:b]) for a, b in zip(cuts, cuts[1:]))
 
 
-def _gather(*runs: _Cols) -> _Cols:
+def _gather(*runs: Columns) -> Columns:
     """One range's rows from every input partition, as one run (unsorted)."""
     if len(runs) == 1:
         return runs[0]
@@ -282,7 +290,7 @@ def _gather(*runs: _Cols) -> _Cols:
     for r in runs:
         keys += r.keys
         values += r.values
-    return _Cols(keys, values)
+    return Columns(keys, values)
 
 
 def dask_build(db_or_path: DB | str | os.PathLike, data: Any, *, shared_dir: str | os.PathLike,

@@ -215,6 +215,7 @@ class Ingest:
             self._pending_outputs.update(numbers)
         placed: list[str] = []
         copied = 0
+        state: dict[str, bool] = {}  # "manifest": the edit was tried
         try:
             for t, number in zip(tables, numbers):
                 dst = make_table_name(self._path, number)
@@ -223,13 +224,12 @@ class Ingest:
             fs.fsync_dir(self._path)
             metas = [FileMeta(n, t.size, t.entries, t.smallest, t.largest, 0, 0) for t, n in zip(tables, numbers)]
             w = Writer([], [], 0, False)
-            w.control = lambda: self._ingest_locked(metas)
+            w.control = lambda: self._ingest_locked(metas, state)
             self._submit(w)
         except BaseException:
-            with self._mu:
-                listed = self._versions.current.numbers()
-                undo = not (listed & set(numbers)) and self._bg_error is None
-            if undo:  # never listed: the copies are ours to remove (else, left to recovery)
+            if not state:  # no manifest edit was tried: the copies are ours to remove
+                # (after a failed one they may be listed: left to recovery, which
+                # removes them at the next open if the edit did not survive)
                 for dst in placed:
                     try:
                         fs.remove(dst)
@@ -250,7 +250,7 @@ class Ingest:
         c["ingested_bytes"] = c.get("ingested_bytes", 0) + sum(t.size for t in tables)
         c["ingest_bytes_copied"] = c.get("ingest_bytes_copied", 0) + copied
 
-    def _ingest_locked(self, metas: list[FileMeta]) -> None:
+    def _ingest_locked(self, metas: list[FileMeta], state: dict[str, bool]) -> None:
         """Steps 3a-3d of the module docstring. Runs as the commit queue's
         leader (no other write can run), mutex held; released only while
         waiting for a flush and around the log fsync."""
@@ -303,6 +303,7 @@ class Ingest:
         for m in metas:
             m.min_seq = m.max_seq = m.global_seq = seq
             edit.add_file(pick_level(version, m.smallest, m.largest, self._compacting), m)
+        state["manifest"] = True
         try:
             vs.log_and_apply(edit)
         except BaseException as e:

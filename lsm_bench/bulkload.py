@@ -21,8 +21,8 @@ value). Skipped, with the reason, when dask is not installed.
 
 from __future__ import annotations
 
+import math
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -36,6 +36,7 @@ from lsm_bench.data import KeySpace, ValueGen, cycle_permutation, permutation
 NAME = "bulkload"
 FULL_NUM = 10_000_000
 WORKERS = 2
+_MULT = 2654435761  # Knuth's multiplicative hash constant (odd)
 MAX_READS = 500_000  # point reads per read phase (scans: a hundredth), at most
 
 
@@ -45,22 +46,32 @@ def _num(cfg: BenchConfig) -> int:
     return cfg.num if cfg.quick else FULL_NUM
 
 
-def _rows(part: int, parts: int, n: int, key_size: int, value_size: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """The rows of input partition ``part``: keys ``part, part + parts, ...``
-    below ``n``, in a random order (runs on a Dask worker)."""
+def _rows(part: int, parts: int, n: int, key_size: int, value_size: int, seed: int) -> tuple[list, list]:
+    """The rows of input partition ``part`` as columns: keys ``part, part +
+    parts, ...`` below ``n``, in a random order (runs on a Dask worker)."""
     keys, values = KeySpace(key_size), ValueGen(value_size, seed)
-    idx = list(range(part, n, parts))
-    random.Random(seed + part).shuffle(idx)
-    key, value = keys.key, values.value
-    return [(key(i), value(i)) for i in idx]
+    # a random-looking order without a per-row shuffle (the put load's
+    # permutation is drawn before its clock starts): position j of the
+    # global order holds key (j * mult) % n, a bijection for mult prime to n
+    mult = _MULT
+    while math.gcd(mult, n) != 1:
+        mult += 2
+    idx = list(map(n.__rmod__, map(mult.__mul__, range(part, n, parts))))
+    return list(map(keys.key, idx)), list(map(values.value, idx))
 
 
-def _gen_partition(parts_here: list[int], parts: int, n: int, key_size: int, value_size: int,
-                   seed: int) -> list[tuple[bytes, bytes]]:
-    out: list = []
+def _gen_partition(parts_here: list[int], parts: int, n: int, key_size: int, value_size: int, seed: int):
+    """A bag partition: ``lsm.bulk.Columns`` (keys and values as two lists,
+    which Dask moves and the garbage collector walks far more cheaply than a
+    list of pairs)."""
+    from lsm.bulk import Columns  # noqa: PLC0415 - lsm is imported by the workload, not the harness
+    keys: list = []
+    values: list = []
     for p in parts_here:
-        out += _rows(p, parts, n, key_size, value_size, seed)
-    return out
+        k, v = _rows(p, parts, n, key_size, value_size, seed)
+        keys += k
+        values += v
+    return Columns(keys, values)
 
 
 def _io_write_bytes() -> int:

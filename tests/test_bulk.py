@@ -75,7 +75,7 @@ def test_write_partition_takes_spark_like_rows(tmp_path):
 def test_columns_travel_as_blobs():
     for keys, values in [([b"a", b"bb", b"c"], [b"1", None, b"333"]), ([], []), ([b"", b""], [b"", b"x"]),
                          ([b"k%06d" % i for i in range(9000)], [b"v" * 100] * 9000)]:
-        c = pickle.loads(pickle.dumps(bulk._Cols(keys, values)))
+        c = pickle.loads(pickle.dumps(bulk.Columns(keys, values)))
         assert (c.keys, c.values) == (keys, values)
 
 

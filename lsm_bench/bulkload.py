@@ -21,6 +21,7 @@ value). Skipped, with the reason, when dask is not installed.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -46,10 +47,17 @@ def _num(cfg: BenchConfig) -> int:
     return cfg.num if cfg.quick else FULL_NUM
 
 
+@functools.lru_cache(maxsize=4)
+def _gens(key_size: int, value_size: int, seed: int) -> tuple[KeySpace, ValueGen]:
+    """The key space and value generator, built once per worker process
+    (a ValueGen draws a 1 MiB buffer)."""
+    return KeySpace(key_size), ValueGen(value_size, seed)
+
+
 def _rows(part: int, parts: int, n: int, key_size: int, value_size: int, seed: int) -> tuple[list, list]:
     """The rows of input partition ``part`` as columns: keys ``part, part +
     parts, ...`` below ``n``, in a random order (runs on a Dask worker)."""
-    keys, values = KeySpace(key_size), ValueGen(value_size, seed)
+    keys, values = _gens(key_size, value_size, seed)
     # a random-looking order without a per-row shuffle (the put load's
     # permutation is drawn before its clock starts): position j of the
     # global order holds key (j * mult) % n, a bijection for mult prime to n

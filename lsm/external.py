@@ -166,7 +166,7 @@ class TableFileWriter:
         self._tags.append(kind)  # sequence 0: the tag is the kind
         self._values.append(value)
         if len(self._keys) >= self._chunk:
-            self._drain()
+            self._drain_or_abort()
 
     def _add_sorted(self, keys: list[bytes], kinds: list[int], values: list[bytes]) -> None:
         """Add many entries at once (lsm.bulk): ``keys`` already checked to be
@@ -177,14 +177,23 @@ class TableFileWriter:
             return
         if self._last is not None and keys[0] <= self._last:
             raise ValueError(_order_message(self._count, self._last, keys[0]))
-        self._drain()
+        self._drain_or_abort()
         step = self._chunk
         for a in range(0, len(keys), step):
             self._keys, self._tags, self._values = keys[a:a + step], kinds[a:a + step], values[a:a + step]
-            self._drain()
+            self._drain_or_abort()
         self._count += len(keys)
         self._accepted += len(keys)
         self._last = keys[-1]
+
+    def _drain_or_abort(self) -> None:
+        """:meth:`_drain`; on a failure (a full disk, an I/O error) remove
+        everything written, so no half-written file is left, and re-raise."""
+        try:
+            self._drain()
+        except BaseException:
+            self.abort()
+            raise
 
     def _drain(self) -> None:
         """Hand the buffered entries to the current table (starting one, or

@@ -368,3 +368,20 @@ def test_repair_keeps_global_sequences_and_sets_aside_what_it_cannot_place(tmp_p
     assert any("ingested external table whose global sequence is lost" in p for p in rep.problems)
     with lsm.open(path, **OPTS) as db:  # never an ingested value under an older one: it is set aside
         assert all(v != b"ing" for v in dict(db.scan()).values())
+
+
+@pytest.mark.parametrize("op", ["write", "sync"])
+def test_writer_io_failure_raises_and_leaves_nothing(tmp_path, op):
+    """A failed write or fsync raises from the put (or finish) that met it,
+    and every file the writer wrote is removed."""
+    import sys
+    sys.path.insert(0, os.path.dirname(__file__))
+    from faultfs import FaultFS
+    fs = FaultFS()
+    fs.fail(op, path_contains=".tmp", nth=2)
+    w = lsm.TableFileWriter(str(tmp_path) + os.sep, target_file_bytes=16 << 10, fs=fs)
+    with pytest.raises(lsm.DiskError):
+        for i in range(20000):
+            w.put(b"k%06d" % i, b"v" * 40)
+        w.finish()
+    assert os.listdir(tmp_path) == []

@@ -14,6 +14,7 @@ from .db import DB, open
 from .snapshot import Entry, ScanIterator, Snapshot
 from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
                      ReadOnlyError, SerializationError)
+from .external import TableFileInfo, TableFileWriter
 from .options import Options
 from .pcache import PersistentCache
 from .typed import TypedView
@@ -46,6 +47,8 @@ __all__ = [
     "ScanIterator",
     "SerializationError",
     "Snapshot",
+    "TableFileInfo",
+    "TableFileWriter",
     "TypedView",
     "WriteBatch",
     "__version__",

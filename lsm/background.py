@@ -408,6 +408,9 @@ class Background:
         vs.next_file += reserved  # recorded by the edit below (or the next one)
         numbers = set(range(first, first + reserved))
         self._pending_outputs |= numbers
+        # The level this merge writes and the key range its outputs may span:
+        # an ingest must not place a table there meanwhile (lsm.ingest).
+        self._compacting = (c.output_level, min(f.smallest for _, f in inputs), max(f.largest for _, f in inputs))
         # Runs of key-disjoint inputs, newest first: each L0 table alone (in the
         # version's order, newest first), then a level's files in key order.
         first_runs = ([[f.number] for f in sorted(c.inputs[0], key=lambda f: (f.max_seq, f.number), reverse=True)]
@@ -415,6 +418,7 @@ class Background:
         runs = first_runs + ([[f.number for f in c.inputs[1]]] if c.inputs[1] else [])
         spec = JobSpec(self._path, self._opts, runs, snaps, deeper,
                        self._now(), c.grandparents, first, reserved, split=not c.is_intra_l0())
+        spec.global_seqs = {f.number: f.global_seq for _, f in inputs if f.global_seq}
         use_worker = self._worker is not None and input_bytes >= WORKER_MIN_BYTES
         self._mu.release()
         try:
@@ -436,6 +440,7 @@ class Background:
         except BaseException:
             with self._mu:
                 self._pending_outputs -= numbers
+                self._compacting = None
             raise
         finally:
             self._mu.acquire()
@@ -447,6 +452,7 @@ class Background:
             vs.log_and_apply(edit)
         finally:
             self._pending_outputs -= numbers
+            self._compacting = None
         self._install_sv_locked(SuperVersion(self._sv.mem, self._sv.imms, vs.current))
         k = self._counters
         k["compactions"] += 1
@@ -574,5 +580,8 @@ class Background:
             **(self._metrics.snapshot() if self._metrics is not None else {"qps": {}, "latency": {}}),
             "sequence": self._versions.last_sequence,
             "snapshots": len(self._views),
+            # DB.ingest (lsm.ingest): files and bytes ingested, bytes copied (0 for hard links)
+            "ingest": {"files": c.get("ingested_files", 0), "bytes": c.get("ingested_bytes", 0),
+                       "bytes_copied": c.get("ingest_bytes_copied", 0)},
             "background_error": str(self._bg_error) if self._bg_error else None,
         }

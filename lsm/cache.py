@@ -112,7 +112,7 @@ class TableCache:
         path = self._path_of(meta.number)
         f = self._fs.open_readable(path)
         try:
-            r = TableReader(f, meta.number, self._block_cache, self._verify)
+            r = TableReader(f, meta.number, self._block_cache, self._verify, global_seq=meta.global_seq)
         except BaseException:
             f.close()
             raise

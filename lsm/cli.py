@@ -186,12 +186,18 @@ def _cmd_manifest(args: argparse.Namespace, out: _Out) -> int:
         out.line()
         out.table(["level", "file", "bytes", "entries", "range dels", "seq", "smallest", "largest"],
                   [[f"L{f.level}", f"{f.number:06d}", f.size, f.entries, f.range_deletions,
-                    _seqs(f.min_seq, f.max_seq), format_bytes(f.smallest, 32), format_bytes(f.largest, 32)]
+                    _file_seqs(f), format_bytes(f.smallest, 32), format_bytes(f.largest, 32)]
                    for f in files], {2, 3, 4})
     if args.history:
         out.line()
         out.table(["offset", "edit"], [[e.offset, _describe_edit(e)] for e in info.edits], {0})
     return EXIT_OK
+
+
+def _file_seqs(f) -> str:
+    """A table's sequence range; an ingested table's global sequence (every
+    entry is read at it) as ``gseq=N``."""
+    return f"gseq={f.global_seq}" if getattr(f, "global_seq", 0) else _seqs(f.min_seq, f.max_seq)
 
 
 def _describe_edit(e: dump.EditInfo) -> str:
@@ -203,7 +209,7 @@ def _describe_edit(e: dump.EditInfo) -> str:
     parts += [f"pointer L{lv} {format_bytes(k, 24)}" for lv, k in e.compact_pointers]
     parts += [f"-L{lv} {n:06d}" for lv, n in e.deleted]
     parts += [f"+L{f.level} {f.number:06d} [{format_bytes(f.smallest, 24)} .. {format_bytes(f.largest, 24)}] "
-              f"seq {_seqs(f.min_seq, f.max_seq)}, {f.entries} entries"
+              f"seq {_file_seqs(f)}, {f.entries} entries"
               + (f", {f.range_deletions} range deletions" if f.range_deletions else "")
               + f", {f.size} bytes" for f in e.added]
     return "; ".join(parts) or "(empty)"
@@ -231,6 +237,8 @@ def _cmd_sst(args: argparse.Namespace, out: _Out) -> int:
         ("range deletions", info.range_deletions),
         ("key range", f"{format_bytes(keys['smallest'], 40)} .. {format_bytes(keys['largest'], 40)}"),
         ("sequence range", _seqs(p["min_seq"], p["max_seq"])),
+        ("external", "yes: written by lsm.TableFileWriter (sequence 0; DB.ingest gives it one)"
+         if p.get("external") == 1 else "no"),
         ("data blocks", f"{len(info.blocks)}: {info.data_bytes} bytes on disk, {info.raw_data_bytes} raw"
                         + (f" (on disk min {min(sizes)}, avg {sum(sizes) // len(sizes)}, max {max(sizes)})"
                            if sizes else "")),

@@ -45,11 +45,13 @@ class Writer:
 
     ``kind`` of the writer: a plain write; a compare-and-swap (``cas`` set,
     checked by the leader at its linearization point); or a control request
-    (``force_switch``: switch the memtable so it can be flushed).
+    (``force_switch``: switch the memtable so it can be flushed; ``control``:
+    a function the leader calls, mutex held, as the only writer — an
+    ingest, lsm.ingest). Control requests and CAS are never grouped.
     """
 
     __slots__ = ("ops", "parts", "nbytes", "sync", "done", "seq", "error", "cas", "force_switch", "switched",
-                 "wake")
+                 "wake", "control")
 
     def __init__(self, ops: list[tuple[int, bytes, bytes]], parts: list[bytes], nbytes: int, sync: bool) -> None:
         self.ops = ops
@@ -63,6 +65,7 @@ class Writer:
         self.force_switch = False
         self.switched = None  # force_switch: the memtable it made immutable (None if it was empty)
         self.wake: threading.Lock | None = None  # created only if this writer has to wait (see module doc)
+        self.control = None  # a callable run by the leader instead of a write
 
 
 class CommitQueue:
@@ -96,9 +99,9 @@ class CommitQueue:
         try:
             group = [w]
             nbytes = w.nbytes
-            if len(q) > 1 and not w.force_switch and w.cas is None:
+            if len(q) > 1 and not w.force_switch and w.cas is None and w.control is None:
                 for other in itertools.islice(q, 1, None):
-                    if other.force_switch or other.cas is not None:
+                    if other.force_switch or other.cas is not None or other.control is not None:
                         break
                     if nbytes + other.nbytes > MAX_GROUP_BYTES:
                         break

@@ -233,7 +233,7 @@ class JobSpec:
     caller reserved (and protects from deletion) for outputs."""
 
     __slots__ = ("dbpath", "options", "runs", "snapshots", "deeper", "now", "grandparents",
-                 "first_number", "reserved", "split")
+                 "first_number", "reserved", "split", "global_seqs")
 
     def __init__(self, dbpath: str, options: Options, runs: list[list[int]], snapshots: list[int],
                  deeper: list[tuple[bytes, bytes]], now: float, grandparents: list[FileMeta],
@@ -250,6 +250,9 @@ class JobSpec:
         # False: one output table (an intra-L0 compaction: L0 tables are not
         # split by key range, each holds one contiguous span of sequences)
         self.split = split
+        # input number -> its global sequence, for ingested external tables
+        # (their entries are read, and so rewritten, at it)
+        self.global_seqs: dict[int, int] = {}
 
     @property
     def inputs(self) -> list[int]:
@@ -285,7 +288,9 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
     runs on columns (:func:`_merge_columns`); otherwise entry by entry, with
     :func:`drop_obsolete` deciding each version.
     """
-    runs = [[TableReader(fs.open_readable(make_table_name(spec.dbpath, n)), n, None, True) for n in run]
+    gseq = spec.global_seqs
+    runs = [[TableReader(fs.open_readable(make_table_name(spec.dbpath, n)), n, None, True,
+                         global_seq=gseq.get(n, 0)) for n in run]
             for run in spec.runs]
     readers = [r for run in runs for r in run]
     try:

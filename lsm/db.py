@@ -36,6 +36,7 @@ from .reads import Reads
 from .writes import Writes
 from .sizes import Sizes
 from .checkpoint import Checkpoints
+from .ingest import Ingest
 from .builder import build_memtable
 from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
 from .filenames import make_log_name, make_table_name
@@ -95,7 +96,7 @@ class _Clock:
         return t
 
 
-class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
+class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:
@@ -148,6 +149,9 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, MutableMapping):
         # being written, logs a checkpoint is copying)
         self._pending_outputs: set[int] = set()
         self._checkpoint_pins: dict[int, int] = {}  # guarded by _mu: log number -> checkpoints copying it
+        # guarded by _mu: (output level, smallest, largest) of the compaction
+        # merging now, or None (lsm.ingest places no table where it writes)
+        self._compacting: tuple[int, bytes, bytes] | None = None
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
         self._bg_error: BaseException | None = None  # guarded by _mu
         self._bg_active = 0  # guarded by _mu: flush/compaction jobs running now

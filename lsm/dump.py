@@ -56,7 +56,8 @@ from .sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_
                              decode_footer, unwrap_block)
 from .version import NUM_LEVELS, Version, apply_edit
 from .record import EDIT, FORMAT_VERSION as RECORD_FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD, iter_records
-from .wal import BATCH, START, scan_log
+from .sstable.props import EXTERNAL_PROP
+from .wal import BATCH, INGEST, START, scan_log
 
 __all__ = [
     "BlockInfo", "BloomInfo", "Damage", "EditInfo", "Finding", "ManifestInfo", "RepairReport",
@@ -334,8 +335,8 @@ def _iter_log_ops(data: bytes, path: str, zero_tail_ok: bool
             yield ev
             continue
         rtype, payload = ev
-        if scan.version >= 3 and rtype == START:
-            continue
+        if scan.version >= 3 and rtype in (START, INGEST):
+            continue  # a log's first sequence; a sequence an ingest took (its tables are in the manifest)
         if rtype != BATCH:
             yield Damage(path, offset, len(payload) + 1, f"record type {rtype} in a write-ahead log", False)
             continue
@@ -401,9 +402,10 @@ class _TableScan:
     kept: list[tuple[bytes, int, int, bytes]] | None = None  # entries of good blocks (salvage)
 
 
-def _scan_table(fs: FileSystem, path: str, number: int, keep: bool = False) -> _TableScan:
+def _scan_table(fs: FileSystem, path: str, number: int, keep: bool = False, global_seq: int = 0) -> _TableScan:
     """Read every block of a table with checksum verification; never raises
-    for damage (it is returned), only collects it."""
+    for damage (it is returned), only collects it. ``global_seq``: an
+    ingested table's sequence (its entries are read at it)."""
     s = _TableScan(kept=[] if keep else None)
     try:
         f = fs.open_readable(path)
@@ -412,7 +414,7 @@ def _scan_table(fs: FileSystem, path: str, number: int, keep: bool = False) -> _
         return s
     try:
         try:
-            reader = TableReader(f, number, None, True)
+            reader = TableReader(f, number, None, True, global_seq=global_seq)
         except Error as e:
             s.error = e
             return s
@@ -601,7 +603,7 @@ def _verify_locked(fs: FileSystem, dbpath: str) -> Iterator[Finding]:
 
 
 def _verify_table(fs: FileSystem, path: str, meta: FileMeta, level: int) -> Iterator[Finding]:
-    scan = _scan_table(fs, path, meta.number)
+    scan = _scan_table(fs, path, meta.number, global_seq=meta.global_seq)
     if scan.error is not None:
         yield _damage_finding(scan.error, "table")
         return
@@ -612,8 +614,12 @@ def _verify_table(fs: FileSystem, path: str, meta: FileMeta, level: int) -> Iter
     mismatches = _props_mismatch(scan, meta, fs.file_size(path))
     for m in mismatches:
         yield Finding("error", path, None, m)
+    if meta.global_seq and scan.props.get(EXTERNAL_PROP) != 1:
+        mismatches.append(f"manifest gives it global sequence {meta.global_seq}, but it is not an external table")
+        yield Finding("error", path, None, mismatches[-1])
     if not mismatches:
-        yield Finding("ok", path, None, f"L{level}, {scan.blocks} blocks, {scan.entries} entries")
+        yield Finding("ok", path, None, f"L{level}, {scan.blocks} blocks, {scan.entries} entries"
+                      + (f", ingested at sequence {meta.global_seq}" if meta.global_seq else ""))
 
 
 def _verify_log(path: str, data: bytes, newest: bool) -> Iterator[Finding]:

@@ -33,11 +33,12 @@ class TableFile:
     largest: bytes
     min_seq: int
     max_seq: int
+    global_seq: int = 0  # an ingested external table: every entry is read at this sequence
     range_deletions: int = 0
 
     @classmethod
     def of(cls, level: int, m: FileMeta) -> "TableFile":
-        return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq,
+        return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq, m.global_seq,
                    len(m.range_dels))
 
 

@@ -73,6 +73,7 @@ class FileSystem(Protocol):
     def open_readable(self, path: str) -> RandomAccessFile: ...
     def read_file(self, path: str) -> bytes: ...
     def rename(self, src: str, dst: str) -> None: ...
+    def link(self, src: str, dst: str) -> None: ...
     def remove(self, path: str) -> None: ...
     def listdir(self, path: str) -> list[str]: ...
     def exists(self, path: str) -> bool: ...
@@ -503,6 +504,16 @@ class OsFileSystem:
             os.replace(src, dst)
         except OSError as e:
             raise DiskError.wrap(e, src) from e
+
+    def link(self, src: str, dst: str) -> None:
+        """Make ``dst`` a new hard link to the file ``src`` (``dst`` must not
+        exist). Durable only after ``fsync_dir`` of ``dst``'s directory.
+        Raises: DiskError naming ``dst`` (errno EXDEV when the two are on
+        different filesystems: the caller copies instead)."""
+        try:
+            os.link(src, dst)
+        except OSError as e:
+            raise DiskError.wrap(e, dst) from e
 
     def remove(self, path: str) -> None:
         try:

@@ -43,6 +43,11 @@ TAG_COMPACT_POINTER = 4
 TAG_DELETED_FILE = 5
 TAG_NEW_FILE = 6
 TAG_FORMAT_VERSION = 7
+# number:varint seq:varint -- the global sequence of a table this edit adds
+# (NEW_FILE): an ingested external table whose entries are all read at
+# ``seq`` (lsm.ingest). Only written for such tables, so a version 1 reader
+# never meets it in a database that has none.
+TAG_GLOBAL_SEQ = 8
 # number:varint count:varint (start:lp end:lp seq:varint){count} -- the range
 # tombstones of a table this edit adds (NEW_FILE), a copy of its range-del
 # block: reads see every tombstone of a version without opening its tables.
@@ -64,14 +69,18 @@ class FileMeta:
     counts as a bound: the bounds may name one key more than the table
     covers); ``min_seq``/``max_seq`` bound the sequence numbers inside;
     ``range_dels`` are its range tombstones ``(start, end, seq)``
-    (``TAG_RANGE_DELS``).
+    (``TAG_RANGE_DELS``). ``global_seq`` (0: none) is the one sequence
+    every entry of an ingested external table is read at (then ``min_seq``
+    and ``max_seq`` are it too); see ``TAG_GLOBAL_SEQ``.
     """
 
-    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "range_dels", "reader")
-    _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "range_dels")
+    __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "global_seq",
+                 "range_dels", "reader")
+    _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "global_seq", "range_dels")
 
     def __init__(self, number: int, size: int, entries: int, smallest: bytes, largest: bytes,
-                 min_seq: int, max_seq: int, *, range_dels: tuple[tuple[bytes, bytes, int], ...] = ()) -> None:
+                 min_seq: int, max_seq: int, global_seq: int = 0, *,
+                 range_dels: tuple[tuple[bytes, bytes, int], ...] = ()) -> None:
         self.number = number
         self.size = size
         self.entries = entries
@@ -79,6 +88,7 @@ class FileMeta:
         self.largest = largest
         self.min_seq = min_seq
         self.max_seq = max_seq
+        self.global_seq = global_seq
         self.range_dels = range_dels
         # Not recorded anywhere: the open reader of this table while the DB's
         # table cache holds it (lsm.cache.TableCache sets and clears it), so
@@ -88,6 +98,7 @@ class FileMeta:
     def __repr__(self) -> str:
         return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "
                 f"{self.smallest!r}..{self.largest!r}, seq {self.min_seq}..{self.max_seq}"
+                + (f", global seq {self.global_seq}" if self.global_seq else "")
                 + (f", {len(self.range_dels)} range tombstones)" if self.range_dels else ")"))
 
     def __eq__(self, other: object) -> bool:
@@ -147,6 +158,8 @@ class VersionEdit:
             put_length_prefixed(out, m.smallest)
             put_length_prefixed(out, m.largest)
             out += v(m.min_seq) + v(m.max_seq)
+            if m.global_seq:
+                out += v(TAG_GLOBAL_SEQ) + v(m.number) + v(m.global_seq)
             if m.range_dels:
                 out += v(TAG_RANGE_DELS) + v(m.number) + v(len(m.range_dels))
                 for start, end, seq in m.range_dels:
@@ -191,6 +204,15 @@ class VersionEdit:
                     max_seq, pos = d(data, pos)
                     e.added.append((level, FileMeta(number, size, entries, smallest, largest,
                                                     min_seq, max_seq)))
+                elif tag == TAG_GLOBAL_SEQ:
+                    number, pos = d(data, pos)
+                    seq, pos = d(data, pos)
+                    for _, m in e.added:
+                        if m.number == number:
+                            m.global_seq = seq
+                            break
+                    else:
+                        raise DecodeError(f"GLOBAL_SEQ for table {number}, which this edit does not add")
                 elif tag == TAG_CLOCK:
                     micros, pos = d(data, pos)
                     e.clock = micros / 1e6

@@ -47,7 +47,7 @@ from .memtable import Memtable
 from .options import Options
 from .version import VersionSet
 from .record import Damage
-from .wal import BATCH, FILE_HEADER, FRAGMENT_HEADER, START, scan_log
+from .wal import BATCH, FILE_HEADER, FRAGMENT_HEADER, INGEST, START, scan_log
 
 __all__ = ["RecoveryStats", "lock_and_load", "lock_database", "obsolete_files", "replay_logs"]
 
@@ -203,11 +203,13 @@ _INF = float("inf")
 
 
 class _Event:
-    __slots__ = ("path", "offset", "nbytes", "damage", "first_seq", "ops", "synced", "start", "hint", "intact")
+    __slots__ = ("path", "offset", "nbytes", "damage", "first_seq", "ops", "synced", "start", "hint", "intact",
+                 "ingest")
 
     def __init__(self, path: str, offset: int, nbytes: int, damage: Damage | None = None,
                  first_seq: int = 0, ops: list | None = None, synced: float = 0, start: bool = False,
-                 hint: bool = False, intact: bool = False) -> None:
+                 hint: bool = False, intact: bool = False, ingest: bool = False) -> None:
+        self.ingest = ingest  # an INGEST record: sequence first_seq taken, no ops
         self.path = path
         self.offset = offset
         self.nbytes = nbytes
@@ -231,6 +233,12 @@ def _log_events(fs: FileSystem, dbpath: str, logs: list[int], stats: RecoverySta
             size = len(body) + 1
             if scan.version >= 3 and rtype == START and len(body) == 8:
                 found.append(_Event(path, off, size, first_seq=int.from_bytes(body, "little"), start=True))
+                continue
+            if scan.version >= 3 and rtype == INGEST and len(body) == 8:
+                # a sequence taken by an ingest: a write of no ops, for the
+                # sequence check (its tables are in the manifest)
+                found.append(_Event(path, off, size, first_seq=int.from_bytes(body, "little"), ops=[],
+                                    ingest=True))
                 continue
             if rtype != BATCH:
                 found.append(_Event(path, off, size, damage=Damage(f"record type {rtype} in a write-ahead log"),
@@ -367,6 +375,11 @@ class _Replay:
             pending = -1
             if e.start:
                 expected = first
+                continue
+            if e.ingest:
+                expected = first + 1
+                if first > self.versions.last_sequence:
+                    self.versions.last_sequence = first
                 continue
             self.mem.add_ops(first, e.ops)
             last = first + len(e.ops) - 1

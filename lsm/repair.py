@@ -30,6 +30,7 @@ from .manifest import (FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, Mani
 from .options import Options
 from .builder import write_tables
 from .sstable import TableReader
+from .sstable.props import EXTERNAL_PROP
 from .version import NUM_LEVELS, Version, apply_edit
 
 __all__ = ["place_tables", "repair"]
@@ -200,6 +201,7 @@ class _Repairer:
         self.report = RepairReport(dbpath)
         self.next_number = 2
         self.aside: list[tuple[str, str]] = []  # (path, why): moved into lost/ after the install
+        self.global_seqs: dict[int, int] = {}  # table number -> global sequence, from the old manifest
 
     def new_number(self) -> int:
         n = self.next_number
@@ -260,6 +262,8 @@ class _Repairer:
         version = Version([[] for _ in range(NUM_LEVELS)])
         seen: set[int] = set()
         for _, edit in edits:
+            # ingested tables: the sequence their entries are read at (lsm.ingest)
+            self.global_seqs.update((m.number, m.global_seq) for _, m in edit.added if m.global_seq)
             try:
                 version = apply_edit(version, edit)
             except ValueError as err:
@@ -276,8 +280,16 @@ class _Repairer:
         metas = []
         for number in numbers:
             path = make_table_name(self.dbpath, number)
-            scan = _scan_table(self.fs, path, number)
+            gseq = self.global_seqs.get(number, 0)
+            scan = _scan_table(self.fs, path, number, global_seq=gseq)
             self.report.tables_checked += 1
+            if not gseq and scan.error is None and scan.props.get(EXTERNAL_PROP) == 1:
+                # an ingested table whose sequence no readable edit tells: read at
+                # sequence 0 it would sink below older values. Set aside for re-ingest.
+                why = "an ingested external table whose global sequence is lost (ingest it again)"
+                self.report.problems.append(f"{path}: {why}")
+                self.aside.append((path, why))
+                continue
             if scan.error is not None:
                 self.report.problems.append(f"{path}: unreadable: {scan.error}")
                 self.aside.append((path, f"unreadable: {scan.error}"))
@@ -293,7 +305,8 @@ class _Repairer:
                     self.report.tables_salvaged.append(number)
                 continue
             metas.append(FileMeta(number, self.fs.file_size(path), scan.entries, scan.smallest,
-                                  scan.largest, scan.min_seq, scan.max_seq, range_dels=tuple(scan.range_dels)))
+                                  scan.largest, scan.min_seq, scan.max_seq, gseq,
+                                  range_dels=tuple(scan.range_dels)))
         return metas
 
     # step 2: logs ----------------------------------------------------------------
@@ -339,7 +352,7 @@ class _Repairer:
         try:
             for m in (first, later):
                 f = self.fs.open_readable(make_table_name(self.dbpath, m.number))
-                readers.append(TableReader(f, m.number, None, True))
+                readers.append(TableReader(f, m.number, None, True, global_seq=m.global_seq))
             newer = _key_seq_ranges(readers[0], lo, hi)
             older = _key_seq_ranges(readers[1], lo, hi)
             x, y = next(newer, None), next(older, None)
@@ -362,7 +375,7 @@ class _Repairer:
         try:
             for m in group:
                 f = self.fs.open_readable(make_table_name(self.dbpath, m.number))
-                readers.append(TableReader(f, m.number, None, True))
+                readers.append(TableReader(f, m.number, None, True, global_seq=m.global_seq))
             merged = heapq.merge(*(r.iter_forward(b"", None) for r in readers))
             return self._write(((k, -ns, kind, v) for k, ns, kind, v in _dedupe(merged)),
                                [t for r in readers for t in r.range_dels])

@@ -8,7 +8,8 @@
     checksum     := xxh32(payload, seed = length << 8 | type)
     record       := a FULL payload, or FIRST MIDDLE* LAST payloads joined
     record data  := rtype:u8 body              (1 BATCH: a write batch, lsm.batch format 2;
-                                                2 START: first_seq:u64le, a log's first record)
+                                                2 START: first_seq:u64le, a log's first record;
+                                                3 INGEST: seq:u64le, a sequence an ingest took)
 
 A fragment never crosses a 32 KiB block boundary: when fewer than 7 bytes
 (a fragment header) remain in a block, they are zero padding, and a record
@@ -39,7 +40,7 @@ from .record import FORMAT_VERSION as RECORD_FORMAT_VERSION
 from .record import MAGIC as RECORD_MAGIC
 from .record import Damage, iter_records
 
-__all__ = ["BATCH", "BLOCK_BYTES", "FILE_HEADER", "FIRST", "FORMAT_VERSION", "FRAGMENT_HEADER", "FULL", "LAST",
+__all__ = ["BATCH", "BLOCK_BYTES", "FILE_HEADER", "FIRST", "FORMAT_VERSION", "FRAGMENT_HEADER", "FULL", "INGEST", "LAST",
            "MIDDLE", "START", "LogScan", "WalWriter", "frame_fragments", "scan_log"]
 
 FORMAT_VERSION = 3  # of the write-ahead log; 2 was the plain record framing of lsm.record
@@ -48,6 +49,10 @@ FILE_HEADER = b"LSMWAL" + bytes((FORMAT_VERSION, 0))
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 BATCH = 1  # rtype of a record holding a write batch (lsm.batch, format 2)
 START = 2  # rtype of a log's first record: the sequence its first write will have (u64le)
+# rtype of a record saying that sequence ``seq`` (u64le) was taken by an
+# ingest of external tables (lsm.ingest), which writes its data to the
+# manifest, not to the log: the log's sequence continues past it at replay.
+INGEST = 3
 
 _FRAG = struct.Struct("<IHB")
 FRAGMENT_HEADER = _FRAG.size  # 7

@@ -9,7 +9,7 @@ Protocol (one JSON object per line, over the child's stdin/stdout):
     request  := compaction | flush
     compaction := {"dbpath", "options": {field: value}, "runs": [[n]], "snapshots": [seq],
                    "deeper": [[lo_hex, hi_hex]], "now", "grandparents": [[largest_hex, size]],
-                   "first_number", "reserved", "split"}
+                   "first_number", "reserved", "split", "global_seqs": [[n, seq]]}
     flush    := {"job": "flush", "dbpath", "options", "snapshots", "first_number", "reserved",
                  "payload_bytes": n}, followed by n bytes: Memtable.export()
     response := {"ok": true, "metas": [[number, size, entries, smallest_hex, largest_hex,
@@ -77,6 +77,7 @@ def encode_request(spec: JobSpec | FlushJob) -> bytes:
         "deeper": [[lo.hex(), hi.hex()] for lo, hi in spec.deeper], "now": spec.now,
         "grandparents": [[lg.hex(), size] for lg, size in spec.grandparents],
         "first_number": spec.first_number, "reserved": spec.reserved, "split": spec.split,
+        "global_seqs": sorted(spec.global_seqs.items()),
     }) + "\n").encode()
 
 
@@ -94,6 +95,7 @@ def decode_request(line: bytes, read=None) -> JobSpec | FlushJob:
                    [(bytes.fromhex(lo), bytes.fromhex(hi)) for lo, hi in d["deeper"]], d["now"], [],
                    d["first_number"], d["reserved"], d.get("split", True))
     spec.grandparents = [(bytes.fromhex(lg), size) for lg, size in d["grandparents"]]
+    spec.global_seqs = {n: seq for n, seq in d.get("global_seqs", ())}
     return spec
 
 

@@ -285,6 +285,9 @@ class Writes:
         lead = group[0]
         if self._bg_error is not None or (self._closed and not lead.force_switch):
             self._check_writable_locked()
+        if lead.control is not None:
+            lead.control()  # e.g. an ingest (lsm.ingest): mutex held, no other writer runs
+            return
         sv = self._sv
         if lead.force_switch or sv.mem.nbytes >= self._memtable_bytes or not self._fast:
             self._make_room_locked(force=lead.force_switch)

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt", action="append", default=[], metavar="[ENGINE:]KEY=VALUE",
                    help="engine option pass-through, repeatable; without ENGINE: it goes to lsm "
                    "(e.g. --opt memtable_bytes=1048576, --opt sqlite3:txn_ops=1000)")
+    p.add_argument("--bulk-num", type=int, default=None,
+                   help="keys the bulkload workload loads (default 10,000,000; --quick: num)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help="entries per batch in fillbatch and load phases (default %(default)s)")
     p.add_argument("--sync-threads", type=lambda s: tuple(int(x) for x in _csv(s)),
@@ -140,6 +142,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         plots=not args.no_plots,
         tmpdir=args.tmpdir,
         quick=args.quick,
+        bulk_num=args.bulk_num,
     )
 
 
@@ -191,6 +194,8 @@ def build_compare_parser() -> argparse.ArgumentParser:
     p.add_argument("--opt", action="append", default=[], metavar="[ENGINE:]KEY=VALUE",
                    help="engine option pass-through, repeatable, as in the main run (compare "
                    "adds sqlite3:synchronous=OFF)")
+    p.add_argument("--bulk-num", type=int, default=None,
+                   help="keys the bulkload workload loads (default 10,000,000; --quick: num)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help="entries per batch when loading the read databases (default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("bench-out/compare"),

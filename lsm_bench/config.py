@@ -52,6 +52,8 @@ class BenchConfig:
     :param plots: write PNG plots when matplotlib is installed.
     :param tmpdir: parent of the temporary databases (default: the system's).
     :param quick: the run was made with ``--quick`` (recorded in the report).
+    :param bulk_num: keys the ``bulkload`` workload loads (None: 10M, or
+        ``num`` with ``quick``).
     """
 
     num: int = DEFAULT_NUM
@@ -71,6 +73,7 @@ class BenchConfig:
     plots: bool = True
     tmpdir: Path | None = None
     quick: bool = False
+    bulk_num: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("num", "value_size", "key_size", "batch_size"):

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from lsm_bench import cachebench
+from lsm_bench import bulkload, cachebench
 from lsm_bench.cachebench import run_cache
 from lsm_bench.config import BenchConfig
 from lsm_bench.context import Context, Result, base_result
@@ -41,8 +41,11 @@ ALWAYS_ENGINES = ("lsm", "sqlite3")  # in every default run, even before lsm.ope
 
 WORKLOADS: dict[str, WorkloadSpec] = {spec.name: spec for spec in DB_BENCH + YCSB}
 CACHE_WORKLOADS: tuple[str, ...] = tuple(cachebench.MIXES)
-ALL_WORKLOADS: tuple[str, ...] = tuple(WORKLOADS) + CACHE_WORKLOADS
-WORKLOAD_GROUPS = {"ycsb": tuple(spec.name for spec in YCSB), "all": ALL_WORKLOADS}
+ALL_WORKLOADS: tuple[str, ...] = tuple(WORKLOADS) + CACHE_WORKLOADS + (bulkload.NAME,)
+# "all" leaves out bulkload: it starts a Dask cluster and loads 10M keys by
+# default (ask for it by name: --workloads bulkload)
+WORKLOAD_GROUPS = {"ycsb": tuple(spec.name for spec in YCSB),
+                   "all": tuple(w for w in ALL_WORKLOADS if w != bulkload.NAME)}
 COMPACTION_WORKLOADS = frozenset(
     {"fillseq", "fillrandom", "overwrite", "fillbatch", "deleterandom", "readwhilewriting"}
 )
@@ -89,6 +92,8 @@ def workload_doc(name: str) -> str:
     """What ``name`` measures (the workload function's docstring)."""
     if name in CACHE_WORKLOADS:
         return (cachebench.__doc__ or "").strip()
+    if name == bulkload.NAME:
+        return (bulkload.__doc__ or "").strip()
     return WORKLOADS[name].doc
 
 
@@ -132,6 +137,8 @@ def run(cfg: BenchConfig, log: Log | None = None) -> dict[str, Any]:
     for wname in cfg.workloads:
         if wname in CACHE_WORKLOADS:
             batch = run_cache(cfg, keys, values, wname)
+        elif wname == bulkload.NAME:
+            batch = bulkload.run_bulkload(cfg, keys, values)
         else:
             batch = []
             for ename in cfg.engines:

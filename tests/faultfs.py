@@ -263,6 +263,19 @@ class FaultFS:
             # dst is never "new" here: the undo restores (or removes) it.
             self._count_after("rename", src)
 
+    def link(self, src: str, dst: str) -> None:
+        """A new name for an existing file: like a created file, it vanishes in
+        a power cut until its directory is fsynced; its contents are the
+        source's, durable as far as they were (a file written outside this
+        FaultFS counts as durable whole)."""
+        with self._mu:
+            self._raise_if("link", dst)
+            self._crash_point("link", dst, "before")
+            self.base.link(src, dst)
+            self._new.add(dst)
+            self._synced[dst] = self._synced.get(src, self.base.file_size(dst))
+        self._count_after("link", dst)
+
     def remove(self, path: str) -> None:
         with self._mu:
             self._raise_if("remove", path)
@@ -277,13 +290,6 @@ class FaultFS:
     def listdir(self, path: str) -> list[str]:
         self._raise_if("listdir", path)
         return self.base.listdir(path)
-
-    def link(self, src: str, dst: str) -> None:
-        with self._mu:
-            self._raise_if("link", dst)
-            self.base.link(src, dst)
-            self._new.add(dst)  # a new name: it survives a power cut once its directory is fsynced
-            self._synced[dst] = self._synced.get(src, self.base.file_size(src))
 
     def mkdir(self, path: str) -> None:
         self._raise_if("mkdir", path)

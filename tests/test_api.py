@@ -12,6 +12,7 @@ SPEC_NAMES = {
     "Error", "CorruptionError", "DiskError", "LockError", "ClosedError", "ReadOnlyError",
     "SerializationError", "BackgroundError", "metrics", "serde", "__version__", "PersistentCache",
     "destroy", "repair", "PrefixedDB",
+    "TableFileWriter", "TableFileInfo",
 }
 OPTIONAL: set[str] = set()
 

@@ -382,7 +382,7 @@ def test_cli_config(tmp_path: Path) -> None:
     assert cfg.workloads == tuple(f"ycsb-{m}" for m in "abcdef") + ("fillseq",)
     assert cfg.engine_options == {"sqlite3": {"synchronous": "OFF"}}
     assert cfg.sync_threads == (1, 2)
-    assert expand_workloads(["all"]) == ALL_WORKLOADS
+    assert expand_workloads(["all"]) == tuple(w for w in ALL_WORKLOADS if w != "bulkload")  # opt-in
     with pytest.raises(ValueError):
         expand_workloads(["nosuch"])
     with pytest.raises(SystemExit):
@@ -763,3 +763,26 @@ def test_compare_cli_parses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["compare", "--list"]) == 0
     assert "fillrandom+quiesce" in capsys.readouterr().out
     assert "compare" in build_parser().format_help()
+
+
+def test_bulkload_workload_at_a_tiny_size(tmp_path: Path) -> None:
+    """bulkload loads the same keys by put and by Dask + ingest and reads
+    both back (every value checked); without dask it is skipped with the
+    reason. Not part of the "all" group (it starts a cluster)."""
+    from lsm_bench import bulkload
+    assert "bulkload" in ALL_WORKLOADS and "bulkload" not in expand_workloads(["all"])
+    cfg = BenchConfig(num=2000, reads=3000, engines=("lsm",), workloads=("bulkload",), quick=True,
+                      bulk_num=3000, tmpdir=tmp_path, progress="off")
+    recs = bulkload.run_bulkload(cfg, KeySpace(16), ValueGen(100))
+    if importlib.util.find_spec("dask") is None or importlib.util.find_spec("distributed") is None:
+        assert [r["status"] for r in recs] == ["skipped"] and "lsm-tree[dask]" in recs[0]["note"]
+        return
+    by = {(r["workload"], r["engine"]): r for r in recs}
+    assert all(r["status"] == "ok" for r in recs), [(r["workload"], r["engine"], r.get("note")) for r in recs]
+    put, dask = by[("bulkload", "lsm:put")], by[("bulkload", "lsm:dask")]
+    assert put["ops"] == dask["ops"] == 3000
+    assert 1.0 < dask["extra"]["write_amp"] < 1.2 and put["extra"]["write_amp"] > dask["extra"]["write_amp"]
+    assert dask["extra"]["levels"] == [[6, dask["extra"]["files"]]]
+    for engine in ("lsm:put", "lsm:put+compact_range", "lsm:dask"):
+        assert by[("bulkload-readrandom", engine)]["verify"] == {"checked": 3000, "wrong": 0}
+        assert by[("bulkload-scanprefix", engine)]["verify"]["wrong"] == 0

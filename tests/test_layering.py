@@ -41,7 +41,10 @@ ALLOWED: dict[str, set[str]] = {
     "writes": L0 | L1 | L2 | {"commit", "snapshot"},
     "sizes": L0 | L1 | L2 | {"snapshot"},
     "checkpoint": L0 | L1 | L2 | L3 | {"snapshot"},
-    "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker", "sizes", "checkpoint"},
+    "ingest": L0 | L1 | L2 | {"commit", "snapshot"},
+    "external": {"errors", "fs", "keys", "batch", "sstable"},
+    "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker", "sizes", "checkpoint",
+                                "ingest"},
     "typed": {"db", "serde", "errors", "snapshot"},
     "prefixed": {"db", "typed", "batch", "iterators", "keys", "sizes", "snapshot", "serde"},
     "cachelog": {"errors", "coding"},
@@ -52,10 +55,14 @@ ALLOWED: dict[str, set[str]] = {
     "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
     "admin": {"errors", "filenames", "fs", "dump"},
     "cli": {"dump", "repair", "db", "errors", "options"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "prefixed", "pcache", "snapshot", "admin", "repair"},
+    "bulk": {"db", "external", "keys", "sstable", "fs", "errors"},
+    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "prefixed", "pcache", "snapshot", "admin", "repair", "external"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}
+# Optional extras: imported only inside functions of these modules, which
+# raise an ImportError naming the extra when the package is missing.
+OPTIONAL_THIRD_PARTY = {"bulk": {"dask", "distributed"}}
 
 
 def _modules():
@@ -103,6 +110,12 @@ def _imports(tree: ast.AST, top: str, path: str):
                 yield None, node.module.split(".")[0], node
 
 
+def _function_level(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside a function body."""
+    return {id(n) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))}
+
+
 def test_import_table_and_externals():
     problems = []
     stdlib = set(sys.stdlib_module_names)
@@ -114,6 +127,8 @@ def test_import_table_and_externals():
             if mod is not None:
                 if mod != top and mod not in allowed:
                     problems.append(f"{path}:{node.lineno}: {top} may not import {mod}")
+            elif ext in OPTIONAL_THIRD_PARTY.get(top, ()) and id(node) in _function_level(tree):
+                pass
             elif ext not in stdlib and ext not in THIRD_PARTY and ext != "__future__":
                 problems.append(f"{path}:{node.lineno}: runtime import of {ext!r}")
             if ext in ("pickle", "marshal", "shelve"):

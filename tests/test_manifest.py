@@ -78,12 +78,27 @@ def test_decoder_accepts_any_field_order_and_last_scalar_wins() -> None:
     assert e.last_sequence == 7 and e.deleted == {(1, 9)}
 
 
-@pytest.mark.parametrize("tag", [0, 8, 99, 1 << 40])
+@pytest.mark.parametrize("tag", [0, 11, 99, 1 << 40])  # 8-10: GLOBAL_SEQ, RANGE_DELS, CLOCK
 def test_unknown_tag_raises_with_path_and_offset(tag: int) -> None:
     data = VersionEdit(log_number=3).encode() + encode_varint(tag) + b"\x01"
     with pytest.raises(CorruptionError, match=f"unknown version-edit tag {tag}") as ei:
         VersionEdit.decode(data, "/db/MANIFEST-000009", 640)
     assert (ei.value.path, ei.value.offset) == ("/db/MANIFEST-000009", 640)
+
+
+def test_global_seq_round_trips_with_its_file() -> None:
+    e = VersionEdit(last_sequence=12)
+    e.add_file(6, FileMeta(40, 1000, 3, b"a", b"c", 12, 12, global_seq=12))
+    e.add_file(0, FileMeta(41, 900, 2, b"d", b"e", 3, 9))
+    data = e.encode()
+    assert bytes([8, 40, 12]) in data  # GLOBAL_SEQ number 40, seq 12, after its NEW_FILE
+    back = VersionEdit.decode(data, "M", 0)
+    assert [(lv, m.number, m.global_seq) for lv, m in back.added] == [(6, 40, 12), (0, 41, 0)]
+    assert back.added[0][1] == e.added[0][1] and back.added[1][1] == e.added[1][1]
+    assert FileMeta(40, 1000, 3, b"a", b"c", 12, 12) != FileMeta(40, 1000, 3, b"a", b"c", 12, 12, global_seq=12)
+    # a GLOBAL_SEQ naming a file the edit does not add is damage
+    with pytest.raises(CorruptionError, match="GLOBAL_SEQ for table 7"):
+        VersionEdit.decode(VersionEdit(log_number=1).encode() + b"\x08\x07\x01", "M", 0)
 
 
 def test_every_truncation_of_a_field_raises() -> None:

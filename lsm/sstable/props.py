@@ -13,14 +13,22 @@ from __future__ import annotations
 from ..coding import DecodeError, decode_varint, encode_varint, get_length_prefixed, put_length_prefixed
 from ..errors import CorruptionError
 
-__all__ = ["BYTES_PROPS", "INT_PROPS", "OPTIONAL_INT_PROPS", "decode_props", "encode_props"]
+__all__ = ["BYTES_PROPS", "EXTERNAL_PROP", "FLAG_PROPS", "INT_PROPS", "OPTIONAL_INT_PROPS", "decode_props", "encode_props"]
 
 INT_PROPS = ("entries", "deletions", "ttl_entries", "data_blocks", "raw_key_bytes",
              "raw_value_bytes", "data_bytes", "min_seq", "max_seq", "bloom_bits_per_key",
              "compression", "unique_keys")
 BYTES_PROPS = ("smallest", "largest")
+# 1 in a table written by lsm.TableFileWriter for DB.ingest (an *external*
+# table): every entry has sequence 0, and one version per key; the database
+# gives the whole file one sequence number when it ingests it (the manifest's
+# GLOBAL_SEQ). Readers that do not know the name skip it.
+EXTERNAL_PROP = "external"
 # Written by newer writers, read with a default when absent (older tables).
 OPTIONAL_INT_PROPS = {"range_deletions": 0}
+# Integer properties written only by some tables and read only when present
+# (``props.get(name, 0)``).
+FLAG_PROPS = (EXTERNAL_PROP,)
 
 
 def encode_props(props: dict[str, int | bytes]) -> bytes:
@@ -31,7 +39,7 @@ def encode_props(props: dict[str, int | bytes]) -> bytes:
     for name in BYTES_PROPS:
         put_length_prefixed(out, name.encode())
         put_length_prefixed(out, bytes(props[name]))
-    for name in OPTIONAL_INT_PROPS:
+    for name in (*OPTIONAL_INT_PROPS, *FLAG_PROPS):
         if name in props:
             put_length_prefixed(out, name.encode())
             put_length_prefixed(out, encode_varint(int(props[name])))
@@ -49,7 +57,7 @@ def decode_props(payload: bytes, path: str, offset: int) -> dict[str, int | byte
             key = name.decode("ascii")
             if key in BYTES_PROPS:
                 props[key] = value
-            elif key in INT_PROPS or key in OPTIONAL_INT_PROPS:
+            elif key in INT_PROPS or key in OPTIONAL_INT_PROPS or key in FLAG_PROPS:
                 n, end = decode_varint(value, 0)
                 if end != len(value):
                     raise DecodeError(f"property {key!r} has trailing bytes")

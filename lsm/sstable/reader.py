@@ -33,7 +33,7 @@ from .format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, MAX_FOOTER_BYTES, Bl
                      unwrap_block)
 from .props import decode_props
 
-__all__ = ["TableReader"]
+__all__ = ["GlobalSeqReader", "TableReader"]
 
 _HDR = BLOCK_HEADER.unpack_from
 _U64 = struct.Struct("<Q").unpack_from
@@ -66,10 +66,19 @@ class TableReader:
 
     __slots__ = ("file", "path", "number", "file_size", "version", "props", "index", "ikeys", "offsets",
                  "sizes", "state", "buf", "cache", "cache_base", "verify", "filter", "bloom",
-                 "range_dels", "smallest", "largest", "data_limit", "plain", "__weakref__")
+                 "range_dels", "smallest", "largest", "data_limit", "plain", "global_seq", "__weakref__")
+
+    def __new__(cls, *args, global_seq: int = 0, **kwargs):
+        # A table given a global sequence (an ingested external table,
+        # lsm.ingest) is read through GlobalSeqReader, which reports that
+        # sequence for every entry; other tables pay nothing for it.
+        if global_seq and cls is TableReader:
+            cls = GlobalSeqReader
+        return super().__new__(cls)
 
     def __init__(self, file: RandomAccessFile, number: int, cache: BlockCacheLike | None = None,
-                 verify_checksums: bool = True) -> None:
+                 verify_checksums: bool = True, *, global_seq: int = 0) -> None:
+        self.global_seq = global_seq
         self.file = file
         self.path = path = file.path
         self.number = number
@@ -400,3 +409,42 @@ def _value(buf, lay: BlockLayout, j: int) -> bytes:
         return buf[s:s + lay.vw]
     a, b = _U32x2(buf, lay.voffs + 4 * j)
     return buf[lay.values + a:lay.values + b]
+
+
+class GlobalSeqReader(TableReader):
+    """A table whose entries are all read as having one sequence number, the
+    table's *global sequence*: an external table (written with sequence 0 by
+    ``lsm.TableFileWriter``) that ``DB.ingest`` gave sequence ``global_seq``
+    (recorded in the manifest, doc/format.md#manifest). Such a table holds
+    one version per key (checked at ingest), so substituting the sequence is
+    all it takes: ``find`` (so ``get``), ``cut`` and ``columns`` (and so ``iter_entries``,
+    ``iter_forward``, ``iter_reverse``) report it, and the properties'
+    ``min_seq``/``max_seq`` are it. Compaction rewrites the entries with it,
+    after which they are an ordinary table's.
+
+    Built by ``TableReader(..., global_seq=n)`` with ``n`` > 0.
+    """
+
+    __slots__ = ("_seq_bits",)
+
+    def __init__(self, file: RandomAccessFile, number: int, cache: BlockCacheLike | None = None,
+                 verify_checksums: bool = True, *, global_seq: int = 0) -> None:
+        super().__init__(file, number, cache, verify_checksums, global_seq=global_seq)
+        self._seq_bits = global_seq << 8  # stored tags are the kind alone (sequence 0)
+        self.props = {**self.props, "min_seq": global_seq, "max_seq": global_seq}
+
+    def find(self, key: bytes, seq: int) -> tuple[int, bytes] | None:
+        if self.global_seq > seq:
+            return None  # the one version of every key is newer than the reader's view
+        r = TableReader.find(self, key, seq)
+        return None if r is None else (self._seq_bits | r[0], r[1])
+
+    def columns(self, i: int) -> tuple:
+        keys, tags, values = TableReader.columns(self, i)
+        return keys, list(map(self._seq_bits.__or__, tags)), values
+
+    def cut(self, i: int, lo: bytes, hi: bytes | None, with_tags: bool) -> tuple:
+        keys, tags, values, below, above = TableReader.cut(self, i, lo, hi, with_tags)
+        if tags is not None:
+            tags = list(map(self._seq_bits.__or__, tags))
+        return keys, tags, values, below, above

@@ -45,8 +45,12 @@ class TableWriter:
     """
 
     def __init__(self, file: WritableFile, *, block_bytes: int = 4 << 10,
-                 bloom_bits_per_key: int = 10, compression: str = "none") -> None:
+                 bloom_bits_per_key: int = 10, compression: str = "none",
+                 extra_props: dict[str, int] | None = None) -> None:
         self.file = file
+        # optional properties to record too (props.OPTIONAL_INT_PROPS: e.g.
+        # the external-table marker written by lsm.external)
+        self.extra_props = dict(extra_props or {})
         self.block_bytes = block_bytes
         self.bloom_bits_per_key = bloom_bits_per_key
         self.compression = COMPRESSION_ZSTD if compression == "zstd" else COMPRESSION_NONE
@@ -215,6 +219,7 @@ class TableWriter:
             "bloom_bits_per_key": self.bloom_bits_per_key, "compression": self.compression,
             "unique_keys": len(self._filter_keys),
             "smallest": smallest, "largest": largest, "range_deletions": len(dels),
+            **self.extra_props,
         }
         prop_handle = self._write_block(encode_props(props), False)
         props["range_dels"] = tuple(dels)  # for the manifest (not a property: the range-del block holds them)

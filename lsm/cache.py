@@ -17,6 +17,7 @@ from typing import Callable
 from .fs import FileSystem
 from .manifest import FileMeta
 from .sstable import TableReader
+from .sstable.reader import READER_BYTES
 
 __all__ = ["BLOCK_OVERHEAD", "BlockCache", "TableCache"]
 
@@ -148,11 +149,21 @@ class TableCache:
     def open_count(self) -> int:
         return len(self._open)
 
-    def memory_bytes(self) -> int:
-        """Bytes the open readers keep in memory (indexes, filters)."""
+    def memory(self) -> dict[str, int]:
+        """What the open readers hold, by kind: ``readers`` (the reader
+        objects themselves: :data:`~lsm.sstable.reader.READER_BYTES` each),
+        ``index`` (their index blocks, pinned while open), ``filters``
+        (their bloom filters, likewise) and ``mapped`` (file bytes mapped
+        into memory: page cache, not heap; the pages reads touched count in
+        the process's resident size as file pages). Every figure is bounded
+        by ``capacity`` readers. Cost: one pass over the open readers."""
         with self._mu:
             readers = [m.reader for m in self._open]
-        return sum(r.memory_bytes for r in readers if r is not None)
+        readers = [r for r in readers if r is not None]
+        return {"readers": len(readers) * READER_BYTES,
+                "index": sum(r.index_bytes for r in readers),
+                "filters": sum(r.filter_bytes for r in readers),
+                "mapped": sum(r.mapped_bytes for r in readers)}
 
     def close(self) -> None:
         """Close every open reader (the DB is closing)."""

@@ -34,7 +34,7 @@ from .format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, MAX_FOOTER_BYTES, Bl
                      unwrap_block)
 from .props import decode_props
 
-__all__ = ["READER_BYTES", "TableReader"]
+__all__ = ["READER_BYTES", "TableReader", "read_props"]
 
 _HDR = BLOCK_HEADER.unpack_from
 _U64 = struct.Struct("<Q").unpack_from
@@ -399,6 +399,19 @@ class TableReader:
 
     def close(self) -> None:
         self.file.close()
+
+
+def read_props(file: RandomAccessFile) -> dict:
+    """The properties of the table in ``file``, read (checksum verified) and
+    decoded without its index or filter: what a compaction needs to know of
+    an input before it opens it. Raises: CorruptionError, DiskError."""
+    size = file.size
+    tail = min(size, MAX_FOOTER_BYTES)
+    footer = decode_footer(file.read_at(size - tail, tail), file.path, size)
+    h = footer.props
+    payload = (b"" if h.size == 0 and h.offset == 0 else
+               unwrap_block(file.read_at(h.offset, h.size + BLOCK_TRAILER_BYTES), h, file.path, True))
+    return decode_props(payload, file.path, h.offset)
 
 
 def layout_of(buf, o: int) -> BlockLayout:

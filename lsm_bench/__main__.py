@@ -308,7 +308,7 @@ def build_scale_parser() -> argparse.ArgumentParser:
     """The parser of ``lsm-bench scale`` (exposed for tests and ``--help``)."""
     p = argparse.ArgumentParser(
         prog="lsm-bench scale",
-        description="Load NUM keys in STEPS equal steps into one database per engine (each engine in "
+        description="Load NUM keys in STEPS steps into one database per engine (each engine in "
         "a child process of its own) and record after each step: put throughput and latency, stalls, "
         "resident memory, bytes on disk and per level, write amplification, and a sample of random "
         "and missing-key reads; at the end readrandom, readmissing, scanprefix, readseq, close and "
@@ -321,7 +321,10 @@ def build_scale_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-num", type=int, default=None,
                    help="keys for the peers (default: --num), to run them at a smaller size")
     p.add_argument("--steps", type=int, default=scale.DEFAULT_STEPS,
-                   help="equal steps of the load (default %(default)s)")
+                   help="steps of the load (default %(default)s)")
+    p.add_argument("--first-step", type=int, default=None,
+                   help=f"keys in the first step (default: NUM / STEPS, at most {scale.FIRST_STEP_MAX:,}); "
+                   "the other steps split the rest equally")
     p.add_argument("--reads", type=int, default=scale.DEFAULT_READS,
                    help="gets per step in each read sample (default %(default)s)")
     p.add_argument("--final-reads", type=int, default=scale.DEFAULT_FINAL_READS,
@@ -373,7 +376,7 @@ def scale_config_from_args(args: argparse.Namespace) -> scale.ScaleConfig:
         raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
     num = args.num if args.num is not None else (scale.QUICK_NUM if args.quick else scale.DEFAULT_NUM)
     return scale.ScaleConfig(
-        num=num, peer_num=args.peer_num, steps=args.steps, reads=args.reads,
+        num=num, peer_num=args.peer_num, steps=args.steps, first_step=args.first_step, reads=args.reads,
         final_reads=args.final_reads, scans=args.scans, seq=args.seq, engines=engines,
         key_size=args.key_size, value_size=args.value_size, seed=args.seed,
         engine_options=parse_opts(args.opt), kill=not args.no_kill, kill_puts=args.kill_puts,

@@ -1,7 +1,8 @@
 """``lsm-bench scale``: what a store does as its data grows 50x past the other figures.
 
 One load of ``num`` keys (16-byte keys, 100-byte values, single puts, no
-fsync: lsm ``sync_mode="never"``) in ``steps`` equal steps, into one database
+fsync: lsm ``sync_mode="never"``) in ``steps`` steps (the first of at most
+1M keys, the others equal: :func:`step_bounds`), into one database
 per engine, each engine in a child process of its own (so that its resident
 memory is its own, and nothing another engine left behind counts against
 it). The key order is a fixed pseudo-random permutation of ``0 .. num-1``
@@ -28,7 +29,9 @@ After each step (untimed, but for the read samples):
   and of absent keys (``readmissing``): wall throughput, thread CPU per get,
   p50/p99/p99.9 latency. Background compactions keep running meanwhile.
 
-At the end: the time to settle (lsm ``flush()`` + ``wait_for_compactions()``;
+At the end: the time to ``close()`` as the load left the database
+(memtables waiting for flush, compactions due) and to open it again, then
+the time to settle (lsm ``flush()`` + ``wait_for_compactions()``;
 LevelDB a memtable flush and a wait until no level is over its trigger),
 then ``readrandom`` and ``readmissing`` (``final_reads`` each), ``scanprefix``
 (``scans`` prefix scans of 100 keys) and ``readseq`` (``seq`` entries from
@@ -88,6 +91,7 @@ MAX_SLOW_LISTED = 2_000  # per step; beyond it only counted
 SLOW_BUCKETS_MS = (1, 10, 100, 1000)  # puts at or above each are counted
 PROGRESS_EVERY = 10_000
 GET_CHUNK = 10_000  # gets timed between two untimed key-making and checking passes
+FIRST_STEP_MAX = 1_000_000  # keys in the first step, at most (the baseline of the targets)
 KILL_TIMEOUT = 600.0  # seconds the writer of the SIGKILL measurement may take to get ready
 KILL_FRACTION = 0.9  # of a memtable's worth of puts, written before the SIGKILL
 KILL_GEN = 2  # value generation the killed writer writes (1: the clean-close overwrite)
@@ -105,7 +109,9 @@ class ScaleConfig:
     :param num: keys loaded into each database (lsm; see ``peer_num``).
     :param peer_num: keys for every engine but lsm (``None``: ``num``), when a
         peer must run at a smaller size; the report says so.
-    :param steps: equal steps of the load; measurements after each.
+    :param steps: steps of the load; measurements after each.
+    :param first_step: keys in the first step (``None``: ``num / steps``, at
+        most 1M); the other steps split the rest equally (:func:`step_bounds`).
     :param reads: gets per step in each read sample (readrandom, readmissing).
     :param final_reads: gets in the final readrandom and readmissing.
     :param scans: prefix scans (100 keys each) in the final scanprefix.
@@ -121,6 +127,7 @@ class ScaleConfig:
     num: int = DEFAULT_NUM
     peer_num: int | None = None
     steps: int = DEFAULT_STEPS
+    first_step: int | None = None
     reads: int = DEFAULT_READS
     final_reads: int = DEFAULT_FINAL_READS
     scans: int = DEFAULT_SCANS
@@ -150,6 +157,8 @@ class ScaleConfig:
             raise ValueError(f"kill_puts must be >= 1, got {self.kill_puts}")
         if self.steps > min(self.num, self.peer_num or self.num):
             raise ValueError(f"steps ({self.steps}) must not exceed the keys loaded")
+        if self.first_step is not None and not 1 <= self.first_step <= min(self.num, self.peer_num or self.num):
+            raise ValueError(f"first_step must be between 1 and the keys loaded, got {self.first_step}")
         largest = max(self.num, self.peer_num or 0)
         if len(str(largest)) > self.key_size:
             raise ValueError(f"key_size {self.key_size} is too small for {largest:,} keys")
@@ -417,11 +426,55 @@ def _engine_class(name: str) -> type[Engine]:
     return ENGINES[name]
 
 
-def _wa(io_before: dict[str, int] | None, user_bytes: int) -> float | None:
-    after = io_counters()
-    if io_before is None or after is None or not user_bytes:
-        return None
-    return (after.get("wchar", 0) - io_before.get("wchar", 0)) / user_bytes
+class WriteMeter:
+    """Bytes this process and its live descendants passed to ``write(2)``
+    (``wchar``) since :meth:`__init__`, across closes and opens: a worker
+    process's count is lost when it exits, so :meth:`pause` banks the count
+    before a close and :meth:`resume` starts again from the new processes."""
+
+    def __init__(self) -> None:
+        self.banked = 0
+        self.ok = True
+        self._from = self._now()
+
+    @staticmethod
+    def _now() -> int | None:
+        io = io_counters()
+        return None if io is None else io.get("wchar", 0)
+
+    def total(self) -> int | None:
+        now = self._now()
+        if not self.ok or now is None or self._from is None:
+            return None
+        return self.banked + now - self._from
+
+    def pause(self) -> None:
+        t = self.total()
+        if t is None:
+            self.ok = False
+        else:
+            self.banked = t
+        self._from = None
+
+    def resume(self) -> None:
+        self._from = self._now()
+
+    def amplification(self, user_bytes: int) -> float | None:
+        t = self.total()
+        return t / user_bytes if t is not None and user_bytes else None
+
+
+def step_bounds(num: int, steps: int, first: int | None = None) -> list[int]:
+    """Keys loaded after each step: ``first`` (default ``num / steps``, at most
+    1M, so a full run's first point is at 1M keys), then equal steps to ``num``.
+
+    >>> step_bounds(50_000_000, 10)[:3], step_bounds(1000, 4)
+    ([1000000, 6444444, 11888888], [250, 500, 750, 1000])
+    """
+    if steps == 1:
+        return [num]
+    first = max(1, min(num - steps + 1, first if first is not None else min(num // steps, FIRST_STEP_MAX)))
+    return [first] + [first + (num - first) * i // (steps - 1) for i in range(1, steps)]
 
 
 class Measure:
@@ -467,14 +520,15 @@ class Measure:
         db = self._open()
         rec["engine_settings"] = db.describe()
         rec["memory_after_open"] = memory_snapshot()
+        rec["memtable_bound"] = self._memtable_bound()
         put, get = db.putter(), db.getter()
         key, value = self.keys.key, self.values.value
-        io0 = io_counters()
+        meter = WriteMeter()
         cpu0, kids0 = time.process_time(), descendant_cpu()
         prev_stall = 0.0
+        lo = 0
         try:
-            for s in range(cfg.steps):
-                lo, hi = s * n // cfg.steps, (s + 1) * n // cfg.steps
+            for s, hi in enumerate(step_bounds(n, cfg.steps, cfg.first_step)):
                 cpu_s, kids_s = time.process_time(), descendant_cpu()
                 bar = self._bar(f"step {s + 1}/{cfg.steps}", hi - lo)
                 try:
@@ -490,7 +544,7 @@ class Measure:
                 if isinstance(stall, (int, float)):
                     step["stall_seconds"] = stall - prev_stall
                     prev_stall = stall
-                step["write_amp_syscall"] = _wa(io0, hi * entry)
+                step["write_amp_syscall"] = meter.amplification(hi * entry)
                 step["disk_bytes"] = dir_bytes(self.path)
                 step["readrandom"] = self._sample(get, hi, cfg.reads, 2 * s, False)
                 step["readmissing"] = self._sample(get, hi, cfg.reads, 2 * s + 1, True)
@@ -499,9 +553,21 @@ class Measure:
                 step["engine_memory"] = _engine_memory(db, db.stats())
                 rec["steps"].append(step)
                 self.say(_step_line(self.name, step, cfg.steps))
+                lo = hi
             rec["load_process_cpu_seconds"] = time.process_time() - cpu0
             rec["load_children_cpu_seconds"] = cpu_delta(kids0, descendant_cpu())
-            rec["final"] = self._final(db, io0)
+            # Close as the load left it (memtables waiting for flush, compactions
+            # due) and open again: the open a user gets after a clean shutdown.
+            meter.pause()
+            t = time.perf_counter()
+            db.close()
+            rec["close_after_load_seconds"] = time.perf_counter() - t
+            t = time.perf_counter()
+            db = self._open()
+            rec["open_after_load"] = {"seconds": time.perf_counter() - t, "memory": memory_snapshot(),
+                                      "recovery": (db.stats() or {}).get("recovery")}
+            meter.resume()
+            rec["final"] = self._final(db, meter)
         finally:
             t = time.perf_counter()
             db.close()
@@ -517,6 +583,21 @@ class Measure:
         rec["wall_seconds"] = time.monotonic() - started
         return rec
 
+    def _memtable_bound(self) -> int | None:
+        """lsm: the heap its memtables may reach, by doc/design.md#memory:
+        ``(1 + max_immutable_memtables) * memtable_bytes`` charged at 40 bytes
+        an entry, held at :data:`lsm.memtable.ENTRY_HELD`."""
+        if self.name != "lsm":
+            return None
+        import lsm
+        from lsm.memtable import ENTRY_HELD, ENTRY_OVERHEAD
+
+        known = {f.name for f in dataclasses.fields(lsm.Options)}
+        opts = lsm.Options(**{k: v for k, v in self.options.items() if k in known})
+        entry = self.cfg.key_size + self.cfg.value_size
+        return int((1 + opts.max_immutable_memtables) * opts.memtable_bytes
+                   * (entry + ENTRY_HELD) / (entry + ENTRY_OVERHEAD))
+
     def _shape(self, db: Engine, stats: dict[str, Any] | None) -> dict[str, Any]:
         comp = (stats or {}).get("compaction") or {}
         return {"levels": _levels(db, stats), "engine_memory": _engine_memory(db, stats),
@@ -524,7 +605,7 @@ class Measure:
                 "compactions": comp.get("count"),
                 "stall_seconds_total": comp.get("stall_seconds")}
 
-    def _final(self, db: Engine, io0: dict[str, int] | None) -> dict[str, Any]:
+    def _final(self, db: Engine, meter: WriteMeter) -> dict[str, Any]:
         cfg, n = self.cfg, self.n
         get = db.getter()
         out: dict[str, Any] = {}
@@ -533,7 +614,7 @@ class Measure:
         out["settle_seconds"] = time.perf_counter() - t
         stats = db.stats()
         out.update(self._shape(db, stats))
-        out["write_amp_syscall"] = _wa(io0, n * (cfg.key_size + cfg.value_size))
+        out["write_amp_syscall"] = meter.amplification(n * (cfg.key_size + cfg.value_size))
         out["disk_bytes"] = dir_bytes(self.path)
         out["space_amp"] = out["disk_bytes"] / (n * (cfg.key_size + cfg.value_size))
         lsm_disk = (stats or {}).get("disk") or {}

@@ -459,5 +459,6 @@ class Background:
         }
         out["total"] = sum(out.values())
         out["open_tables"] = self._tables.open_count()
+        out["open_tables_limit"] = self._tables.capacity  # max_open_files, clipped to the descriptor limit
         out["mapped"] = tables["mapped"]
         return out

@@ -100,7 +100,10 @@ class Options:
     max_open_files: int = 1000
     """Open SSTable readers kept in the table cache. Each holds one file
     descriptor (its memory map's) and keeps its index and filter in memory
-    (about 3.8 bytes per key at the defaults, doc/design.md#memory)."""
+    (about 3.8 bytes per key at the defaults, doc/design.md#memory). Clipped
+    at open to the process's soft ``RLIMIT_NOFILE`` less an eighth of it (at
+    least 32), so reads never fail with EMFILE (``stats()["memory"]
+    ["open_tables_limit"]``)."""
 
     wal_recovery: str = "tolerate_tail"
     """What reopening does with a damaged write-ahead log (RocksDB's four

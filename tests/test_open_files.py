@@ -12,8 +12,11 @@ compaction's input tables, in the worker (or the compaction thread).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -79,8 +82,11 @@ def many_tables(tmp_path_factory) -> tuple[str, int]:
 
 
 def _run(path: str, limit: int, n: int, **opts) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _CHILD, path, str(limit), json.dumps(opts), str(n)],
-                          capture_output=True, text=True, timeout=300)
+    """The child on a copy of the database at ``path`` (the child writes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = shutil.copytree(path, os.path.join(tmp, "db"))
+        return subprocess.run([sys.executable, "-c", _CHILD, copy, str(limit), json.dumps(opts), str(n)],
+                              capture_output=True, text=True, timeout=300)
 
 
 def test_reads_writes_and_compactions_within_a_low_descriptor_limit(many_tables) -> None:
@@ -90,3 +96,13 @@ def test_reads_writes_and_compactions_within_a_low_descriptor_limit(many_tables)
     got = json.loads(done.stdout)
     assert got["tables"] >= TABLES and got["open_tables"] <= 40
     assert got["most_fds"] <= 64
+
+
+def test_table_cache_fits_under_the_limit_when_max_open_files_does_not(many_tables) -> None:
+    # max_open_files (default 1000) above the soft limit: the table cache
+    # keeps fewer tables open rather than failing reads with EMFILE.
+    path, n = many_tables
+    done = _run(path, 64, n, target_file_bytes=16 << 10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout)
+    assert got["open_tables"] <= 32 and got["most_fds"] <= 64

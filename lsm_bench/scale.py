@@ -586,7 +586,8 @@ class Measure:
     def _memtable_bound(self) -> int | None:
         """lsm: the heap its memtables may reach, by doc/design.md#memory:
         ``(1 + max_immutable_memtables) * memtable_bytes`` charged at 40 bytes
-        an entry, held at :data:`lsm.memtable.ENTRY_HELD`."""
+        an entry, held at :data:`lsm.memtable.ENTRY_HELD`, and one flush's
+        export of a memtable (key + value + 48 bytes an entry)."""
         if self.name != "lsm":
             return None
         import lsm
@@ -595,8 +596,8 @@ class Measure:
         known = {f.name for f in dataclasses.fields(lsm.Options)}
         opts = lsm.Options(**{k: v for k, v in self.options.items() if k in known})
         entry = self.cfg.key_size + self.cfg.value_size
-        return int((1 + opts.max_immutable_memtables) * opts.memtable_bytes
-                   * (entry + ENTRY_HELD) / (entry + ENTRY_OVERHEAD))
+        entries = opts.memtable_bytes / (entry + ENTRY_OVERHEAD)
+        return int((1 + opts.max_immutable_memtables) * entries * (entry + ENTRY_HELD) + entries * (entry + 48))
 
     def _shape(self, db: Engine, stats: dict[str, Any] | None) -> dict[str, Any]:
         comp = (stats or {}).get("compaction") or {}

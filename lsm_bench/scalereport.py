@@ -257,8 +257,7 @@ def _memory_table(rec: dict[str, Any]) -> list[str]:
     mem = (rec["steps"][-1].get("engine_memory") or {})
     if "memtables" not in mem:
         return []
-    keys = [k for k in mem if k not in ("open_tables",)]
-    rows = [[k, _mib(mem[k])] for k in keys]
+    rows = [[k, _mib(mem[k])] for k in mem if k not in ("open_tables", "open_tables_limit")]
     return (["", f"### lsm's account of its memory after the load (`stats()[\"memory\"]`, MiB; "
              f"{mem.get('open_tables', 0)} open tables; `mapped` is page cache, not in `total`)", ""]
             + md_table(["kind", "MiB"], rows))
@@ -304,8 +303,8 @@ def render_markdown(report: Report) -> str:
             "- `accounted` is lsm's `stats()[\"memory\"][\"total\"]` at that moment. The heap does not "
             "shrink when a flushed memtable is freed (the next memtable's objects share its pages), so the "
             "target compares the heap's growth since before the open with the account taken with the "
-            "memtables at their bound, `(1 + max_immutable_memtables) x memtable_bytes` as held "
-            "(doc/design.md#memory).", ""]
+            "memtables at their bound, `(1 + max_immutable_memtables) x memtable_bytes` as held, plus "
+            "one flush's export of a memtable (doc/design.md#memory).", ""]
     return "\n".join(out)
 
 

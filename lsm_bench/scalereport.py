@@ -43,6 +43,12 @@ def _sec(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}" if x < 100 else f"{x:,.0f}"
 
 
+def _open_text(o: dict[str, Any]) -> str:
+    """``1.26 s (CPU 0.41 s)``: an open's wall and opening-thread CPU time."""
+    cpu = o.get("cpu_seconds")
+    return f"{_sec(o.get('seconds'))} s" + ("" if cpu is None else f" (CPU {_sec(cpu)} s)")
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -123,24 +129,24 @@ def targets(rec: dict[str, Any]) -> list[dict[str, Any]]:
     after_load = rec.get("open_after_load") or {}
     if after_load:
         add("open after a clean close right after the load, seconds", after_load.get("seconds"), REOPEN_SECONDS,
-            True, f"{_sec(after_load.get('seconds'))} s; replayed "
+            True, f"{_open_text(after_load)}; replayed "
             f"{((after_load.get('recovery') or {}).get('entries_replayed') or 0):,} log entries; the close took "
             f"{_sec(rec.get('close_after_load_seconds'))} s")
     reopen = rec.get("reopen") or {}
     add("open after a clean close, settled, seconds", reopen.get("seconds"), REOPEN_SECONDS, True,
-        f"{_sec(reopen.get('seconds'))} s; replayed {((reopen.get('recovery') or {}).get('entries_replayed') or 0):,}"
+        f"{_open_text(reopen)}; replayed {((reopen.get('recovery') or {}).get('entries_replayed') or 0):,}"
         " log entries")
     logged = rec.get("reopen_with_log") or {}
     if logged:
         add("open after a clean close, a memtable in the log, seconds", logged.get("seconds"), REOPEN_SECONDS, True,
-            f"{_sec(logged.get('seconds'))} s; replayed "
+            f"{_open_text(logged)}; replayed "
             f"{((logged.get('recovery') or {}).get('entries_replayed') or 0):,} log entries")
     kill = rec.get("kill") or {}
     if kill:
         rcv = kill.get("recovery") or {}
         out.append({"name": "open after SIGKILL, seconds", "value": kill.get("seconds"), "limit": None,
                     "at_most": True, "met": None,
-                    "text": f"{_sec(kill.get('seconds'))} s for {(rcv.get('entries_replayed') or 0):,} log entries "
+                    "text": f"{_open_text(kill)} for {(rcv.get('entries_replayed') or 0):,} log entries "
                             f"replayed ({kill.get('puts', 0):,} puts before the kill)"})
     fin = rec.get("final") or {}
     add("space amplification after settling", fin.get("space_amp"), SPACE_AMP, True,
@@ -184,8 +190,9 @@ def _step_table(rec: dict[str, Any]) -> list[str]:
         mem = s.get("memory") or {}
         acc = (s.get("engine_memory") or {}).get("total")
         stall = s.get("stall_seconds")
+        load = s.get("loadavg")
         rows.append([
-            f"{s['keys']:,}", fmt_rate(p["ops_per_sec"]),
+            f"{s['keys']:,}", fmt_rate(p["ops_per_sec"]), f"{p.get('thread_cpu_us_per_op', 0):.1f}",
             f"{fmt_us(lat.get('p50_us'))} / {fmt_us(lat.get('p99_us'))} / {fmt_us(lat.get('p999_us'))}",
             f"{p['max_put_ms']:,.0f}", f"{p['slow_puts'].get('>=100ms', 0):,}", _sec(stall),
             f"{fmt_rate(rr['ops_per_sec'])}: {fmt_us(rr['latency'].get('p50_us'))} / "
@@ -195,12 +202,12 @@ def _step_table(rec: dict[str, Any]) -> list[str]:
             _mib((mem.get("children") or {}).get("rss")), _mib(acc), _mib(s.get("disk_bytes")),
             "-" if s.get("write_amplification") is None else f"{s['write_amplification']:.2f}",
             "-" if s.get("write_amp_syscall") is None else f"{s['write_amp_syscall']:.2f}",
-            levels_text(s.get("levels")),
+            "-" if load is None else f"{load:.1f}", levels_text(s.get("levels")),
         ])
-    return md_table(["keys", "puts/s", "put p50 / p99 / p99.9 us", "max put ms", "puts >= 100 ms",
+    return md_table(["keys", "puts/s", "put CPU us", "put p50 / p99 / p99.9 us", "max put ms", "puts >= 100 ms",
                      "stall s", "readrandom ops/s: p50 / p99 us", "readmissing ops/s: p99 us",
                      "RSS MiB heap / mapped", "workers MiB", "accounted MiB", "disk MiB", "WA (own)",
-                     "WA (write(2))", "files / MiB per level"], rows, right_from=0, right_to=14)
+                     "WA (write(2))", "load avg", "files / MiB per level"], rows, right_from=0, right_to=16)
 
 
 def _final_table(recs: list[dict[str, Any]]) -> list[str]:
@@ -223,7 +230,7 @@ def _final_table(recs: list[dict[str, Any]]) -> list[str]:
     rows = [
         row("keys", lambda r: f"{r['num']:,}"),
         row("close right after the load, s", lambda r: _sec(r["close_after_load_seconds"])),
-        row("open after it, s (log entries replayed)", lambda r: f"{_sec(r['open_after_load']['seconds'])} "
+        row("open after it (log entries replayed)", lambda r: f"{_open_text(r['open_after_load'])} "
             f"({(r['open_after_load']['recovery'] or {}).get('entries_replayed', 0):,})"),
         row("settle, s", lambda r: _sec(r["final"]["settle_seconds"])),
         row("readrandom ops/s (p50 / p99)", rate("readrandom")),
@@ -236,16 +243,15 @@ def _final_table(recs: list[dict[str, Any]]) -> list[str]:
             f"{r['final']['space_amp']:.2f}"),
         row("write amplification (write(2) / user bytes)", lambda r: f"{r['final']['write_amp_syscall']:.2f}"),
         row("close, settled, s", lambda r: _sec(r["close_seconds"])),
-        row("open after it, s", lambda r: _sec(r["reopen"]["seconds"])),
+        row("open after it", lambda r: _open_text(r["reopen"])),
         row("RSS right after open, MiB (heap / mapped)", lambda r: f"{_mib(r['reopen']['memory']['rss_anon'])} / "
             f"{_mib(r['reopen']['memory']['rss_file'])}"),
         row("readrandom after open (p50 / p99 us)", lambda r: f"{fmt_rate(r['reopen']['readrandom']['ops_per_sec'])} "
             f"({fmt_us(r['reopen']['readrandom']['latency'].get('p50_us'))} / "
             f"{fmt_us(r['reopen']['readrandom']['latency'].get('p99_us'))})"),
-        row("open after close with a memtable in the log, s (puts)",
-            lambda r: f"{_sec(r['reopen_with_log']['seconds'])} ({r['reopen_with_log']['puts']:,})"),
-        row("open after SIGKILL, s (puts in the log)", lambda r: f"{_sec(r['kill']['seconds'])} "
-            f"({r['kill']['puts']:,})"),
+        row("open after close with a memtable in the log (puts)",
+            lambda r: f"{_open_text(r['reopen_with_log'])} ({r['reopen_with_log']['puts']:,})"),
+        row("open after SIGKILL (puts in the log)", lambda r: f"{_open_text(r['kill'])} ({r['kill']['puts']:,})"),
         row("load CPU, s (process / workers)", lambda r: f"{r['load_process_cpu_seconds']:,.0f} / "
             f"{r['load_children_cpu_seconds']:,.0f}"),
         row("wall time of the measurement, s", lambda r: f"{r['wall_seconds']:,.0f}"),
@@ -296,8 +302,11 @@ def render_markdown(report: Report) -> str:
             "RSS is that process's (`/proc/self/status`): heap is `RssAnon`, mapped is `RssFile` "
             "(resident pages of memory-mapped tables, which is page cache); workers is the RSS of its "
             "child processes (lsm's flush and compaction workers).",
-            "- Put throughput is puts / wall time of the step; every put is timed, percentiles rest on "
-            "at most 100,000 of them per step, `max put` and `puts >= 100 ms` on all of them.",
+            "- Put throughput is puts / wall time of the step; `put CPU` is the loading thread's CPU per "
+            "put (it does not count time waiting for a core); every put is timed, percentiles rest on "
+            "at most 100,000 of them per step, `max put` and `puts >= 100 ms` on all of them. `load avg` "
+            "is the machine's 1-minute load average after the step: above the core count, other "
+            "processes were competing for the CPU.",
             "- Read samples run after each step while background compactions go on; the final reads "
             "run after the engine settled. Every value read is checked.",
             "- `accounted` is lsm's `stats()[\"memory\"][\"total\"]` at that moment. The heap does not "

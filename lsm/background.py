@@ -577,6 +577,7 @@ class Background:
             {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0},
             "disk": {"live_bytes": live_bytes, "total_bytes": total,
                      "space_amplification": (live_bytes / bottom_bytes) if bottom_bytes else 1.0},
+            "memory": self._memory_stats(sv),
             **(self._metrics.snapshot() if self._metrics is not None else {"qps": {}, "latency": {}}),
             "sequence": self._versions.last_sequence,
             "snapshots": len(self._views),
@@ -585,3 +586,24 @@ class Background:
                        "bytes_copied": c.get("ingest_bytes_copied", 0)},
             "background_error": str(self._bg_error) if self._bg_error else None,
         }
+
+    def _memory_stats(self, sv: SuperVersion) -> dict:
+        """``stats()["memory"]``: heap bytes the database holds, by kind
+        (doc/design.md#memory). ``total`` adds them up; ``mapped`` (table
+        bytes memory-mapped for reading: page cache, not heap) is beside it,
+        not in it."""
+        tables = self._tables.memory()
+        out = {
+            "memtables": sv.mem.memory_bytes,
+            "immutable_memtables": sum(m.memory_bytes for m in sv.imms),
+            "block_cache": self._block_cache.bytes if self._block_cache else 0,
+            "table_readers": tables["readers"],
+            "index_blocks": tables["index"],
+            "bloom_filters": tables["filters"],
+            "table_metadata": sv.version.memory_bytes(),
+        }
+        out["total"] = sum(out.values())
+        out["open_tables"] = self._tables.open_count()
+        out["open_tables_limit"] = self._tables.capacity  # max_open_files, clipped to the descriptor limit
+        out["mapped"] = tables["mapped"]
+        return out

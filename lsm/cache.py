@@ -10,6 +10,7 @@ format 1 tables, and every block on a filesystem that cannot map).
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict, deque
 from typing import Callable
@@ -17,8 +18,9 @@ from typing import Callable
 from .fs import FileSystem
 from .manifest import FileMeta
 from .sstable import TableReader
+from .sstable.reader import READER_BYTES
 
-__all__ = ["BLOCK_OVERHEAD", "BlockCache", "TableCache"]
+__all__ = ["BLOCK_OVERHEAD", "BlockCache", "TableCache", "descriptor_budget"]
 
 BLOCK_OVERHEAD = 120  # bytes charged per cached block beyond its payload: the bytes object, the map's entry
 
@@ -75,9 +77,27 @@ class BlockCache:
                 "capacity": self.capacity, "blocks": len(self._map)}
 
 
+def descriptor_budget() -> int:
+    """Open tables this process can afford: its soft ``RLIMIT_NOFILE`` less
+    what else needs descriptors (a database's lock, logs, manifest and worker
+    pipes, a compaction's inputs, the application's own files): an eighth of
+    the limit, at least 32. Unbounded where there is no limit to read.
+    ``max_open_files`` above it is clipped to it (as RocksDB clips to the
+    limit), so that reads never fail with EMFILE for want of a closed table."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        return sys.maxsize
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return sys.maxsize
+    return max(10, soft - max(32, soft // 8))
+
+
 class TableCache:
     """The open :class:`TableReader` of each table, at most ``capacity`` of
-    them (each holds one file descriptor).
+    them (each holds one file descriptor; ``capacity`` is clipped to
+    :func:`descriptor_budget`).
 
     A table's reader hangs on its :class:`FileMeta` (``meta.reader``), which
     every version listing the table shares, so a read reaches it with one
@@ -95,7 +115,7 @@ class TableCache:
                  block_cache: BlockCache | None, verify_checksums: bool) -> None:
         self._fs = fs
         self._path_of = path_of
-        self.capacity = capacity
+        self.capacity = min(capacity, descriptor_budget())
         self._block_cache = block_cache
         self._verify = verify_checksums
         self._open: deque[FileMeta] = deque()  # guarded by _mu; every meta whose reader is set
@@ -148,11 +168,21 @@ class TableCache:
     def open_count(self) -> int:
         return len(self._open)
 
-    def memory_bytes(self) -> int:
-        """Bytes the open readers keep in memory (indexes, filters)."""
+    def memory(self) -> dict[str, int]:
+        """What the open readers hold, by kind: ``readers`` (the reader
+        objects themselves: :data:`~lsm.sstable.reader.READER_BYTES` each),
+        ``index`` (their index blocks, pinned while open), ``filters``
+        (their bloom filters, likewise) and ``mapped`` (file bytes mapped
+        into memory: page cache, not heap; the pages reads touched count in
+        the process's resident size as file pages). Every figure is bounded
+        by ``capacity`` readers. Cost: one pass over the open readers."""
         with self._mu:
             readers = [m.reader for m in self._open]
-        return sum(r.memory_bytes for r in readers if r is not None)
+        readers = [r for r in readers if r is not None]
+        return {"readers": len(readers) * READER_BYTES,
+                "index": sum(r.index_bytes for r in readers),
+                "filters": sum(r.filter_bytes for r in readers),
+                "mapped": sum(r.mapped_bytes for r in readers)}
 
     def close(self) -> None:
         """Close every open reader (the DB is closing)."""

@@ -24,6 +24,7 @@ from .manifest import FileMeta
 from .options import Options
 from .rangedel import Fragments
 from .sstable import TableReader
+from .sstable.reader import read_props
 from .version import NUM_LEVELS, Version
 
 __all__ = ["INTRA_L0_RATIO", "Compaction", "JobSpec", "drop_obsolete", "intra_l0_instead", "pick_cleanup",
@@ -288,11 +289,34 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
     runs on columns (:func:`_merge_columns`); otherwise entry by entry, with
     :func:`drop_obsolete` deciding each version.
     """
+    # Inputs are opened one run at a time as the merge reaches them, and
+    # closed once it is past them (_Run): a compaction holds one open table
+    # per run (each L0 table is a run, a level's files one run), whatever
+    # the number of inputs, so its file descriptors stay bounded. What must
+    # be known of every input first comes from its properties alone (and,
+    # for the few tables that hold any, their range tombstones).
     gseq = spec.global_seqs
-    runs = [[TableReader(fs.open_readable(make_table_name(spec.dbpath, n)), n, None, True,
-                         global_seq=gseq.get(n, 0)) for n in run]
-            for run in spec.runs]
-    readers = [r for run in runs for r in run]
+    lo_seq = hi_seq = None
+    dels: list[tuple[bytes, bytes, int]] = []
+    for n in spec.inputs:
+        f = fs.open_readable(make_table_name(spec.dbpath, n))
+        try:
+            p = read_props(f)
+            if p.get("range_deletions"):
+                r = TableReader(f, n, None, True)  # owns f now
+                f = None
+                try:
+                    dels += r.range_dels
+                finally:
+                    r.close()
+        finally:
+            if f is not None:
+                f.close()
+        mn, mx = (gseq[n], gseq[n]) if gseq.get(n) else (int(p["min_seq"]), int(p["max_seq"]))
+        lo_seq = mn if lo_seq is None else min(lo_seq, mn)
+        hi_seq = mx if hi_seq is None else max(hi_seq, mx)
+    range_dels = bool(dels)
+    runs = [_Run(fs, spec.dbpath, run, gseq) for run in spec.runs]
     try:
         deeper = spec.deeper
 
@@ -313,17 +337,15 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
         grand = [_Grand(largest, size) for largest, size in spec.grandparents]
         split_bytes = spec.options.target_file_bytes if spec.split else None
         split_before = grandparent_splitter(grand, 10 * spec.options.target_file_bytes) if spec.split else None
-        lo_seq = min((int(r.props["min_seq"]) for r in readers), default=0)
-        hi_seq = max((int(r.props["max_seq"]) for r in readers), default=0)
-        if not any(lo_seq <= s < hi_seq for s in spec.snapshots) and not any(r.range_dels for r in readers):
+        lo_seq, hi_seq = lo_seq or 0, hi_seq or 0
+        if not any(lo_seq <= s < hi_seq for s in spec.snapshots) and not range_dels:
             with ColumnTables(fs, spec.dbpath, spec.options, new_number, split_bytes=split_bytes,
                               split_before=split_before) as out:
                 dropped = _merge_columns(runs, deeper, spec.now, out)
             metas = out.metas
         else:
             counters: dict = {}
-            merged = ((k, -ns, kind, v) for k, ns, kind, v in merge([r.iter_forward(b"", None) for r in readers]))
-            dels = [t for r in readers for t in r.range_dels]
+            merged = ((k, -ns, kind, v) for k, ns, kind, v in merge([run.iter_forward() for run in runs]))
             frags = Fragments.build(dels) if dels else None
             entries = drop_obsolete(merged, spec.snapshots, is_bottommost, spec.now, counters, frags)
             metas = write_tables(fs, spec.dbpath, entries, spec.options, new_number, split_bytes=split_bytes,
@@ -334,20 +356,64 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
             fs.fsync_dir(spec.dbpath)
         return metas, dropped
     finally:
-        for r in readers:
-            r.close()
+        for run in runs:
+            run.close()
 
 
 _MERGE_WINDOW = 2048  # entries a run reads ahead per window in a column merge
 
 
+class _Run:
+    """A run of key-disjoint input tables in key order, each opened when the
+    merge reaches it and closed when it is past it (at most one open table).
+    Every block is read with its checksum verified, bypassing the block cache."""
+
+    __slots__ = ("fs", "dbpath", "numbers", "ri", "reader", "gseq")
+
+    def __init__(self, fs: FileSystem, dbpath: str, numbers: list[int], gseq: dict[int, int]) -> None:
+        self.gseq = gseq  # ingested tables: number -> global sequence
+        self.fs = fs
+        self.dbpath = dbpath
+        self.numbers = numbers
+        self.ri = -1  # index of the open table in numbers
+        self.reader: TableReader | None = None
+
+    def table(self, i: int) -> TableReader | None:
+        """The open reader of the run's ``i``-th table (the previous one is
+        closed), or None past the last."""
+        if i != self.ri:
+            self.close()
+            if i >= len(self.numbers):
+                return None
+            n = self.numbers[i]
+            f = self.fs.open_readable(make_table_name(self.dbpath, n))
+            try:
+                self.reader = TableReader(f, n, None, True, global_seq=self.gseq.get(n, 0))
+            except BaseException:
+                f.close()
+                raise
+            self.ri = i
+        return self.reader
+
+    def iter_forward(self):
+        """Every entry as ``(key, -seq, kind, value)`` in merge order."""
+        for i in range(len(self.numbers)):
+            yield from self.table(i).iter_forward(b"", None)  # type: ignore[union-attr]
+        self.close()
+
+    def close(self) -> None:
+        r, self.reader = self.reader, None
+        if r is not None:
+            r.close()
+
+
 class _RunColumns:
     """The entries of a run of key-disjoint tables, a window (a few blocks) at a time."""
 
-    __slots__ = ("readers", "ri", "bi", "done")
+    __slots__ = ("run", "ri", "bi", "done")
 
-    def __init__(self, readers: list[TableReader]) -> None:
-        self.readers = readers
+    def __init__(self, run: _Run) -> None:
+        self.run = run
         self.ri = 0
         self.bi = 0
         self.done = False
@@ -356,12 +422,11 @@ class _RunColumns:
         keys: list = []
         tags: list = []
         values: list = []
-        readers = self.readers
         while len(keys) < _MERGE_WINDOW:
-            if self.ri == len(readers):
+            r = self.run.table(self.ri)
+            if r is None:
                 self.done = True
                 break
-            r = readers[self.ri]
             if self.bi == len(r.ikeys):
                 self.ri += 1
                 self.bi = 0
@@ -374,7 +439,7 @@ class _RunColumns:
         return (keys, tags, values) if keys else None
 
 
-def _merge_columns(runs: list[list[TableReader]], deeper: list[tuple[bytes, bytes]], now: float,
+def _merge_columns(runs: list[_Run], deeper: list[tuple[bytes, bytes]], now: float,
                    out: ColumnTables) -> int:
     """Merge ``runs`` (newest first) into ``out``, keeping each key's newest
     version; tombstones and expired entries are dropped where no deeper level
@@ -389,8 +454,8 @@ def _merge_columns(runs: list[list[TableReader]], deeper: list[tuple[bytes, byte
     """
     dropped = 0
     act = []  # [run, keys, tags, values, pos]
-    for readers in runs:
-        src = _RunColumns(readers)
+    for run in runs:
+        src = _RunColumns(run)
         w = src.next_window()
         if w is not None:
             act.append([src, w[0], w[1], w[2], 0])

@@ -47,14 +47,16 @@ class Options:
     less write amplification; more memory and a slower reopen (WAL replay)."""
 
     max_immutable_memtables: int = 2
-    """Switched memtables waiting for flush before writers stall. Bounds memory
-    at about ``(1 + this) * memtable_bytes``."""
+    """Switched memtables waiting for flush before writers stall. Bounds the
+    memtables' memory at ``(1 + this) * memtable_bytes`` as charged, which is
+    about 2.3x that on the heap at 16-byte keys and 100-byte values
+    (doc/design.md#memory)."""
 
     block_bytes: int = 4 << 10
     """Target uncompressed size of an SSTable data block. Smaller: less to
     search (or decompress) per point read; larger: smaller indexes (about
-    2.5 bytes of memory per key at 4 KiB with 116-byte entries) and better
-    compression. 4 KiB measured fastest for point reads and scans from
+    2.5 bytes of memory per key of an open table at 4 KiB with 116-byte
+    entries; doc/design.md#memory) and better compression. 4 KiB measured fastest for point reads and scans from
     uncompressed tables (bench/RESULTS.md)."""
 
     bloom_bits_per_key: int = 10
@@ -98,7 +100,12 @@ class Options:
     Uncompressed tables are read in place from the OS page cache."""
 
     max_open_files: int = 1000
-    """Open SSTable readers kept in the table cache (each holds one file descriptor)."""
+    """Open SSTable readers kept in the table cache. Each holds one file
+    descriptor (its memory map's) and keeps its index and filter in memory
+    (about 3.8 bytes per key at the defaults, doc/design.md#memory). Clipped
+    at open to the process's soft ``RLIMIT_NOFILE`` less an eighth of it (at
+    least 32), so reads never fail with EMFILE (``stats()["memory"]
+    ["open_tables_limit"]``)."""
 
     wal_recovery: str = "tolerate_tail"
     """What reopening does with a damaged write-ahead log (RocksDB's four

@@ -20,11 +20,14 @@ from .filenames import make_table_name
 from .fs import FileSystem
 from .invariants import ENABLED, check
 from .manifest import FORMAT_VERSION, FileMeta, ManifestWriter, VersionEdit, install_current, read_current, read_manifest
+from .memory import INT, SLOT, bytes_object
 from .options import Options
 from .rangedel import Fragments
 
 __all__ = ["NUM_LEVELS", "Version", "VersionSet"]
 
+# A FileMeta (8 slots, with its GC header) and its five ints: the keys come on top.
+FILE_META_BYTES = 96 + 5 * INT
 NUM_LEVELS = 7  # L0..L6, as LevelDB: with multiplier 10 and 64 MiB L1, L6 targets 6.4 PB
 MANIFEST_ROLL_BYTES = 4 << 20  # write a fresh snapshot manifest past this size
 
@@ -93,6 +96,14 @@ class Version:
 
     def level_bytes(self, level: int) -> int:
         return sum(f.size for f in self.levels[level])
+
+    def memory_bytes(self) -> int:
+        """Memory the table metadata of this version holds (lsm.memory): a
+        FileMeta with its two keys per table, and this version's lists of
+        them (the levels, their smallest and largest keys: 3 slots a table).
+        Versions that snapshots keep alive share most FileMetas."""
+        return sum(FILE_META_BYTES + bytes_object(len(f.smallest)) + bytes_object(len(f.largest)) + 3 * SLOT
+                   for lvl in self.levels for f in lvl)
 
     def _check(self, fs: FileSystem | None = None, dbpath: str | None = None) -> None:
         """Invariants: unique file numbers; L0 newest first; L1+ sorted and

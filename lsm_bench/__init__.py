@@ -3,7 +3,8 @@
 Run it as ``python -m bench`` from a source checkout, or as ``lsm-bench`` /
 ``python -m lsm_bench`` wherever lsm-tree is installed; ``--help`` lists every
 option and ``bench/RESULTS.md`` records how published figures were made.
-``lsm-bench compare`` is the same-process comparison (``compare --help``). (The
+``lsm-bench compare`` is the same-process comparison (``compare --help``),
+``lsm-bench scale`` the load of one large database in steps (``scale --help``). (The
 code is ``lsm_bench`` so that an installed wheel adds no top-level package
 named ``bench`` to users' environments; ``bench/`` in the source tree holds
 the results and a two-line shim.) The package is laid out by job:
@@ -25,6 +26,10 @@ the results and a two-line shim.) The package is laid out by job:
 ``machine``         machine info, package versions, I/O counters, disk usage
 ``report``          Markdown + JSON, lsm-to-peer ratios
 ``comparereport``   Markdown + JSON of ``lsm-bench compare``
+``scale``           ``lsm-bench scale``: one large load per engine in steps, in
+                    a child process each: throughput, latency, stalls, memory,
+                    levels, open times as the database grows
+``scalereport``     Markdown + JSON of ``lsm-bench scale``, and its targets
 ``plots``           PNG plots (optional: needs matplotlib)
 ==================  ==========================================================
 

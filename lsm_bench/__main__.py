@@ -17,6 +17,14 @@ CPU time, with lsm / peer ratios per round::
         --workloads reads --out bench-out/compare-reads    # a few minutes
     python -m bench compare --num 1000000 --workloads writes  # ~10 minutes
 
+The ``scale`` sub-command loads one large database per engine in ten steps
+and records how throughput, latency, memory and open times change as it
+grows (:mod:`lsm_bench.scale`)::
+
+    python -m bench scale --quick                 # about a minute
+    python -m bench scale --num 5000000 --out bench-out/scale-5m
+    python -m bench scale                         # 50M keys: hours (bench/RESULTS.md)
+
 Exit status: 0 when every result is ``ok`` or ``skipped``; 1 when any read
 came back wrong (``failed``) or an engine raised (``error``); 2 on bad usage.
 """
@@ -27,7 +35,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lsm_bench import compare, comparereport
+from lsm_bench import compare, comparereport, scale, scalereport
 from lsm_bench.config import (
     DEFAULT_BATCH,
     DEFAULT_KEY_SIZE,
@@ -66,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Engines: " + ", ".join(ENGINES) + ". See bench/RESULTS.md. "
         "Sub-command: 'lsm-bench compare ...' (first argument) compares lsm with its peers "
         "in one process, in interleaved rounds timed by thread CPU; see "
-        "'lsm-bench compare --help'.",
+        "'lsm-bench compare --help'. Sub-command: 'lsm-bench scale ...' loads one large database "
+        "per engine in steps (memory, stalls, read latency, open times as it grows); see "
+        "'lsm-bench scale --help'.",
     )
     p.add_argument("--num", type=int, default=None,
                    help=f"entries per database (default {DEFAULT_NUM:,}; --quick {QUICK_NUM:,})")
@@ -299,6 +309,117 @@ def compare_main(argv: list[str]) -> int:
     return 0
 
 
+def build_scale_parser() -> argparse.ArgumentParser:
+    """The parser of ``lsm-bench scale`` (exposed for tests and ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog="lsm-bench scale",
+        description="Load NUM keys in STEPS steps into one database per engine (each engine in "
+        "a child process of its own) and record after each step: put throughput and latency, stalls, "
+        "resident memory, bytes on disk and per level, write amplification, and a sample of random "
+        "and missing-key reads; at the end readrandom, readmissing, scanprefix, readseq, close and "
+        "open times, memory after the open, and the open after a SIGKILL.",
+        epilog=f"The full run (--num {scale.DEFAULT_NUM:,}) takes hours on a 2-core machine; "
+        "see bench/RESULTS.md for the figures and the time it took. Every read is checked.",
+    )
+    p.add_argument("--num", type=int, default=None,
+                   help=f"keys to load (default {scale.DEFAULT_NUM:,}; --quick {scale.QUICK_NUM:,})")
+    p.add_argument("--peer-num", type=int, default=None,
+                   help="keys for the peers (default: --num), to run them at a smaller size")
+    p.add_argument("--steps", type=int, default=scale.DEFAULT_STEPS,
+                   help="steps of the load (default %(default)s)")
+    p.add_argument("--first-step", type=int, default=None,
+                   help=f"keys in the first step (default: NUM / STEPS, at most {scale.FIRST_STEP_MAX:,}); "
+                   "the other steps split the rest equally")
+    p.add_argument("--reads", type=int, default=scale.DEFAULT_READS,
+                   help="gets per step in each read sample (default %(default)s)")
+    p.add_argument("--final-reads", type=int, default=scale.DEFAULT_FINAL_READS,
+                   help="gets in the final readrandom and readmissing (default %(default)s)")
+    p.add_argument("--scans", type=int, default=scale.DEFAULT_SCANS,
+                   help="prefix scans of 100 keys at the end (default %(default)s)")
+    p.add_argument("--seq", type=int, default=scale.DEFAULT_SEQ,
+                   help="readseq entries at the end (default %(default)s)")
+    p.add_argument("--engines", type=_csv, default=None,
+                   help="comma-separated engines (default: lsm, and plyvel when installed)")
+    p.add_argument("--value-size", type=int, default=DEFAULT_VALUE_SIZE,
+                   help="bytes per value (default %(default)s)")
+    p.add_argument("--key-size", type=int, default=DEFAULT_KEY_SIZE,
+                   help="bytes per key, zero-padded decimal (default %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default 301)")
+    p.add_argument("--opt", action="append", default=[], metavar="[ENGINE:]KEY=VALUE",
+                   help="engine option pass-through, repeatable, as in the main run")
+    p.add_argument("--no-kill", action="store_true",
+                   help="skip the open after a SIGKILL of a writer process")
+    p.add_argument("--kill-puts", type=int, default=None,
+                   help="puts the killed writer makes (default: 90%% of a memtable)")
+    p.add_argument("--in-process", action="store_true",
+                   help="measure every engine in this process (RSS then includes earlier engines)")
+    p.add_argument("--keep", action="store_true", help="keep the databases (paths in the report)")
+    p.add_argument("--out", type=Path, default=Path("bench-out/scale"),
+                   help="directory for results.md, results.json, plots/ (default %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a short smoke run: num={scale.QUICK_NUM:,} (an explicit --num still wins)")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar during each step (auto: when stderr is a terminal)")
+    p.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    p.add_argument("--tmpdir", type=Path, default=None,
+                   help="parent directory for the databases (they need about 1.5x the data's size)")
+    return p
+
+
+def scale_config_from_args(args: argparse.Namespace) -> scale.ScaleConfig:
+    """Turn parsed ``scale`` arguments into a :class:`~lsm_bench.scale.ScaleConfig`.
+
+    :raises ValueError: an unknown engine, or an invalid value.
+    """
+    if args.engines is None:
+        engines = tuple(n for n in scale.DEFAULT_ENGINES
+                        if n in ALWAYS_ENGINES or ENGINES[n].unavailable_reason() is None)
+    else:
+        engines = tuple(args.engines)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown)}; choose from {', '.join(ENGINES)}")
+    num = args.num if args.num is not None else (scale.QUICK_NUM if args.quick else scale.DEFAULT_NUM)
+    return scale.ScaleConfig(
+        num=num, peer_num=args.peer_num, steps=args.steps, first_step=args.first_step, reads=args.reads,
+        final_reads=args.final_reads, scans=args.scans, seq=args.seq, engines=engines,
+        key_size=args.key_size, value_size=args.value_size, seed=args.seed,
+        engine_options=parse_opts(args.opt), kill=not args.no_kill, kill_puts=args.kill_puts,
+        isolate=not args.in_process, keep=args.keep, out=args.out, progress=args.progress,
+        plots=not args.no_plots, tmpdir=args.tmpdir, quick=args.quick,
+    )
+
+
+def scale_main(argv: list[str]) -> int:
+    """``lsm-bench scale``; returns the exit status (see module doc)."""
+    parser = build_scale_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = scale_config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    report = scale.run_scale(cfg)
+    assert cfg.out is not None
+    paths = scalereport.write_report(report, cfg.out)
+    plots: list[Path] = []
+    if cfg.plots:
+        if matplotlib_available():
+            plots = write_plots(report, cfg.out / "plots")
+        else:
+            print("note: matplotlib is not installed; no plots (pip install lsm-tree[bench])",
+                  file=sys.stderr)
+    print(scalereport.render_markdown(report))
+    print(f"wrote {paths['markdown']}, {paths['json']}"
+          + (f" and {len(plots)} plots in {cfg.out / 'plots'}" if plots else ""), file=sys.stderr)
+    bad = scalereport.failures(report)
+    if bad:
+        print(f"ERROR: {len(bad)} result(s) failed or raised:", file=sys.stderr)
+        for rec in bad:
+            print(f"  scale / {rec['engine']}: {rec['status']}: {rec.get('note')}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _list() -> str:
     lines = ["workloads:"]
     for name in ALL_WORKLOADS:
@@ -316,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "compare":
         return compare_main(argv[1:])
+    if argv and argv[0] == "scale":
+        return scale_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:

@@ -8,6 +8,10 @@
 - ``summary.png``: ops/s per workload and engine (log scale).
 - ``compare.png`` (``lsm-bench compare``): lsm / peer per workload, one dot
   per round (thread CPU filled, wall hollow), the median as a bar.
+- ``scale.png`` (``lsm-bench scale``): against keys loaded, one line per
+  engine: put and readrandom throughput, put and readrandom p99 latency,
+  resident heap and mapped pages (with lsm's own account of its heap);
+  ``scale-levels.png``: bytes per level after each step, per engine.
 
 Three figures rather than one per workload: each ``savefig`` costs about a
 third of a second, and ``--quick`` must stay well under a minute.
@@ -73,6 +77,8 @@ def write_plots(report: Report, out: Path) -> list[Path]:
     if report.get("mode") == "compare":
         path = _compare_plot(plt, report, out)
         return [path] if path is not None else []
+    if report.get("mode") == "scale":
+        return [p for p in (_scale_plot(plt, report, out), _scale_levels_plot(plt, report, out)) if p is not None]
     written = [
         _throughput_plot(plt, report, out),
         _shape_plot(plt, report, out),
@@ -269,3 +275,85 @@ def _compare_plot(plt: Any, report: Report, out: Path) -> Path | None:
         ax.legend(fontsize="x-small")
     fig.suptitle("lsm-bench compare: per-round ratios (dots) and their medians (bars)")
     return _save(plt, fig, out / "compare.png", tight=True)
+
+
+def _scale_recs(report: Report) -> list[dict[str, Any]]:
+    return [r for r in report.get("results", []) if r.get("steps")]
+
+
+def _scale_plot(plt: Any, report: Report, out: Path) -> Path | None:
+    """Throughput, p99 latency, resident memory and the slowest put against keys loaded."""
+    recs = _scale_recs(report)
+    if not recs:
+        return None
+    colours = _engine_colours(plt, report)
+    fig, axes = _grid(plt, 5, 3, (5.0, 3.4))
+
+    def lines(ax: Any, series: tuple[tuple[str, str, str, str], ...]) -> None:
+        for rec in recs:
+            xs = [s["keys"] / 1e6 for s in rec["steps"]]
+            for part, fld, style, label in series:
+                ys = [s[part].get(fld) if fld in s[part] else s[part]["latency"].get(fld) for s in rec["steps"]]
+                ax.plot(xs, [y if isinstance(y, (int, float)) else float("nan") for y in ys], style,
+                        marker=".", color=colours[rec["engine"]], label=f"{rec['engine']} {label}")
+
+    lines(axes[0], (("puts", "ops_per_sec", "-", "put"),))
+    axes[0].set_title("put throughput (ops/s)", fontsize="medium")
+    axes[0].set_ylim(bottom=0)
+    lines(axes[1], (("readrandom", "ops_per_sec", "-", "readrandom"),
+                    ("readmissing", "ops_per_sec", "--", "readmissing")))
+    axes[1].set_title("read sample throughput (ops/s, log)", fontsize="medium")
+    axes[1].set_yscale("log")
+    lines(axes[2], (("puts", "p99_us", "-", "put"), ("readrandom", "p99_us", "--", "readrandom")))
+    axes[2].set_title("p99 latency (us, log)", fontsize="medium")
+    axes[2].set_yscale("log")
+    ax = axes[3]
+    for rec in recs:
+        xs = [s["keys"] / 1e6 for s in rec["steps"]]
+        mem = [s.get("memory") or {} for s in rec["steps"]]
+        c = colours[rec["engine"]]
+        ax.plot(xs, [_num(m.get("rss_anon")) / 2**20 for m in mem], "-", marker=".", color=c,
+                label=f"{rec['engine']} heap (RssAnon)")
+        ax.plot(xs, [_num(m.get("rss_file")) / 2**20 for m in mem], ":", color=c,
+                label=f"{rec['engine']} mapped (RssFile)")
+        acc = [(s.get("engine_memory") or {}).get("total") for s in rec["steps"]]
+        if any(isinstance(a, (int, float)) for a in acc):
+            ax.plot(xs, [_num(a) / 2**20 for a in acc], "--", color=c, label=f"{rec['engine']} own account")
+    ax.set_title("resident memory (MiB)", fontsize="medium")
+    ax.set_ylim(bottom=0)
+    lines(axes[4], (("puts", "max_put_ms", "-", "slowest put"),))
+    axes[4].set_title("slowest put per step (ms, log)", fontsize="medium")
+    axes[4].set_yscale("log")
+    for ax in axes[:5]:
+        ax.set_xlabel("keys loaded (millions)", fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="xx-small")
+    fig.suptitle("lsm-bench scale: as the database grows")
+    return _save(plt, fig, out / "scale.png", tight=True)
+
+
+def _scale_levels_plot(plt: Any, report: Report, out: Path) -> Path | None:
+    """Bytes per level after each step, one panel per engine (stacked bars)."""
+    recs = [r for r in _scale_recs(report) if any(s.get("levels") for s in r["steps"])]
+    if not recs:
+        return None
+    fig, axes = _grid(plt, len(recs), len(recs), (6.0, 3.6))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, rec in zip(axes, recs):
+        steps = rec["steps"]
+        depth = max(len(s.get("levels") or []) for s in steps)
+        xs = list(range(len(steps)))
+        bottom = [0.0] * len(steps)
+        for lv in range(depth):
+            ys = [((s.get("levels") or [])[lv:lv + 1] or [{"bytes": 0}])[0]["bytes"] / 2**20 for s in steps]
+            if any(ys):
+                ax.bar(xs, ys, bottom=bottom, label=f"L{lv}", color=cycle[lv % len(cycle)])
+                bottom = [b + y for b, y in zip(bottom, ys)]
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{s['keys'] / 1e6:g}M" for s in steps], rotation=45, fontsize="x-small")
+        ax.set_title(f"{rec['engine']}: MiB per level after each step", fontsize="medium")
+        ax.tick_params(labelsize="x-small")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize="xx-small")
+    return _save(plt, fig, out / "scale-levels.png", tight=True)

@@ -46,7 +46,7 @@ BENCH_MODULES = [
     "lsm_bench", "lsm_bench.config", "lsm_bench.data", "lsm_bench.engines", "lsm_bench.peers", "lsm_bench.measure",
     "lsm_bench.progress", "lsm_bench.context", "lsm_bench.workloads", "lsm_bench.ycsb", "lsm_bench.cachebench",
     "lsm_bench.runner", "lsm_bench.machine", "lsm_bench.report", "lsm_bench.plots", "lsm_bench.__main__",
-    "lsm_bench.compare", "lsm_bench.comparereport",
+    "lsm_bench.compare", "lsm_bench.comparereport", "lsm_bench.scale", "lsm_bench.scalereport",
 ]
 
 

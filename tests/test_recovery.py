@@ -330,3 +330,37 @@ def test_logs_run_ahead_of_their_records_and_are_trimmed(tmp_path, sync_mode):
     assert os.path.getsize(log[0]) == wal_bytes  # close trims
     with lsm.open(copy, wal_recovery="absolute") as db2:
         assert db2.get(b"k") == b"v" and db2.stats()["recovery"]["problems"] == []
+
+
+def test_close_flushes_waiting_memtables_so_the_next_open_replays_one(tmp_path, monkeypatch):
+    """Memtables switched but not yet flushed at close() are flushed by it:
+    the next open replays only the active memtable's log."""
+    import threading
+
+    from lsm.db import DB
+
+    gate = threading.Event()
+    original = DB._flush_job_locked
+
+    def held_flush(self):  # flushes wait for the gate (the _mu is released meanwhile)
+        self._mu.release()
+        try:
+            gate.wait(30)
+        finally:
+            self._mu.acquire()
+        original(self)
+
+    monkeypatch.setattr(DB, "_flush_job_locked", held_flush)
+    db = lsm.open(tmp_path / "db", sync_mode="never", memtable_bytes=64 << 10, max_immutable_memtables=2,
+                  compaction_process=False)
+    n = 0
+    while len(db._sv.imms) < 2:
+        db.put(b"%08d" % n, b"v" * 100)
+        n += 1
+    active = len(db._sv.mem)
+    threading.Timer(0.2, gate.set).start()
+    db.close()
+    monkeypatch.setattr(DB, "_flush_job_locked", original)
+    with lsm.open(tmp_path / "db", sync_mode="never") as db:
+        assert db.stats()["recovery"]["entries_replayed"] == active
+        assert all(db.get(b"%08d" % i) == b"v" * 100 for i in range(n))

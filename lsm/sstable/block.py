@@ -39,6 +39,7 @@ from typing import Sequence
 
 from ..coding import U32
 from ..errors import CorruptionError
+from ..memory import keys_list
 from .format import BlockHandle
 
 __all__ = ["BLOCK_HEADER", "VARIABLE_KEY", "VARIABLE_VALUE", "BlockLayout", "IndexBlock", "block_layout",
@@ -229,9 +230,9 @@ def encode_index_block(last_keys: list[bytes], handles: list[BlockHandle]) -> by
 class IndexBlock:
     """The decoded sparse index: the last key of every data block, and its
     handle. Immutable after construction; ``keys`` is a list so that a read
-    bisects it in C."""
+    bisects it in C. ``nbytes``: the memory it holds (lsm.memory)."""
 
-    __slots__ = ("keys", "offsets", "sizes")
+    __slots__ = ("keys", "offsets", "sizes", "nbytes")
 
     def __init__(self, payload: bytes, path: str = "?", offset: int = 0) -> None:
         try:
@@ -246,12 +247,19 @@ class IndexBlock:
             pos += 4 * count
         except (struct.error, ValueError) as e:
             raise CorruptionError(path, offset, f"malformed index block: {e}") from None
-        if pos + sum(klens) != len(payload):
+        key_bytes = sum(klens)
+        if pos + key_bytes != len(payload):
             raise CorruptionError(path, offset, "index block sizes do not add up")
         koffs = list(accumulate(klens, initial=pos))
         self.keys = [payload[a:b] for a, b in zip(koffs, koffs[1:])]
-        self.offsets = list(offs)
-        self.sizes = list(sizes)
+        # Offsets and sizes stay arrays (8 and 4 bytes an entry): as lists of
+        # ints they would cost 40 bytes each, and an open table keeps its
+        # index for as long as it is open (doc/design.md#memory).
+        self.offsets = offs
+        self.sizes = sizes
+        fixed = klens[0] if count and min(klens) == max(klens) else None
+        self.nbytes = (keys_list(count, key_bytes, fixed) + sys.getsizeof(self.keys)
+                       + sys.getsizeof(offs) + sys.getsizeof(sizes))
         keys = self.keys
         for i in range(1, count):
             if not (keys[i - 1] < keys[i] and offs[i - 1] < offs[i]):
@@ -270,11 +278,6 @@ class IndexBlock:
     def find_last_before(self, key: bytes) -> int:
         """Index of the last block that may hold keys < ``key``."""
         return bisect_right(self.keys, key)
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held, approximately: the key objects, list slots and ints."""
-        return sum(map(len, self.keys)) + 105 * len(self.keys)
 
 
 def encode_range_dels(dels: Sequence[tuple[bytes, bytes, int]]) -> bytes:

@@ -47,6 +47,7 @@ PATTERN_COUNT = 4096
 _MASK64 = (1 << 64) - 1
 _SWAP = sys.byteorder != "little"
 _patterns: dict[int, list[int]] = {}
+_ZERO_WORD = bytes(8)
 
 
 def _splitmix64(state: int):
@@ -144,8 +145,10 @@ class BlockedBloom:
             raise ValueError(f"bad filter header: {probes} probes, {nwords} words")
         if len(payload) != HEAD_BYTES + 8 * nwords:
             raise ValueError(f"filter of {nwords} words needs {HEAD_BYTES + 8 * nwords} bytes, has {len(payload)}")
-        words = array("Q")
-        words.frombytes(payload[HEAD_BYTES:])
+        # Allocated at its exact size (frombytes would reserve 1/16 more):
+        # an open table keeps its filter in memory while it is open.
+        words = array("Q", _ZERO_WORD) * nwords
+        memoryview(words).cast("B")[:] = memoryview(payload)[HEAD_BYTES:]
         if _SWAP:
             words.byteswap()
         return cls(words, probes)
@@ -160,7 +163,8 @@ class BlockedBloom:
 
     @property
     def nbytes(self) -> int:
-        return 8 * self.nwords
+        """Memory held: the words (the probe patterns are shared by every filter)."""
+        return sys.getsizeof(self.words)
 
 
 def build_classic(keys: list[bytes], bits_per_key: int) -> bytes:
@@ -222,7 +226,7 @@ class ClassicBloom:
 
     @property
     def nbytes(self) -> int:
-        return len(self.bits)
+        return sys.getsizeof(self.bits)
 
 
 def decode_filter(payload: bytes, table_version: int) -> BlockedBloom | ClassicBloom | None:

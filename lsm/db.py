@@ -268,7 +268,7 @@ class DB(Background, Reads, Writes, MutableMapping):
         with self._views_mu:
             scans = list(self._scans)
         for chunks in scans:  # an open scan raises ClosedError from its next entry on
-            chunks.close(self._closed_error())
+            chunks._shut(self._closed_error())
         for t in self._threads:
             t.join()
         if self._worker is not None:

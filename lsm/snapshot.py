@@ -5,12 +5,15 @@
 A view pins its super version: its memtables and its ``Version`` stay alive,
 so the tables it reads are not deleted while it is open (doc/design.md#read-path).
 These classes call back into the DB only through ``_get_entry``,
-``_scan`` and ``_release_view``.
+``_scan``, ``_scan_range``, ``_read_range``, ``_scan_chunks`` and
+``_release_view``.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
+import weakref
 from typing import Any, Iterator
 
 from .errors import ClosedError
@@ -72,13 +75,16 @@ class Snapshot:
 
     Reads see exactly that state across later writes, flushes and
     compactions. Close it (or leave its ``with`` block) to let compaction
-    reclaim what it pins; using it afterwards raises ClosedError.
+    reclaim what it pins; using it afterwards raises ClosedError, and so
+    does using a scan made from it.
     Thread safety: may be shared between threads.
     """
 
     def __init__(self, db: Any, view: View) -> None:
         self._db = db
         self._view: View | None = view
+        self._iters: weakref.WeakSet = weakref.WeakSet()  # guarded by _mu: its scans, closed with it
+        self._mu = threading.Lock()
 
     @property
     def sequence(self) -> int:
@@ -113,13 +119,29 @@ class Snapshot:
         if hi is not None:
             got = db._read_range(view.sv, view.seq, lo, hi, reverse)
             if got is not None:
-                return db._scan_chunks(iter((got,)), keys_only, None)
-        return db._scan(view, lo, hi, reverse, keys_only, owned=False)
+                return self._track(db._scan_chunks(iter((got,)), keys_only, None))
+        return self._track(db._scan(view, lo, hi, reverse, keys_only, owned=False))
+
+    def _track(self, it: Any) -> Any:
+        """Register scan ``it`` to be closed with the snapshot."""
+        target = it._chunks if isinstance(it, ScanIterator) else it
+        with self._mu:
+            if self._view is None:  # closed since the scan was made
+                closed = ClosedError("snapshot is closed")
+                target._shut(closed)
+                raise closed
+            self._iters.add(target)
+        return it
 
     def close(self) -> None:
-        """Release the snapshot (idempotent); later use raises ClosedError."""
-        if self._view is not None:
+        """Release the snapshot (idempotent); later use raises ClosedError,
+        also from its scans."""
+        with self._mu:
             view, self._view = self._view, None
+            iters = list(self._iters)
+        if view is not None:
+            for it in iters:
+                it._shut(ClosedError("snapshot is closed"))
             if not self._db._closed:
                 self._db._release_view(view)
 
@@ -203,6 +225,8 @@ class ScanChunks:
             self.raiser = _Raiser(error or ClosedError("scan iterator is closed"))
             self.current.clear()
             self._end(_CLOSED)
+
+    _shut = close  # what DB.close() and Snapshot.close() call
 
     def _end(self, state: int) -> None:
         self.state = state

@@ -8,6 +8,7 @@ b'value'
 """
 
 from .batch import WriteBatch
+from .cursor import Cursor
 from .db import DB, open
 from .snapshot import Entry, ScanIterator, Snapshot
 from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
@@ -23,6 +24,7 @@ __all__ = [
     "BackgroundError",
     "ClosedError",
     "CorruptionError",
+    "Cursor",
     "DB",
     "DiskError",
     "Entry",

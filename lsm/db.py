@@ -90,7 +90,7 @@ class DB(Background, Reads, Writes, MutableMapping):
     * point reads: ``get``, ``get_entry``, ``key in db``, ``db[key]``
     * writes: ``put``, ``delete``, ``compare_and_swap``, ``write``/``write_batch``,
       ``db[key] = value``, ``del db[key]``
-    * ranges and views: ``scan``, ``snapshot``
+    * ranges and views: ``scan``, ``cursor`` (seek, next, prev), ``snapshot``
     * maintenance: ``flush``, ``compact_range``, ``wait_for_compactions``, ``stats``, ``close``
 
     Thread safety: one ``DB`` may be shared by any number of threads. Reads
@@ -123,7 +123,8 @@ class DB(Background, Reads, Writes, MutableMapping):
         self._tables = TableCache(self._fs, lambda n: make_table_name(self._path, n),
                                   self._opts.max_open_files, self._block_cache, self._opts.paranoid_checks)
         self._views: weakref.WeakSet[View] = weakref.WeakSet()  # guarded by _views_mu
-        self._scans: weakref.WeakSet = weakref.WeakSet()  # guarded by _views_mu: open scans, closed by close()
+        # guarded by _views_mu: open scans and cursors, closed by close()
+        self._scans: weakref.WeakSet = weakref.WeakSet()
         self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
         self._pending_outputs: set[int] = set()  # guarded by _mu
         self._obsolete_due = False  # a view was released: files it pinned may be deletable
@@ -267,7 +268,7 @@ class DB(Background, Reads, Writes, MutableMapping):
                 self._delete_obsolete_locked()
         with self._views_mu:
             scans = list(self._scans)
-        for chunks in scans:  # an open scan raises ClosedError from its next entry on
+        for chunks in scans:  # an open scan or cursor raises ClosedError from its next use on
             chunks._shut(self._closed_error())
         for t in self._threads:
             t.join()

@@ -18,6 +18,7 @@ import time
 from bisect import bisect_left
 from typing import Iterator
 
+from .cursor import Cursor, cursor_bounds
 from .errors import DiskError
 from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor, read_range
 from .keys import DELETE, MAX_SEQUENCE, PUT, check_key
@@ -155,7 +156,8 @@ class Reads:
         seq = self._versions.last_sequence  # published writes only, as get()
         return self._get_entry(self._sv, check_key(key), seq)
 
-    def _get_entry(self, sv: SuperVersion, key: bytes, seq: int) -> Entry | None:
+    def _get_entry(self, sv: SuperVersion, key: bytes, seq: int, now: float | None = None) -> Entry | None:
+        """``key`` at ``seq`` in ``sv``, TTL judged at ``now`` (default: the clock)."""
         r = None
         for m in (sv.mem,) + sv.imms:
             r = m.get_at(key, seq)
@@ -171,7 +173,7 @@ class Reads:
         if r[1] == PUT:
             return Entry(r[2], r[0], None)
         expires = _F64.unpack_from(r[2])[0]
-        if expires <= self._now():
+        if expires <= (self._now() if now is None else now):
             return None
         return Entry(r[2][8:], r[0], expires)
 
@@ -303,6 +305,47 @@ class Reads:
                 return self._scan_chunks(iter((got,)), keys_only, None)
         return self._scan(self._new_view(), lo, hi, reverse, keys_only)
 
+    def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> Cursor:
+        """A :class:`lsm.Cursor` over the database as of now, within
+        ``[lower, upper)`` (None: unbounded), not yet positioned: ``seek``,
+        ``seek_for_prev``, ``seek_to_first`` or ``seek_to_last`` it, then move
+        it with ``next()``/``prev()``. Like a scan's, its view is fixed now.
+        Close it (or use ``with``) to release that view.
+
+        >>> import lsm, tempfile
+        >>> db = lsm.open(tempfile.mkdtemp(), sync_mode="never")
+        >>> for k in (b"a1", b"a2", b"b1"): _ = db.put(k, k.upper())
+        >>> with db.cursor(lower=b"a2") as c:
+        ...     c.seek_to_first(), c.key
+        ...     c.seek(b"b"), c.key, c.value
+        (True, b'a2')
+        (True, b'b1', b'B1')
+        >>> db.close()
+        """
+        lo, hi = (b"", None) if lower is None and upper is None else cursor_bounds(lower, upper)
+        now = self._now()
+        with self._views_mu:
+            # Checked under _views_mu: DB.close() sets _closed before it takes
+            # the lock to close the registered cursors, so a cursor made here
+            # is either refused or registered in time to be closed.
+            if self._closed:
+                raise self._closed_error()
+            view = View(self._versions.last_sequence, self._sv)
+            self._views.add(view)
+            c = Cursor(self, view, lo, hi, now, True)
+            self._scans.add(c)
+        return c
+
+    def _snapshot_cursor(self, view: View, lower: bytes | None, upper: bytes | None) -> Cursor:
+        """A cursor over a snapshot's ``view`` (the snapshot keeps the view)."""
+        lo, hi = cursor_bounds(lower, upper)
+        c = Cursor(self, view, lo, hi, self._now(), False)
+        with self._views_mu:
+            if self._closed:
+                raise self._closed_error()
+            self._scans.add(c)
+        return c
+
     def _read_range(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes,
                     reverse: bool) -> tuple[list, list] | None:
         """``[lo, hi)`` at ``seq`` as one chunk, or None when it is long
@@ -346,10 +389,13 @@ class Reads:
             self._scans.add(chunks)  # DB.close() closes the scans still open
         return ScanIterator._start(chunks)
 
-    def _window_sources(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes | None, reverse: bool) -> list:
+    def _window_sources(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes | None, reverse: bool,
+                        now: float | None = None) -> list:
         """The sources of a scan of ``[lo, hi)``, newest first: memtables,
-        each L0 table, then one run per deeper level."""
-        now = self._now()
+        each L0 table, then one run per deeper level. TTL entries are judged
+        at ``now`` (default: the clock)."""
+        if now is None:
+            now = self._now()
         sources: list = [MemWindows(m, lo, hi, reverse, seq, now) for m in (sv.mem,) + sv.imms if len(m)]
         version = sv.version
         opener = self._tables.reader

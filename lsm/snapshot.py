@@ -5,8 +5,8 @@
 A view pins its super version: its memtables and its ``Version`` stay alive,
 so the tables it reads are not deleted while it is open (doc/design.md#read-path).
 These classes call back into the DB only through ``_get_entry``,
-``_scan``, ``_scan_range``, ``_read_range``, ``_scan_chunks`` and
-``_release_view``.
+``_scan``, ``_scan_range``, ``_read_range``, ``_scan_chunks``,
+``_snapshot_cursor`` and ``_release_view``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import ClosedError
 from .keys import check_key
 from .memtable import Memtable
 from .version import Version
+
+if TYPE_CHECKING:  # annotations only: cursor sits above snapshot
+    from .cursor import Cursor
 
 __all__ = ["Entry", "ScanIterator", "Snapshot", "SuperVersion", "View"]
 
@@ -76,14 +79,14 @@ class Snapshot:
     Reads see exactly that state across later writes, flushes and
     compactions. Close it (or leave its ``with`` block) to let compaction
     reclaim what it pins; using it afterwards raises ClosedError, and so
-    does using a scan made from it.
+    does using a scan or cursor made from it.
     Thread safety: may be shared between threads.
     """
 
     def __init__(self, db: Any, view: View) -> None:
         self._db = db
         self._view: View | None = view
-        self._iters: weakref.WeakSet = weakref.WeakSet()  # guarded by _mu: its scans, closed with it
+        self._iters: weakref.WeakSet = weakref.WeakSet()  # guarded by _mu: scans and cursors, closed with it
         self._mu = threading.Lock()
 
     @property
@@ -122,11 +125,27 @@ class Snapshot:
                 return self._track(db._scan_chunks(iter((got,)), keys_only, None))
         return self._track(db._scan(view, lo, hi, reverse, keys_only, owned=False))
 
+    def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> "Cursor":
+        """Like ``DB.cursor``: an :class:`lsm.Cursor` over this snapshot's
+        frozen state (closed when the snapshot is).
+
+        >>> import lsm, tempfile
+        >>> db = lsm.open(tempfile.mkdtemp(), sync_mode="never")
+        >>> _ = db.put(b"k", b"old")
+        >>> with db.snapshot() as snap:
+        ...     _ = db.put(b"k", b"new")
+        ...     with snap.cursor() as c:
+        ...         c.seek_to_last(), c.value
+        (True, b'old')
+        >>> db.close()
+        """
+        return self._track(self._db._snapshot_cursor(self._live(), lower, upper))
+
     def _track(self, it: Any) -> Any:
-        """Register scan ``it`` to be closed with the snapshot."""
+        """Register scan or cursor ``it`` to be closed with the snapshot."""
         target = it._chunks if isinstance(it, ScanIterator) else it
         with self._mu:
-            if self._view is None:  # closed since the scan was made
+            if self._view is None:  # closed since the scan or cursor was made
                 closed = ClosedError("snapshot is closed")
                 target._shut(closed)
                 raise closed
@@ -135,7 +154,7 @@ class Snapshot:
 
     def close(self) -> None:
         """Release the snapshot (idempotent); later use raises ClosedError,
-        also from its scans."""
+        also from its scans and cursors."""
         with self._mu:
             view, self._view = self._view, None
             iters = list(self._iters)
@@ -226,7 +245,7 @@ class ScanChunks:
             self.current.clear()
             self._end(_CLOSED)
 
-    _shut = close  # what DB.close() and Snapshot.close() call
+    _shut = close  # what DB.close() and Snapshot.close() call, on scans and cursors alike
 
     def _end(self, state: int) -> None:
         self.state = state

@@ -35,8 +35,9 @@ ALLOWED: dict[str, set[str]] = {
     **{m: L0 | L1 | L2 for m in L3},
     "worker": L0 | L1 | L2 | {"compaction"},
     "snapshot": {"errors", "keys", "memtable", "version"},
+    "cursor": {"errors", "keys", "iterators", "snapshot"},
     "background": L0 | L1 | L2 | L3 | {"snapshot", "worker"},
-    "reads": L0 | L1 | L2 | {"snapshot"},
+    "reads": L0 | L1 | L2 | {"snapshot", "cursor"},
     "writes": L0 | L1 | L2 | {"commit", "snapshot"},
     "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker"},
     "typed": {"db", "serde", "errors", "snapshot"},
@@ -47,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "dump": L0 | L1 | L2 | {"db", "recovery", "dumprecords"},
     "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
     "cli": {"dump", "repair", "db", "errors", "options"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot"},
+    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "pcache", "snapshot", "cursor"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}

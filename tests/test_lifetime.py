@@ -9,7 +9,7 @@ import pytest
 
 import lsm
 
-N = 300
+N = 200
 
 
 @pytest.fixture
@@ -103,3 +103,58 @@ def test_exhausted_scan_stays_exhausted_after_close(db):
     assert list(it) == [(b"k0010", b"v0010"), (b"k0011", b"v0011")]
     db.close()
     assert list(it) == []
+
+
+# -- cursors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", ["db", "snapshot"])
+def test_cursor_lifetime(db, via):
+    snap = db.snapshot()
+    src = snap if via == "snapshot" else db
+    c = src.cursor()
+    assert c.seek(b"k0010") and c.next()
+    c.close()
+    c.close()  # idempotent
+    for use in (lambda: c.key, lambda: c.valid, c.next, c.seek_to_first, lambda: c.seek(b"k")):
+        with pytest.raises(lsm.ClosedError):
+            use()
+    with src.cursor() as c2:
+        c2.seek_to_first()
+    with pytest.raises(lsm.ClosedError):
+        c2.next()
+    c3 = src.cursor()
+    assert c3.seek(b"k0100")
+    if via == "snapshot":
+        snap.close()  # closes its cursors
+        with pytest.raises(lsm.ClosedError, match="snapshot"):
+            c3.key
+        with pytest.raises(lsm.ClosedError):
+            snap.cursor()
+        c4 = db.cursor()
+        assert c4.seek(b"k0100")
+    else:
+        c4 = c3
+    db.close()  # closes the DB's cursors (and the snapshot's)
+    for use in (lambda: c4.key, lambda: c4.value, lambda: c4.entry, c4.next, c4.prev, c4.seek_to_last,
+                lambda: c4.seek(b"k")):
+        with pytest.raises(lsm.ClosedError, match="closed"):
+            use()
+    with pytest.raises(lsm.ClosedError):
+        db.cursor()
+    with pytest.raises(lsm.ClosedError):
+        snap.cursor()
+    snap.close()
+    c4.close()
+
+
+def test_cursor_releases_its_view(tmp_path):
+    with lsm.open(tmp_path, sync_mode="never") as db:
+        before = len(db._views)
+        c = db.cursor()
+        assert len(db._views) == before + 1
+        c.close()
+        assert len(db._views) == before
+        with db.snapshot() as snap:
+            with snap.cursor():
+                assert len(db._views) == before + 1  # the snapshot's view, not a new one

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -350,6 +351,8 @@ def test_cursors_keep_their_view_while_a_writer_writes_and_compacts(tmp_path):
         except BaseException as e:  # reported below
             errors.append(e)
 
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: the writer lands inside cursor moves
     t = threading.Thread(target=writer)
     t.start()
     rng = random.Random(3)
@@ -381,6 +384,7 @@ def test_cursors_keep_their_view_while_a_writer_writes_and_compacts(tmp_path):
                         assert c.key <= want[min(i + 5, len(want)) - 1][0]
             checked += 1
     finally:
+        sys.setswitchinterval(switch)
         stop.set()
         t.join()
         db.close()

@@ -87,7 +87,7 @@ class DB(Background, Reads, Writes, MutableMapping):
 
     Methods by role:
 
-    * point reads: ``get``, ``get_entry``, ``key in db``, ``db[key]``
+    * point reads: ``get``, ``get_entry``, ``multi_get``, ``key in db``, ``db[key]``
     * writes: ``put``, ``delete``, ``compare_and_swap``, ``write``/``write_batch``,
       ``db[key] = value``, ``del db[key]``
     * ranges and views: ``scan``, ``cursor`` (seek, next, prev), ``snapshot``
@@ -179,7 +179,7 @@ class DB(Background, Reads, Writes, MutableMapping):
         record = self._metrics.record
         # get, put, delete, write and compare_and_swap sample themselves
         # (lsm.reads, lsm.writes): a wrapper frame would cost more than a hit
-        for name, op in (("get_entry", "get"), ("scan", "scan")):
+        for name, op in (("get_entry", "get"), ("scan", "scan"), ("multi_get", "multi_get")):
             setattr(self, name, _sampled(getattr(self, name), op, record))
 
     # -- opening and closing ---------------------------------------------

@@ -241,21 +241,20 @@ def test_walks_from_every_kind_of_seek_match_scans(tmp_path, monkeypatch, seek_c
     for k in keys:  # a deeper level of plain tables
         db.put(k, k * rng.randrange(5, 40))
     db.compact_range(None, None)
-    for rnd in range(5):  # L1, L0 and the memtable, with versions and tombstones
+    for rnd in range(5):  # L1 and (unless a compaction just took them) L0, with versions and tombstones
         for k in rng.sample(keys, 120):
             if rng.random() < 0.2:
                 db.delete(k)
             else:
                 db.put(k, b"%s-%d" % (k, rnd) * rng.randrange(1, 4))
-        if rnd < 4:
-            db.flush()
+        db.flush()
         if rnd == 1:
             db.wait_for_compactions()
     snap = db.snapshot()
-    for k in rng.sample(keys, 100):
+    for k in rng.sample(keys, 50):  # the memtable
         db.put(k, b"newer")
     shape = [len(level) for level in db._sv.version.levels]
-    assert shape[0] >= 1 and max(shape[1:]) >= 2 and db._sv.mem.entries, shape
+    assert max(shape[1:]) >= 2 and db._sv.mem.entries, shape  # the L0 count depends on compaction timing
     for src in (db, snap):
         forward = list(src.scan())
         fkeys = [k for k, _ in forward]

@@ -10,6 +10,7 @@ b'value'
 import warnings as _warnings
 
 from .batch import WriteBatch
+from .cursor import Cursor
 from .db import DB, open
 from .snapshot import Entry, ScanIterator, Snapshot
 from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
@@ -35,6 +36,7 @@ __all__ = [
     "BackgroundError",
     "ClosedError",
     "CorruptionError",
+    "Cursor",
     "DB",
     "DiskError",
     "Entry",

@@ -102,10 +102,10 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
 
     Methods by role:
 
-    * point reads: ``get``, ``get_entry``, ``key in db``, ``db[key]``
+    * point reads: ``get``, ``get_entry``, ``multi_get``, ``key in db``, ``db[key]``
     * writes: ``put``, ``delete``, ``compare_and_swap``, ``write``/``write_batch``,
       ``db[key] = value``, ``del db[key]``
-    * ranges and views: ``scan``, ``snapshot``
+    * ranges and views: ``scan``, ``cursor`` (seek, next, prev), ``snapshot``
     * namespaces and typed views: ``prefixed``, ``typed``
     * sizes for sharding and planning: ``approximate_sizes``, ``approximate_count``
     * maintenance: ``flush``, ``compact_range``, ``wait_for_compactions``, ``stats``, ``close``
@@ -144,7 +144,8 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         self._tables = TableCache(self._fs, lambda n: make_table_name(self._path, n),
                                   self._opts.max_open_files, self._block_cache, self._opts.paranoid_checks)
         self._views: weakref.WeakSet[View] = weakref.WeakSet()  # guarded by _views_mu
-        self._scans: weakref.WeakSet = weakref.WeakSet()  # guarded by _views_mu: open scans, closed by close()
+        # guarded by _views_mu: open scans and cursors, closed by close()
+        self._scans: weakref.WeakSet = weakref.WeakSet()
         self._views_mu = threading.Lock()  # never held across I/O: views never wait for the manifest
         # guarded by _mu: file numbers obsolete-file deletion skips (outputs
         # being written, logs a checkpoint is copying)
@@ -216,7 +217,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         record = self._metrics.record
         # get, put, delete, write and compare_and_swap sample themselves
         # (lsm.reads, lsm.writes): a wrapper frame would cost more than a hit
-        for name, op in (("get_entry", "get"), ("scan", "scan")):
+        for name, op in (("get_entry", "get"), ("scan", "scan"), ("multi_get", "multi_get")):
             setattr(self, name, _sampled(getattr(self, name), op, record))
 
     # -- opening and closing ---------------------------------------------
@@ -375,8 +376,8 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
                 _attempt(errors, self._delete_obsolete_locked)
         with self._views_mu:
             scans = list(self._scans)
-        for chunks in scans:  # an open scan raises ClosedError from its next entry on
-            _attempt(errors, lambda c=chunks: c.close(self._closed_error()))
+        for chunks in scans:  # an open scan or cursor raises ClosedError from its next use on
+            _attempt(errors, lambda c=chunks: c._shut(self._closed_error()))
         for t in self._threads:
             t.join()
         workers = (self._worker, self._flush_worker)

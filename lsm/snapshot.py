@@ -5,19 +5,25 @@
 A view pins its super version: its memtables and its ``Version`` stay alive,
 so the tables it reads are not deleted while it is open (doc/design.md#read-path).
 These classes call back into the DB only through ``_get_entry``,
-``_scan`` and ``_release_view``.
+``_scan``, ``_scan_range``, ``_read_range``, ``_scan_chunks``,
+``_snapshot_cursor`` and ``_release_view``.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import ClosedError
 from .keys import check_key
 from .memtable import Memtable
 from .rangedel import Fragments
 from .version import Version
+
+if TYPE_CHECKING:  # annotations only: cursor sits above snapshot
+    from .cursor import Cursor
 
 __all__ = ["Entry", "ScanIterator", "Snapshot", "SuperVersion", "View"]
 
@@ -96,13 +102,16 @@ class Snapshot:
 
     Reads see exactly that state across later writes, flushes and
     compactions. Close it (or leave its ``with`` block) to let compaction
-    reclaim what it pins; using it afterwards raises ClosedError.
+    reclaim what it pins; using it afterwards raises ClosedError, and so
+    does using a scan or cursor made from it.
     Thread safety: may be shared between threads.
     """
 
     def __init__(self, db: Any, view: View) -> None:
         self._db = db
         self._view: View | None = view
+        self._iters: weakref.WeakSet = weakref.WeakSet()  # guarded by _mu: scans and cursors, closed with it
+        self._mu = threading.Lock()
 
     @property
     def sequence(self) -> int:
@@ -137,13 +146,45 @@ class Snapshot:
         if hi is not None:
             got = db._read_range(view.sv, view.seq, lo, hi, reverse)
             if got is not None:
-                return db._scan_chunks(iter((got,)), keys_only, None)
-        return db._scan(view, lo, hi, reverse, keys_only, owned=False)
+                return self._track(db._scan_chunks(iter((got,)), keys_only, None))
+        return self._track(db._scan(view, lo, hi, reverse, keys_only, owned=False))
+
+    def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> "Cursor":
+        """Like ``DB.cursor``: an :class:`lsm.Cursor` over this snapshot's
+        frozen state (closed when the snapshot is).
+
+        >>> import lsm, tempfile
+        >>> db = lsm.open(tempfile.mkdtemp(), sync_mode="never")
+        >>> _ = db.put(b"k", b"old")
+        >>> with db.snapshot() as snap:
+        ...     _ = db.put(b"k", b"new")
+        ...     with snap.cursor() as c:
+        ...         c.seek_to_last(), c.value
+        (True, b'old')
+        >>> db.close()
+        """
+        return self._track(self._db._snapshot_cursor(self._live(), lower, upper))
+
+    def _track(self, it: Any) -> Any:
+        """Register scan or cursor ``it`` to be closed with the snapshot."""
+        target = it._chunks if isinstance(it, ScanIterator) else it
+        with self._mu:
+            if self._view is None:  # closed since the scan or cursor was made
+                closed = ClosedError("snapshot is closed")
+                target._shut(closed)
+                raise closed
+            self._iters.add(target)
+        return it
 
     def close(self) -> None:
-        """Release the snapshot (idempotent); later use raises ClosedError."""
-        if self._view is not None:
+        """Release the snapshot (idempotent); later use raises ClosedError,
+        also from its scans and cursors."""
+        with self._mu:
             view, self._view = self._view, None
+            iters = list(self._iters)
+        if view is not None:
+            for it in iters:
+                it._shut(ClosedError("snapshot is closed"))
             if not self._db._closed:
                 self._db._release_view(view)
 
@@ -227,6 +268,8 @@ class ScanChunks:
             self.raiser = _Raiser(error or ClosedError("scan iterator is closed"))
             self.current.clear()
             self._end(_CLOSED)
+
+    _shut = close  # what DB.close() and Snapshot.close() call, on scans and cursors alike
 
     def _end(self, state: int) -> None:
         self.state = state

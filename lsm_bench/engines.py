@@ -17,7 +17,8 @@ Thread safety: every adapter may be called from several threads at once
 (``fillsync`` with 4/16 threads, ``readwhilewriting``) - except the *direct
 paths* below, which are for one thread.
 
-Direct paths (``lsm-bench compare``, ``lsm_bench.compare``): :meth:`Engine.getter`,
+Direct paths (``lsm-bench compare``, ``lsm_bench.compare``; ``seekrandom`` seeks
+through :meth:`Engine.seek_next` too): :meth:`Engine.getter`,
 :meth:`Engine.putter`, :meth:`Engine.put_batch`, :meth:`Engine.range_iter`,
 :meth:`Engine.seek_next`, :meth:`Engine.bulk_load`, :meth:`Engine.settle` and
 :meth:`Engine.finish_load` hand out the store's own bound methods and iterators
@@ -232,7 +233,9 @@ class LsmEngine(Engine):
     Scans: ``db.scan(start=, stop=)``, and ``db.scan(prefix=)`` natively.
     ``quiesce``: ``db.flush()`` then ``db.wait_for_compactions()``.
     Direct paths: ``db.get``, ``db.put``, ``lsm.WriteBatch`` + ``db.write``;
-    ``seek_next`` takes ``n`` entries of ``db.scan(start=key)`` and closes it.
+    ``seek_next`` opens a ``db.cursor()``, ``seek(key)``, then ``next()`` until
+    it has ``n`` entries, and closes it (a new cursor per seek, as LevelDB's
+    db_bench makes a new iterator per seek).
     """
 
     name = "lsm"
@@ -328,12 +331,16 @@ class LsmEngine(Engine):
         return it
 
     def seek_next(self, key: bytes, n: int) -> list[Pair]:
-        # A seek is a scan from the key, closed after n entries (no cursor API yet).
-        it = self.db.scan(start=key)
-        try:
-            return list(islice(it, n))
-        finally:
-            it.close()
+        # A new cursor per seek, positioned with seek(), then n - 1 next()s.
+        out: list[Pair] = []
+        with self.db.cursor() as c:
+            ok = c.seek(key)
+            while ok:
+                out.append((c.key, c.value))
+                if len(out) == n:
+                    break
+                ok = c.next()
+        return out
 
 
 class SqliteEngine(Engine):

@@ -262,21 +262,22 @@ def seekrandom(ctx: Context) -> list[Result]:
     """seekrandom: ``reads`` seeks to random existing keys, reading the entry found.
 
     LevelDB's ``seekrandom`` (``Seek`` + ``Valid``; no ``Next``). Measures
-    iterator creation plus one positioned read at every level.
+    iterator creation plus one positioned read at every level, through the
+    engine's ``seek_next(key, 1)`` (lsm: a cursor's ``seek``).
     """
     db = ctx.open()
     ctx.load(db, ctx.cfg.num)
     order = cycle_permutation(ctx.cfg.num, ctx.cfg.n_reads, ctx.cfg.seed + 4)
-    scan, key, value = db.scan, ctx.keys.key, ctx.values.value
+    seek, key, value = db.seek_next, ctx.keys.key, ctx.values.value
     bad = {"missing": 0, "wrong": 0}
 
     def op(i: int) -> None:
         k = order[i]
         target = key(k)
-        found = next(scan(target, None, 1), None)
-        if found is None:
+        found = seek(target, 1)
+        if not found:
             bad["missing"] += 1
-        elif found[0] != target or found[1] != value(k):
+        elif found[0][0] != target or found[0][1] != value(k):
             bad["wrong"] += 1
 
     m = ctx.measure(db, "seekrandom", len(order), unit="seek", live_entries=ctx.cfg.num)

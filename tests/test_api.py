@@ -8,7 +8,7 @@ import inspect
 import lsm
 
 SPEC_NAMES = {
-    "open", "DB", "Options", "Entry", "WriteBatch", "Snapshot", "ScanIterator", "TypedView",
+    "open", "DB", "Options", "Entry", "Cursor", "WriteBatch", "Snapshot", "ScanIterator", "TypedView",
     "Error", "CorruptionError", "DiskError", "LockError", "ClosedError", "ReadOnlyError",
     "SerializationError", "BackgroundError", "metrics", "serde", "__version__", "PersistentCache",
     "destroy", "repair", "PrefixedDB",

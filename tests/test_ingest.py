@@ -172,6 +172,24 @@ def test_ingested_keys_carry_the_ingest_sequence(tmp_path):
         assert db.compare_and_swap(b"b", v1 + 1, b"5") == v1 + 3
 
 
+def test_multi_get_and_range_deletes_over_ingested_tables(tmp_path):
+    """Ingested tables are read at their global sequence by every read path:
+    multi_get's sorted probes, and range tombstones written before or after."""
+    with lsm.open(str(tmp_path / "db")) as db:
+        db.put(b"k0", b"old")
+        early = db.delete_range(b"k5", b"k7")  # before the ingest: does not hide what it brings
+        db.ingest([f.path for f in _write(str(tmp_path / "x.sst"), [(_key(i), b"v%d" % i) for i in range(20)])])
+        keys = [_key(i) for i in range(0, 20, 3)] + [b"k0", b"nope"]
+        assert db.multi_get(keys) == [db.get(k) for k in keys] == [b"v%d" % i for i in range(0, 20, 3)] + \
+            [b"old", None]
+        assert early < db.get_entry(_key(5)).version
+        db.delete_range(_key(4), _key(8))  # after: hides them, in every path
+        keys = [_key(i) for i in range(20)]
+        want = [None if 4 <= i < 8 else b"v%d" % i for i in range(20)]
+        assert db.multi_get(keys) == [db.get(k) for k in keys] == want
+        assert [k for k, _ in db.scan(start=_key(0), stop=_key(20))] == [k for k, w in zip(keys, want) if w]
+
+
 # -- placement ------------------------------------------------------------------------
 
 

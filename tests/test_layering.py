@@ -38,8 +38,9 @@ ALLOWED: dict[str, set[str]] = {
     **{m: L0 | L1 | L2 for m in L3},
     "worker": L0 | L1 | L2 | {"compaction"},
     "snapshot": {"errors", "keys", "memtable", "version", "rangedel"},
+    "cursor": {"errors", "keys", "iterators", "snapshot", "rangedel"},
     "background": L0 | L1 | L2 | L3 | {"snapshot", "worker"},
-    "reads": L0 | L1 | L2 | {"snapshot"},
+    "reads": L0 | L1 | L2 | {"snapshot", "cursor"},
     "writes": L0 | L1 | L2 | {"commit", "snapshot"},
     "sizes": L0 | L1 | L2 | {"snapshot"},
     "checkpoint": L0 | L1 | L2 | L3 | {"snapshot"},
@@ -58,7 +59,8 @@ ALLOWED: dict[str, set[str]] = {
     "admin": {"errors", "filenames", "fs", "dump"},
     "cli": {"dump", "repair", "db", "errors", "options"},
     "bulk": {"db", "external", "keys", "sstable", "fs", "errors"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "prefixed", "pcache", "snapshot", "admin", "repair", "external"},
+    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "prefixed", "pcache", "snapshot", "admin", "repair", "external",
+                                     "cursor"},
 }
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}

@@ -355,3 +355,32 @@ def test_lsm_dump_shows_range_tombstones(tmp_path, capsys):
     assert main(["manifest", str(d)]) == 0
     assert "range dels" in capsys.readouterr().out
     assert main(["verify", str(d)]) == 0
+
+
+@pytest.mark.parametrize("stage", ["memtable", "table"])
+def test_cursor_and_multi_get_honour_range_tombstones(tmp_path, stage):
+    db = lsm.open(tmp_path / "db", **SMALL)
+    for i in range(300):
+        db.put(b"k%04d" % i, b"v%d" % i)
+    db.flush()
+    snap = db.snapshot()
+    db.delete_range(b"k0100", b"k0200")
+    if stage == "table":
+        db.flush()
+    live = [b"k%04d" % i for i in range(300) if not 100 <= i < 200]
+    with db.cursor() as c:
+        assert c.seek(b"k0095")
+        got = [c.key]
+        while len(got) < 10 and c.next():
+            got.append(c.key)
+        assert got == live[95:105]
+        assert c.seek_for_prev(b"k0150") and c.key == b"k0099"
+        assert c.seek(b"k0150") and c.key == b"k0200"
+        assert c.prev() and c.key == b"k0099"
+    keys = [b"k%04d" % i for i in range(0, 300, 7)] + [b"k0150"]
+    assert db.multi_get(keys) == [db.get(k) for k in keys]
+    assert db.multi_get([b"k0150", b"k0099"]) == [None, b"v99"]
+    with snap.cursor() as c:  # a snapshot from before still sees them
+        assert c.seek(b"k0150") and c.key == b"k0150"
+    snap.close()
+    db.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 import sys
 from bisect import bisect_left
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, Sequence
 
 from ..coding import U32, checksum
 from ..errors import CorruptionError
@@ -258,6 +258,59 @@ class TableReader:
             return tag, buf[s:s + vw]
         return self._get_variable(buf, o, n, kw, vw, key, seq)
 
+    def get_sorted(self, keys: Sequence[bytes], seq: int) -> list[tuple[int, bytes] | None]:
+        """:meth:`find` of each of ``keys`` (ascending), in one pass: the
+        index is bisected onwards from the previous key's block, and keys in
+        the same block share its header (``DB.multi_get``'s inner loop).
+        Keys that need more than the fixed-width search of a version at or
+        below ``seq`` go through :meth:`find`."""
+        ikeys = self.ikeys
+        nblocks = len(ikeys)
+        state = self.state
+        out: list[tuple[int, bytes] | None] = []
+        add = out.append
+        i = 0
+        cur = -1
+        fixed = False
+        buf = None
+        t = ks = vs = kw = vw = 0
+        for key in keys:
+            i = bisect_left(ikeys, key, i)
+            if i == nblocks:
+                out += [None] * (len(keys) - len(out))
+                break
+            if i != cur:
+                cur = i
+                if state[i] == MAPPED:
+                    buf, o = self.buf, self.offsets[i]
+                else:
+                    buf, o = self._slow_block(i)
+                n, kw, vw = _HDR(buf, o)
+                fixed = kw != VARIABLE_KEY and vw != VARIABLE_VALUE and kw > 0
+                t = o + 10
+                ks = t + 8 * n
+                vs = ks + kw * n
+            if not fixed:
+                add(self.find(key, seq))
+                continue
+            if len(key) != kw:
+                add(None)
+                continue
+            p = buf.find(key, ks, vs)  # type: ignore[union-attr]
+            while p >= 0 and (p - ks) % kw:
+                p = buf.find(key, p + 1, vs)  # type: ignore[union-attr]
+            if p < 0:
+                add(None)
+                continue
+            j = (p - ks) // kw
+            tag = _U64(buf, t + 8 * j)[0]
+            if tag >> 8 > seq:
+                add(self.find(key, seq))  # a version newer than the reader's view first
+                continue
+            s = vs + j * vw
+            add((tag, buf[s:s + vw]))  # type: ignore[index]
+        return out
+
     def _get_variable(self, buf, o: int, n: int, kw: int, vw: int, key: bytes,
                       seq: int) -> tuple[int, bytes] | None:
         lay = layout_of(buf, o)
@@ -474,6 +527,12 @@ class GlobalSeqReader(TableReader):
             return None  # the one version of every key is newer than the reader's view
         r = TableReader.find(self, key, seq)
         return None if r is None else (self._seq_bits | r[0], r[1])
+
+    def get_sorted(self, keys: Sequence[bytes], seq: int) -> list[tuple[int, bytes] | None]:
+        if self.global_seq > seq:
+            return [None] * len(keys)
+        bits = self._seq_bits
+        return [None if r is None else (bits | r[0], r[1]) for r in TableReader.get_sorted(self, keys, seq)]
 
     def columns(self, i: int) -> tuple:
         keys, tags, values = TableReader.columns(self, i)

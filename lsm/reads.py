@@ -53,12 +53,13 @@ class Reads:
         self._gets = n
         if not n & _SAMPLE_MASK and self._metrics is not None:
             return self._timed_get(key, default)
-        # Read at the last published sequence, taken before the super version
-        # (every write at or below it is then in sv): a leader inserts its
-        # group into the memtable before publishing it, and a reader must not
-        # see half of a batch. Only the active memtable can hold newer entries.
-        seq = self._versions.last_sequence
+        # The read point: the last published sequence and the super version,
+        # consistent (see _read_point). Only the active memtable can then
+        # hold entries newer than seq.
         sv = self._sv
+        seq = self._versions.last_sequence
+        if self._sv is not sv:
+            seq, sv = self._read_point()
         r = sv.mem._dget(key)  # (tag, stored value), tag = seq << 8 | kind
         if r is not None and r[0] >> 8 > seq:
             r = sv.mem.get_at(key, seq)
@@ -134,8 +135,7 @@ class Reads:
         helpers rather than ``get``'s inlined copy."""
         t = _clock()
         try:
-            seq = self._versions.last_sequence
-            sv = self._sv
+            seq, sv = self._read_point()
             r = sv.mem.get_at(key, seq)
             if r is None:
                 for imm in sv.imms:
@@ -193,10 +193,8 @@ class Reads:
         for i, k in enumerate(keys):
             if type(k) is not bytes or len(k) > MAX_KEY_BYTES:
                 keys[i] = check_key(k, f"keys[{i}]")
-        # One view for every key, as get() reads one: the published sequence,
-        # then the super version.
-        seq = self._versions.last_sequence
-        sv = self._sv
+        # One read point for every key, as get() takes one.
+        seq, sv = self._read_point()
         found: dict[bytes, tuple] = {}
         pending = list(dict.fromkeys(keys))  # each key once
         for m in (sv.mem,) + sv.imms:
@@ -291,8 +289,29 @@ class Reads:
     def get_entry(self, key: bytes) -> Entry | None:
         """The value of ``key`` with its version and expiry, or None."""
         self._check_open()
-        seq = self._versions.last_sequence  # published writes only, as get()
-        return self._get_entry(self._sv, check_key(key), seq)
+        key = check_key(key)
+        seq, sv = self._read_point()
+        return self._get_entry(sv, key, seq)
+
+    def _read_point(self) -> tuple[int, SuperVersion]:
+        """``(seq, sv)``: the last published sequence and a super version that
+        was current all the while it was read, so that sv holds every write
+        at or below seq and only its active memtable holds newer ones.
+
+        Why the re-check: a leader inserts a group into the active memtable
+        and publishes it with no memtable switch in between, so entries above
+        a sequence read while sv is current are in sv.mem only. Read in the
+        other order without the check, a switch (or a flush) installed
+        between the two reads would hand a reader an immutable memtable (or
+        a table) holding writes newer than its sequence, and it would see
+        part of a batch; taking sv first and seq later without the check, a
+        write published in between may sit in a memtable sv does not have.
+        """
+        while True:
+            sv = self._sv
+            seq = self._versions.last_sequence
+            if self._sv is sv:
+                return seq, sv
 
     def _get_entry(self, sv: SuperVersion, key: bytes, seq: int, count: int = 0,
                    now: float | None = None) -> Entry | None:
@@ -425,10 +444,9 @@ class Reads:
         # _views_mu, which flush and compaction also hold while they read the
         # open views' sequences: a view they do not see was created after that
         # read, so its sequence covers every entry of their inputs and nothing
-        # it needs can be dropped. (Reading the sequence first still matters:
-        # every write at or below it is in a memtable or table of this sv.)
+        # it needs can be dropped. (The read point: see _read_point.)
         with self._views_mu:
-            view = View(self._versions.last_sequence, self._sv)
+            view = View(*self._read_point())
             self._views.add(view)
         return view
 
@@ -457,8 +475,8 @@ class Reads:
             # A short bounded range is read whole now, at the scan's sequence:
             # it needs no registered view (nothing is read later).
             self._check_open()
-            seq = self._versions.last_sequence
-            got = self._read_range(self._sv, seq, lo, hi, reverse)
+            seq, sv = self._read_point()
+            got = self._read_range(sv, seq, lo, hi, reverse)
             if got is not None:
                 return self._scan_chunks(iter((got,)), keys_only, None)
         return self._scan(self._new_view(), lo, hi, reverse, keys_only)
@@ -488,7 +506,7 @@ class Reads:
             # is either refused or registered in time to be closed.
             if self._closed:
                 raise self._closed_error()
-            view = View(self._versions.last_sequence, self._sv)
+            view = View(*self._read_point())
             self._views.add(view)
             c = Cursor(self, view, lo, hi, now, True)
             self._scans.add(c)

@@ -580,12 +580,37 @@ class Background:
             "memory": self._memory_stats(sv),
             **(self._metrics.snapshot() if self._metrics is not None else {"qps": {}, "latency": {}}),
             "sequence": self._versions.last_sequence,
-            "snapshots": len(self._views),
+            "snapshots": self._views_stats_locked(sv),
             # DB.ingest (lsm.ingest): files and bytes ingested, bytes copied (0 for hard links)
             "ingest": {"files": c.get("ingested_files", 0), "bytes": c.get("ingested_bytes", 0),
                        "bytes_copied": c.get("ingest_bytes_copied", 0)},
             "background_error": str(self._bg_error) if self._bg_error else None,
         }
+
+    def _views_stats_locked(self, sv: SuperVersion) -> dict:
+        """``stats()["snapshots"]``: open snapshots and iterators, the oldest
+        sequence they keep versions for, and what iterators pin beyond the
+        current super version (memtables already flushed, tables already
+        compacted away: held until the iterators finish)."""
+        with self._views_mu:
+            views = list(self._views)
+        snaps = [v for v in views if v.sv is None]
+        iters = [v for v in views if v.sv is not None]
+        current_mems = {id(m) for m in (sv.mem,) + sv.imms}
+        current_tables = sv.version.numbers()
+        mems: dict[int, int] = {}
+        tables: dict[int, int] = {}
+        for v in iters:
+            for m in (v.sv.mem,) + v.sv.imms:  # type: ignore[union-attr]
+                if id(m) not in current_mems:
+                    mems[id(m)] = m.memory_bytes
+            for _, f in v.sv.version.files():  # type: ignore[union-attr]
+                if f.number not in current_tables:
+                    tables[f.number] = f.size
+        return {"count": len(snaps), "iterators": len(iters),
+                "oldest_sequence": min((v.seq for v in views), default=None),
+                "pinned_memtable_bytes": sum(mems.values()), "pinned_tables": len(tables),
+                "pinned_table_bytes": sum(tables.values())}
 
     def _memory_stats(self, sv: SuperVersion) -> dict:
         """``stats()["memory"]``: heap bytes the database holds, by kind

@@ -451,9 +451,23 @@ class Reads:
         return view
 
     def snapshot(self) -> Snapshot:
-        """A frozen view of the database as of now. Close it (or use ``with``)
-        so compaction can reclaim the versions it pins."""
-        return Snapshot(self, self._new_view())
+        """A frozen view of the database as of now: a sequence number that
+        compaction keeps every version visible at (no files or memtables are
+        held). Close it (or use ``with``) so compaction can reclaim them."""
+        self._check_open()
+        with self._views_mu:  # as _new_view: flush and compaction read the views under it
+            view = View(self._read_point()[0], None)
+            self._views.add(view)
+        return Snapshot(self, view)
+
+    def _pinned_view(self, seq: int) -> View:
+        """A registered view at ``seq`` (an existing snapshot's) over the current
+        super version, for one of its scans or cursors (released by it)."""
+        self._check_open()
+        with self._views_mu:
+            view = View(seq, self._sv)
+            self._views.add(view)
+        return view
 
     def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
              reverse: bool = False, keys_only: bool = False) -> ScanIterator:
@@ -513,11 +527,14 @@ class Reads:
         return c
 
     def _snapshot_cursor(self, view: View, lower: bytes | None, upper: bytes | None) -> Cursor:
-        """A cursor over a snapshot's ``view`` (the snapshot keeps the view)."""
+        """A cursor over a snapshot's ``view``: it pins the current super
+        version at the snapshot's sequence until it is closed."""
         lo, hi = cursor_bounds(lower, upper)
-        c = Cursor(self, view, lo, hi, self._now(), False)
+        pinned = self._pinned_view(view.seq)
+        c = Cursor(self, pinned, lo, hi, self._now(), True)
         with self._views_mu:
             if self._closed:
+                self._views.discard(pinned)
                 raise self._closed_error()
             self._scans.add(c)
         return c

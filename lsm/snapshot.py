@@ -87,12 +87,17 @@ class Entry:
 
 
 class View:
-    """A registered read point (snapshot or iterator): compaction keeps every
-    version visible at ``seq`` while this object is alive."""
+    """A registered read point: compaction keeps every version visible at
+    ``seq`` while this object is alive. An iterator's view (scan, cursor)
+    also pins ``sv``, the super version it reads, so its memtables and
+    tables stay until it is done; a snapshot's view pins nothing else
+    (``sv`` None): the snapshot reads whatever super version is current at
+    each read, which holds every version visible at ``seq`` because
+    compaction and flush keep them."""
 
     __slots__ = ("seq", "sv", "__weakref__")
 
-    def __init__(self, seq: int, sv: SuperVersion) -> None:
+    def __init__(self, seq: int, sv: SuperVersion | None) -> None:
         self.seq = seq
         self.sv = sv
 
@@ -101,9 +106,13 @@ class Snapshot:
     """A frozen, read-only view of the database at the moment it was taken.
 
     Reads see exactly that state across later writes, flushes and
-    compactions. Close it (or leave its ``with`` block) to let compaction
-    reclaim what it pins; using it afterwards raises ClosedError, and so
-    does using a scan or cursor made from it.
+    compactions. A snapshot is a sequence number: it holds no memtable and
+    no table file, only the versions compaction keeps for it (an old
+    snapshot under a write load keeps the overwritten versions of the keys
+    it can see, not whole files). Its scans and cursors pin the files they
+    read while they are open. Close it (or leave its ``with`` block) to let
+    compaction reclaim those versions; using it afterwards raises
+    ClosedError, and so does using a scan or cursor made from it.
     Thread safety: may be shared between threads.
     """
 
@@ -132,7 +141,8 @@ class Snapshot:
     def get_entry(self, key: bytes) -> Entry | None:
         """Value, version and expiry of ``key`` in this snapshot, or None."""
         view = self._live()
-        return self._db._get_entry(view.sv, check_key(key), view.seq)
+        db = self._db
+        return db._get_entry(db._sv, check_key(key), view.seq)
 
     def __contains__(self, key: bytes) -> bool:
         return self.get_entry(key) is not None
@@ -144,10 +154,11 @@ class Snapshot:
         db = self._db
         lo, hi = db._scan_range(prefix, start, stop, reverse, keys_only)
         if hi is not None:
-            got = db._read_range(view.sv, view.seq, lo, hi, reverse)
+            got = db._read_range(db._sv, view.seq, lo, hi, reverse)
             if got is not None:
                 return self._track(db._scan_chunks(iter((got,)), keys_only, None))
-        return self._track(db._scan(view, lo, hi, reverse, keys_only, owned=False))
+        # A longer scan pins the super version it reads until it ends.
+        return self._track(db._scan(db._pinned_view(view.seq), lo, hi, reverse, keys_only))
 
     def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> "Cursor":
         """Like ``DB.cursor``: an :class:`lsm.Cursor` over this snapshot's

@@ -157,4 +157,6 @@ def test_cursor_releases_its_view(tmp_path):
         assert len(db._views) == before
         with db.snapshot() as snap:
             with snap.cursor():
-                assert len(db._views) == before + 1  # the snapshot's view, not a new one
+                # the snapshot's view (a sequence) and the cursor's (pinning the files it reads)
+                assert len(db._views) == before + 2
+            assert len(db._views) == before + 1

@@ -93,3 +93,50 @@ def write_v1_table(entries, *, block_bytes: int = 16 << 10, bloom_bits_per_key: 
 def v1_meta(number: int, data: bytes, entries) -> FileMeta:
     seqs = [e[1] for e in entries]
     return FileMeta(number, len(data), len(entries), entries[0][0], entries[-1][0], min(seqs), max(seqs))
+
+
+class V1TableWriter:
+    """A stand-in for ``lsm.sstable.TableWriter`` that writes format 1 with
+    :func:`write_v1_table` (entries are kept in memory until ``finish``).
+    Patched over ``lsm.builder._new_writer``, it makes flushes and in-process
+    compactions write format 1 tables, as the old release did, anywhere in a
+    live database."""
+
+    def __init__(self, file, *, block_bytes: int, bloom_bits_per_key: int, compression: str) -> None:
+        self.file = file
+        self.block_bytes = block_bytes
+        self.bloom_bits_per_key = bloom_bits_per_key
+        self.compression = compression
+        self.entries: list[tuple[bytes, int, int, bytes]] = []
+        self.estimated_size = 0
+
+    @property
+    def last_key(self) -> bytes | None:
+        return self.entries[-1][0] if self.entries else None
+
+    def add(self, key: bytes, seq: int, kind: int, value: bytes) -> None:
+        self.entries.append((key, seq, kind, value))
+        self.estimated_size += 14 + len(key) + len(value)
+
+    def add_many(self, keys, tags, values, unique: bool = False) -> None:
+        for k, t, v in zip(keys, tags, values):
+            self.add(k, t >> 8, t & 0xFF, v)
+
+    def add_range_del(self, start: bytes, end: bytes, seq: int) -> None:
+        raise NotImplementedError("format 1 tables hold no range tombstones")
+
+    def finish(self) -> dict:
+        data = write_v1_table(self.entries, block_bytes=self.block_bytes,
+                              bloom_bits_per_key=self.bloom_bits_per_key, compression=self.compression)
+        self.file.write(data)
+        self.file.sync()
+        self.file.close()
+        seqs = [e[1] for e in self.entries]
+        return {"file_size": len(data), "entries": len(self.entries), "smallest": self.entries[0][0],
+                "largest": self.entries[-1][0], "min_seq": min(seqs), "max_seq": max(seqs)}
+
+    def abandon(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass

@@ -33,7 +33,6 @@ import functools
 import os
 import shutil
 import tempfile
-import types
 from unittest import mock
 
 import hypothesis.strategies as st
@@ -42,83 +41,20 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis.control import currently_in_test_context
 
 import lsm
-import lsm.batch
 import lsm.builder
 import lsm.iterators
 import lsm.reads
-from lsm.commit import Writer
 from lsm.keys import DELETE, PUT, PUT_TTL
 from lsm.sstable.format import COMPRESSION_NONE
 
+from dbmodel import FakeClock, FlushGate, Model, fake_time, switch_memtable, want_scan
 from faultfs import FaultFS
 from v1format import V1TableWriter
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1db")
-START_TIME = 2_000_000_000.0
 MISSING = object()
 
-# -- the model ------------------------------------------------------------------------------
-
-
-class Model:
-    """Every acknowledged write: key -> [(seq, kind, value, expires)], ascending."""
-
-    def __init__(self) -> None:
-        self.hist: dict[bytes, list[tuple[int, int, bytes, float | None]]] = {}
-        self.last = 0
-
-    def add(self, seq: int, key: bytes, kind: int, value: bytes = b"", expires: float | None = None) -> None:
-        self.hist.setdefault(key, []).append((seq, kind, value, expires))
-        self.hist[key].sort(key=lambda e: e[0])
-        self.last = max(self.last, seq)
-
-    def entry(self, key: bytes, seq: int, now: float) -> tuple[bytes, int, float | None] | None:
-        """``(value, version, expires)`` of ``key`` as a reader at ``seq`` sees it at ``now``."""
-        for s, kind, value, expires in reversed(self.hist.get(key, ())):
-            if s <= seq:
-                if kind == DELETE or (expires is not None and expires <= now):
-                    return None
-                return value, s, expires
-        return None
-
-    def state(self, seq: int, now: float) -> dict[bytes, tuple[bytes, int, float | None]]:
-        out = {}
-        for k in self.hist:
-            e = self.entry(k, seq, now)
-            if e is not None:
-                out[k] = e
-        return out
-
-    def version_of(self, key: bytes, now: float) -> int:
-        e = self.entry(key, self.last, now)
-        return 0 if e is None else e[1]
-
-
-def want_scan(state: dict, prefix: bytes, start, stop, reverse: bool, keys_only: bool) -> list:
-    rows = sorted((k, e[0]) for k, e in state.items()
-                  if k.startswith(prefix) and (start is None or k >= start) and (stop is None or k < stop))
-    if reverse:
-        rows.reverse()
-    return [k for k, _ in rows] if keys_only else rows
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = START_TIME
-
-    def __call__(self) -> float:
-        return self.t
-
-
-# -- test hooks: the clock, format 1 tables, held flushes, scan modes -------------------------
-
-
-@contextlib.contextmanager
-def fake_time(clock: FakeClock):
-    """TTL expiries are written from ``lsm.batch``'s ``time.time()``; reads and
-    compactions judge them by ``DB._now`` (set per open DB)."""
-    with mock.patch.object(lsm.batch, "time", types.SimpleNamespace(time=clock)):
-        yield
+# -- test hooks: format 1 tables, scan modes --------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -135,38 +71,6 @@ def v1_tables(flag: dict):
 
     with mock.patch.object(lsm.builder, "_new_writer", new_writer):
         yield
-
-
-class FlushGate:
-    """Holds the flush thread back while closed, so that switched memtables
-    stay immutable memtables (the job waits on the DB's condition, releasing
-    the mutex, and runs once the gate opens)."""
-
-    def __init__(self, db) -> None:
-        self.db = db
-        self.closed = False
-        real = db._flush_job_locked
-
-        def job():
-            while self.closed and not db._stop:
-                db._bg_cv.wait(0.02)
-            if not self.closed:
-                real()
-
-        db._flush_job_locked = job
-
-    def open(self) -> None:
-        with self.db._mu:
-            self.closed = False
-            self.db._bg_cv.notify_all()
-
-
-def switch_memtable(db) -> None:
-    """Make the active memtable immutable without waiting for its flush (what
-    ``flush()`` does first)."""
-    w = Writer([], [], 0, False)
-    w.force_switch = True
-    db._submit(w)
 
 
 @contextlib.contextmanager

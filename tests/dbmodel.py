@@ -16,10 +16,12 @@ START_TIME = 2_000_000_000.0
 
 
 class Model:
-    """Every acknowledged write: key -> [(seq, kind, value, expires)], ascending."""
+    """Every acknowledged write: key -> [(seq, kind, value, expires)], ascending,
+    and the range deletions [(seq, start, stop)]."""
 
     def __init__(self) -> None:
         self.hist: dict[bytes, list[tuple[int, int, bytes, float | None]]] = {}
+        self.range_dels: list[tuple[int, bytes, bytes]] = []
         self.last = 0
 
     def add(self, seq: int, key: bytes, kind: int, value: bytes = b"", expires: float | None = None) -> None:
@@ -27,11 +29,17 @@ class Model:
         self.hist[key].sort(key=lambda e: e[0])
         self.last = max(self.last, seq)
 
+    def add_range(self, seq: int, start: bytes, stop: bytes) -> None:
+        self.range_dels.append((seq, start, stop))
+        self.last = max(self.last, seq)
+
     def entry(self, key: bytes, seq: int, now: float) -> tuple[bytes, int, float | None] | None:
         """``(value, version, expires)`` of ``key`` as a reader at ``seq`` sees it at ``now``."""
         for s, kind, value, expires in reversed(self.hist.get(key, ())):
             if s <= seq:
                 if kind == DELETE or (expires is not None and expires <= now):
+                    return None
+                if any(s < r <= seq and start <= key < stop for r, start, stop in self.range_dels):
                     return None
                 return value, s, expires
         return None

@@ -127,8 +127,10 @@ def write_steps(keys, values):
         st.tuples(st.just("put"), keys, values, sync),
         st.tuples(st.just("ttl"), keys, values, ttl, sync),
         st.tuples(st.just("del"), keys, sync),
-        st.tuples(st.just("batch"), st.lists(st.tuples(keys, st.one_of(st.none(), values),
-                                                      st.one_of(st.none(), ttl)), min_size=1, max_size=6), sync),
+        st.tuples(st.just("batch"), st.lists(st.one_of(
+            st.tuples(keys, st.one_of(st.none(), values), st.one_of(st.none(), ttl)),
+            st.tuples(st.just("range"), keys, keys)), min_size=1, max_size=6), sync),
+        st.tuples(st.just("rdel"), keys, keys, sync),
         st.tuples(st.just("cas"), keys, st.one_of(st.none(), values), st.one_of(st.none(), ttl), st.booleans(),
                   sync),
         st.tuples(st.just("clock"), st.sampled_from(CLOCK_STEPS)),
@@ -253,20 +255,42 @@ class Run:
         elif op == "del":
             _, k, sync = s
             model.add(db.delete(k, sync=sync), k, DELETE)
+        elif op == "rdel":
+            _, a, b, sync = s
+            a, b = min(a, b), max(a, b)
+            seq = db.delete_range(a, b, sync=sync)
+            if a == b:
+                assert seq == 0  # an empty range writes nothing
+            else:
+                model.add_range(seq, a, b)
         elif op == "batch":
             _, ops, sync = s
             b = lsm.WriteBatch()
-            for k, v, ttl in ops:
-                if v is None:
-                    b.delete(k)
+            applied = []  # ops that take a sequence number (an empty range takes none)
+            for o in ops:
+                if o[0] == "range":
+                    lo, hi = min(o[1], o[2]), max(o[1], o[2])
+                    b.delete_range(lo, hi)
+                    if lo < hi:
+                        applied.append(("range", lo, hi))
+                elif o[1] is None:
+                    b.delete(o[0])
+                    applied.append(o)
                 else:
-                    b.put(k, v, ttl=ttl)
+                    b.put(o[0], o[1], ttl=o[2])
+                    applied.append(o)
+            assert len(b) == len(applied)
             last = db.write(b, sync=sync)
-            for i, (k, v, ttl) in enumerate(ops):
-                seq = last - len(ops) + 1 + i
-                if v is None:
-                    model.add(seq, k, DELETE)
+            if not applied:
+                assert last == 0
+            for i, o in enumerate(applied):
+                seq = last - len(applied) + 1 + i
+                if o[0] == "range":
+                    model.add_range(seq, o[1], o[2])
+                elif o[1] is None:
+                    model.add(seq, o[0], DELETE)
                 else:
+                    k, v, ttl = o
                     model.add(seq, k, PUT if ttl is None else PUT_TTL, v, None if ttl is None else now + ttl)
         elif op == "cas":
             _, k, v, ttl, stale, sync = s
@@ -421,6 +445,11 @@ def run_scenario(sc: dict, fs_kind: str, choose) -> None:
                 for (deep, version), n in formats.items():
                     event(f"{'deeper' if deep else 'L0'} table format {version}")
                 event(f"{len(run.db._sv.imms)} immutable memtables held")
+                sv = run.db._sv
+                if any(f.range_dels for _, f in sv.version.files()):
+                    event("range tombstones in tables")
+                if any(m.range_dels for m in (sv.mem,) + sv.imms):
+                    event("range tombstones in memtables")
 
             # A: flushes held back (immutable memtables in place), compactions may be running
             run.check_all(probes, bound_list, snap_bounds)
@@ -493,11 +522,14 @@ def _fixed_scenario(seed: int) -> dict:
     rnd = random.Random(seed)
     keys = [b"user:%d" % i for i in range(60)] + [b"", b"\x00", b"a", b"ab", b"\xff", b"\xff\xff", b"x" * 40]
 
-    def writes(n, among=keys):
+    def writes(n, among=keys, ranges=True):
         out = []
         for _ in range(n):
             k = rnd.choice(among)
             r = rnd.random()
+            if ranges and r < 0.04:  # (format 1 cannot hold range tombstones: none in its segments)
+                out.append(("rdel", k, rnd.choice(among), None))
+                continue
             if r < 0.55:
                 out.append(("put", k, rnd.randbytes(rnd.choice([0, 5, 300])), None))
             elif r < 0.7:
@@ -514,11 +546,11 @@ def _fixed_scenario(seed: int) -> dict:
         return out
 
     # two deep segments in disjoint key ranges: format 1 below user:4, format 2 from user:5
-    steps = [("v1", True)] + writes(150, [k for k in keys if k < b"user:4"])
+    steps = [("v1", True)] + writes(150, [k for k in keys if k < b"user:4"], ranges=False)
     steps += [("snap",), ("compact", None, None), ("v1", False)]
     steps += writes(100, [k for k in keys if k >= b"user:5"])
     steps += [("iter", (b"user:", None, None), False, False, 3), ("compact", None, None)]
-    steps += [("v1", True)] + writes(40) + [("flush",), ("v1", False)] + writes(40) + [("flush",), ("snap",)]
+    steps += [("v1", True)] + writes(40, ranges=False) + [("flush",), ("v1", False)] + writes(40) + [("flush",), ("snap",)]
     steps += writes(40) + [("switch",)] + writes(40) + [("switch",), ("iter", (b"", None, None), True, True, 5)]
     steps += writes(40) + [("snap",)] + writes(10)
     opts = dict(sync_mode="never", memtable_bytes=1 << 20, max_immutable_memtables=1000, block_bytes=256,

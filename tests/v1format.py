@@ -16,6 +16,7 @@ from lsm.sstable.block import encode_index_block
 from lsm.sstable.bloom import build_classic
 from lsm.sstable.format import MAGIC, BlockHandle, encode_block_record, new_compressor
 from lsm.sstable.props import encode_props
+from lsm.sstable.writer import TableWriter
 
 _U32 = struct.Struct("<I")
 
@@ -100,7 +101,8 @@ class V1TableWriter:
     :func:`write_v1_table` (entries are kept in memory until ``finish``).
     Patched over ``lsm.builder._new_writer``, it makes flushes and in-process
     compactions write format 1 tables, as the old release did, anywhere in a
-    live database."""
+    live database. Format 1 cannot hold range tombstones: a table given any
+    is written in the current format."""
 
     def __init__(self, file, *, block_bytes: int, bloom_bits_per_key: int, compression: str) -> None:
         self.file = file
@@ -108,6 +110,7 @@ class V1TableWriter:
         self.bloom_bits_per_key = bloom_bits_per_key
         self.compression = compression
         self.entries: list[tuple[bytes, int, int, bytes]] = []
+        self.range_dels: list[tuple[bytes, bytes, int]] = []
         self.estimated_size = 0
 
     @property
@@ -123,9 +126,17 @@ class V1TableWriter:
             self.add(k, t >> 8, t & 0xFF, v)
 
     def add_range_del(self, start: bytes, end: bytes, seq: int) -> None:
-        raise NotImplementedError("format 1 tables hold no range tombstones")
+        self.range_dels.append((start, end, seq))
 
     def finish(self) -> dict:
+        if self.range_dels:
+            w = TableWriter(self.file, block_bytes=self.block_bytes, bloom_bits_per_key=self.bloom_bits_per_key,
+                            compression=self.compression)
+            for e in self.entries:
+                w.add(*e)
+            for d in self.range_dels:
+                w.add_range_del(*d)
+            return w.finish()
         data = write_v1_table(self.entries, block_bytes=self.block_bytes,
                               bloom_bits_per_key=self.bloom_bits_per_key, compression=self.compression)
         self.file.write(data)

@@ -235,6 +235,8 @@ def resolve_mem(mem, keys: list[bytes], seq: int, now: float,
     tomb = False
     for k in keys:
         v = dget(k)  # (tag, stored value)
+        if v is None:
+            continue  # being added now (a new key enters the index before the dict): newer than any view
         if v[0] >> 8 > seq:
             v = mem.get_at(k, seq)
             if v is None:

@@ -1,7 +1,7 @@
 """Stateful model test of the write paths: every way in — a put by the fast
 path, a put through the commit queue (``sync=True``), batches (either
-way), compare-and-swap (current and stale, writes and deletes, with TTL),
-TTL puts, deletes — crossed with flushes, compactions, held flushes
+way, range deletions in them too), compare-and-swap (current and stale,
+writes and deletes, with TTL), TTL puts, deletes, range deletions — crossed with flushes, compactions, held flushes
 (immutable memtables piling up), snapshots, iterators read a little at a
 time, a fake clock and reopening, at a memtable size that switches every
 few writes.
@@ -106,28 +106,52 @@ class WritePathsModel(RuleBasedStateMachine):
         self.wrote(seq)
         self.add(seq, key, None, None)
 
-    @rule(ops=st.lists(st.tuples(KEYS, st.one_of(st.none(), VALUES), TTLS), max_size=6), sync=SYNC,
-          context=st.booleans())
+    @rule(lo=KEYS, hi=KEYS, sync=SYNC)
+    def delete_range(self, lo, hi, sync):
+        lo, hi = min(lo, hi), max(lo, hi)
+        seq = self.db.delete_range(lo, hi, sync=sync)
+        if lo == hi:
+            assert seq == 0
+            return
+        self.wrote(seq)
+        self.model.add_range(seq, lo, hi)
+
+    @rule(ops=st.lists(st.one_of(st.tuples(KEYS, st.one_of(st.none(), VALUES), TTLS),
+                                 st.tuples(st.just("range"), KEYS, KEYS)), max_size=6),
+          sync=SYNC, context=st.booleans())
     def batch(self, ops, sync, context):
+        ops = [("range", min(o[1], o[2]), max(o[1], o[2])) if o[0] == "range" else o for o in ops]
+
+        def fill(b):
+            for o in ops:
+                if o[0] == "range":
+                    b.delete_range(o[1], o[2])
+                elif o[1] is None:
+                    b.delete(o[0])
+                else:
+                    b.put(o[0], o[1], ttl=o[2])
+
+        applied = [o for o in ops if o[0] != "range" or o[1] < o[2]]  # an empty range takes no sequence
         if context:
             with self.db.write_batch(sync=sync) as b:
-                for k, v, ttl in ops:
-                    b.delete(k) if v is None else b.put(k, v, ttl=ttl)
+                fill(b)
             last = self.db._versions.last_sequence
         else:
             b = lsm.WriteBatch()
-            for k, v, ttl in ops:
-                b.delete(k) if v is None else b.put(k, v, ttl=ttl)
+            fill(b)
             last = self.db.write(b, sync=sync)
-            if not ops:
+            if not applied:
                 assert last == 0
-        if not ops:
+        if not applied:
             assert self.db._versions.last_sequence == self.model.last
             return
-        first = last - len(ops) + 1
+        first = last - len(applied) + 1
         self.wrote(first)
-        for i, (k, v, ttl) in enumerate(ops):
-            self.add(first + i, k, v, ttl)
+        for i, o in enumerate(applied):
+            if o[0] == "range":
+                self.model.add_range(first + i, o[1], o[2])
+            else:
+                self.add(first + i, *o)
 
     @rule(key=KEYS, value=st.one_of(st.none(), VALUES), ttl=TTLS, stale=st.booleans(), sync=SYNC)
     def cas(self, key, value, ttl, stale, sync):

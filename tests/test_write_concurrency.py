@@ -3,7 +3,7 @@ switches and flushes happen all the time.
 
 Writer threads mix plain puts (the fast path), ``sync=True`` puts and
 batches (the commit queue and its group commit), ``WriteBatch``es, deletes,
-TTL puts and compare-and-swap, while reader threads scan and take
+range deletions, TTL puts and compare-and-swap, while reader threads scan and take
 snapshots. Checked: every acknowledged write is there, with the version
 its call returned (after the threads join, and after close and reopen);
 each thread's successive writes get strictly increasing versions, and it
@@ -18,6 +18,7 @@ state at the scan's creation, in both directions.
 
 from __future__ import annotations
 
+import bisect
 import random
 import threading
 import time
@@ -122,28 +123,55 @@ class Writer:
             elif r < 0.5:
                 k = self.own_key()
                 self.record(db.put(k, value, ttl=1e6, sync=self.sync(None, True)), {k: value})
-            elif r < 0.6:
+            elif r < 0.56:
                 k = self.own_key()
                 self.record(db.delete(k, sync=self.sync(None, True)), {k: None})
-            elif r < 0.7:  # a batch of own keys, deletes included
+            elif r < 0.6:  # a range deletion of own keys
+                lo, hi = sorted([self.own_key(), self.own_key()])
+                seq = db.delete_range(lo, hi, sync=self.sync(None, True))
+                if lo == hi:
+                    assert seq == 0
+                    continue
+                self.record(seq, {k: None for k in self.own if lo <= k < hi})
+            elif r < 0.7:  # a batch of own keys: puts, deletes, range deletions
                 b = lsm.WriteBatch()
-                writes: dict[bytes, bytes | None] = {}
+                ops = []
                 for _ in range(rnd.randrange(1, 5)):
-                    k = self.own_key()
-                    if k in writes:
-                        continue
-                    v = None if rnd.random() < 0.2 else value
-                    b.delete(k) if v is None else b.put(k, v)
-                    writes[k] = v
+                    x = rnd.random()
+                    if x < 0.15:
+                        lo, hi = sorted([self.own_key(), self.own_key()])
+                        if lo < hi:
+                            b.delete_range(lo, hi)
+                            ops.append((lo, hi))
+                    elif x < 0.3:
+                        k = self.own_key()
+                        b.delete(k)
+                        ops.append((k, None))
+                    else:
+                        k = self.own_key()
+                        b.put(k, value)
+                        ops.append((k, value))
                 last = db.write(b, sync=self.sync(None, None, True))
-                first = last - len(b) + 1
+                if not ops:
+                    assert last == 0  # an empty batch writes nothing
+                    continue
+                first = last - len(ops) + 1
                 self.batch_ranges.append((first, last))
                 assert not self.seqs or first > self.seqs[-1]
                 self.seqs.append(last)
-                for i, (k, v) in enumerate(writes.items()):  # op i has sequence first + i
-                    self.own[k] = (v, first + i)
+                touched = set()
+                for i, (k, x) in enumerate(ops):  # op i has sequence first + i
+                    if isinstance(x, bytes) and x.startswith(b"own"):  # a range [k, x)
+                        for key in [key for key in self.own if k <= key < x]:
+                            self.own[key] = (None, first + i)
+                            touched.add(key)
+                    else:
+                        self.own[k] = (x, first + i)
+                        touched.add(k)
+                for k in touched:
+                    v, ver = self.own[k]
                     e = db.get_entry(k)
-                    assert (None if e is None else (e.value, e.version)) == (None if v is None else (v, first + i))
+                    assert (None if e is None else (e.value, e.version)) == (None if v is None else (v, ver)), k
             elif r < 0.8:  # a group batch: one token on every key of the group
                 g = rnd.randrange(GROUPS)
                 b = lsm.WriteBatch()
@@ -279,9 +307,10 @@ def test_concurrent_writes_on_every_path_longer(tmp_path):
 # -- scans over a memtable that writers insert into ------------------------------------------
 
 
-def _state_at(history: dict, seq: int) -> list[tuple[bytes, bytes]]:
+def _state_at(history: dict, covered: dict, seq: int) -> list[tuple[bytes, bytes]]:
     """The live rows at ``seq`` from ``history``: key -> [(seq, value or None)]
-    (in the order the writers noted them, not necessarily ascending)."""
+    (in the order the writers noted them, not necessarily ascending), and
+    ``covered``: key -> the sequences of the range deletions over it."""
     out = []
     for k, versions in history.items():
         v = None
@@ -289,6 +318,8 @@ def _state_at(history: dict, seq: int) -> list[tuple[bytes, bytes]]:
             if s > seq:
                 break
             v = value
+            if any(s < r <= seq for r in covered.get(k, ())):
+                v = None
         if v is not None:
             out.append((k, v))
     out.sort()
@@ -300,10 +331,12 @@ def _state_at(history: dict, seq: int) -> list[tuple[bytes, bytes]]:
 def test_scans_over_a_memtable_being_written(tmp_path, memtable_bytes, tiny_windows):
     """Scans (forward, reverse; of the DB and of snapshots) read slowly
     while two writers insert keys before and after their position,
-    overwrite and delete: each returns exactly its view's rows."""
+    overwrite, delete and delete ranges: each returns exactly its view's
+    rows."""
     db = lsm.open(tmp_path / "db", sync_mode="never", memtable_bytes=memtable_bytes, block_bytes=256,
                   compaction_process=False)
     history: dict[bytes, list[tuple[int, bytes | None]]] = {}
+    ranges: list[tuple[int, bytes, bytes]] = []  # range deletions: (seq, start, stop)
     mu = threading.Lock()
 
     def note(seq, k, v):
@@ -336,8 +369,13 @@ def test_scans_over_a_memtable_being_written(tmp_path, memtable_bytes, tiny_wind
                 if r < 0.6:
                     v = b"v%d-%d" % (wid, n)
                     note(db.put(k, v), k, v)
-                elif r < 0.8:
+                elif r < 0.75:
                     note(db.delete(k), k, None)
+                elif r < 0.8:  # a short range: a few keys, inserted or not
+                    hi = b"k%05d" % (i + rnd.randrange(1, 8))
+                    seq = db.delete_range(k, hi)
+                    with mu:
+                        ranges.append((seq, k, hi))
                 else:
                     b = lsm.WriteBatch()
                     ks = sorted({b"k%05d" % rnd.randrange(3000) for _ in range(3)})
@@ -377,8 +415,13 @@ def test_scans_over_a_memtable_being_written(tmp_path, memtable_bytes, tiny_wind
     assert len(results) >= 4
     first_seq = 1000
     assert any(seq > first_seq for seq, _, _ in results), "no scan started while the writers ran"
+    keys = sorted(history)
+    covered: dict[bytes, list[int]] = {}
+    for r, a, b in ranges:
+        for k in keys[bisect.bisect_left(keys, a):bisect.bisect_left(keys, b)]:
+            covered.setdefault(k, []).append(r)
     for seq, reverse, rows in results:
-        want = _state_at(history, seq)
+        want = _state_at(history, covered, seq)
         if reverse:
             want.reverse()
         if rows != want:

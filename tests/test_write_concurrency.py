@@ -30,6 +30,8 @@ import lsm
 import lsm.iterators
 from lsm.snapshot import View
 
+from dbmodel import switch_memtable
+
 GROUP_KEYS = 6  # keys a group batch writes, all with one token
 GROUPS = 4
 COUNTERS = 3
@@ -479,3 +481,106 @@ def test_scan_while_a_new_key_is_half_inserted(tmp_path):
     assert list(db.scan()) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
     db.close()
 
+
+
+# -- a read preempted between its sequence and its super version -----------------------------
+#
+# A read takes the published sequence, then the super version. A thread
+# switch can fall between the two (any bytecode boundary may switch threads:
+# under a tracer such as coverage's, between lines; in free-threaded builds,
+# anywhere). Meanwhile a memtable switch, flush or compaction may install a
+# super version holding writes above the read's sequence, and, since the
+# read registers no view, without the versions it would see at that
+# sequence. These tests stop a reader at that point and let writes,
+# switches and compactions run.
+
+
+class _PausingVersions:
+    """Forwards to the DB's version set; the reader thread stops right after
+    reading ``last_sequence`` until ``resume`` is set."""
+
+    def __init__(self, inner, reader: list, reached: threading.Event, resume: threading.Event) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_hook", (reader, reached, resume))
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._inner, name, value)
+
+    @property
+    def last_sequence(self):
+        value = self._inner.last_sequence
+        reader, reached, resume = self._hook
+        if threading.get_ident() == reader[0]:
+            reached.set()
+            assert resume.wait(30)
+        return value
+
+
+def _read_preempted(db, read, meanwhile):
+    """``read()`` in a thread stopped after its sequence read while ``meanwhile()`` runs; its result."""
+    reader, reached, resume = [None], threading.Event(), threading.Event()
+    result = []
+    db._versions = _PausingVersions(db._versions, reader, reached, resume)
+
+    def run():
+        reader[0] = threading.get_ident()
+        result.append(read())
+
+    t = threading.Thread(target=run, daemon=True)
+    try:
+        t.start()
+        assert reached.wait(30)
+        meanwhile()
+    finally:
+        resume.set()
+        t.join(30)
+        db._versions = db._versions._inner
+    assert not t.is_alive() and result
+    return result[0]
+
+
+@pytest.mark.xfail(strict=True, reason="get reads immutable memtables and tables at their newest version, but "
+                   "applies range tombstones at its (older) sequence: it can see part of a batch")
+def test_get_preempted_across_a_memtable_switch_sees_whole_batches(tmp_path):
+    with lsm.open(tmp_path / "db", sync_mode="never") as db:
+        db.put(b"other", b"x")
+
+        def meanwhile():
+            # one batch: k is written and deleted again; no reader may see k
+            db.write(lsm.WriteBatch().put(b"k", b"v").delete_range(b"k", b"l"))
+            switch_memtable(db)
+
+        assert _read_preempted(db, lambda: db.get(b"k"), meanwhile) is None
+
+
+@pytest.mark.xfail(strict=True, reason="get_entry reads tables at its sequence with no view registered: a "
+                   "compaction installed meanwhile may have dropped the version it needs")
+def test_get_entry_preempted_across_a_compaction_finds_the_key(tmp_path):
+    with lsm.open(tmp_path / "db", sync_mode="never", compaction_process=False) as db:
+        db.put(b"k", b"v1")
+        db.flush()
+
+        def meanwhile():
+            db.put(b"k", b"v2")
+            db.compact_range()  # v1 is shadowed by v2 and no view needs it: dropped
+
+        e = _read_preempted(db, lambda: db.get_entry(b"k"), meanwhile)
+        assert e is not None and e.value in (b"v1", b"v2")  # k was never deleted
+
+
+@pytest.mark.xfail(strict=True, reason="a short bounded scan is read whole at its sequence with no view "
+                   "registered: a compaction installed meanwhile may have dropped the versions it needs")
+def test_short_scan_preempted_across_a_compaction_finds_the_key(tmp_path):
+    with lsm.open(tmp_path / "db", sync_mode="never", compaction_process=False) as db:
+        db.put(b"k", b"v1")
+        db.flush()
+
+        def meanwhile():
+            db.put(b"k", b"v2")
+            db.compact_range()
+
+        rows = _read_preempted(db, lambda: list(db.scan(start=b"k", stop=b"l")), meanwhile)
+        assert rows in ([(b"k", b"v1")], [(b"k", b"v2")])  # k was never deleted

@@ -291,12 +291,12 @@ class StallingWritePathsModel(WritePathsModel):
     holds_flushes = False
 
 
-SETTINGS = settings(max_examples=25, stateful_step_count=40, deadline=None,
+SETTINGS = settings(max_examples=50, stateful_step_count=40, deadline=None,
                     suppress_health_check=list(HealthCheck))
 TestWritePathsModel = WritePathsModel.TestCase
 TestWritePathsModel.settings = SETTINGS
 TestStallingWritePathsModel = StallingWritePathsModel.TestCase
-TestStallingWritePathsModel.settings = settings(SETTINGS, max_examples=10)
+TestStallingWritePathsModel.settings = settings(SETTINGS, max_examples=15)
 
 
 @pytest.mark.slow

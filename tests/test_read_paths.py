@@ -1,9 +1,9 @@
 """Every read path against a model of the writes.
 
 Hypothesis draws a data set — keys with shared prefixes, the empty key,
-long keys, empty and long values, overwrites, deletes, batches,
-compare-and-swap, TTL puts that expire before or after the reads (a fake
-clock) — and spreads it over every place a version can live: the active
+long keys, empty and long values, overwrites, deletes, range deletions,
+batches, compare-and-swap, TTL puts that expire before or after the reads
+(a fake clock) — and spreads it over every place a version can live: the active
 memtable, immutable memtables (flushes held back), L0 tables and deeper
 levels, in table format 1 (flushes and compactions write it while a flag is
 set, with ``tests/v1format.py``; or the tables of ``tests/fixtures/v1db``)
@@ -93,7 +93,7 @@ SCAN_MODES = {"natural": contextlib.nullcontext, "windowed": windowed, "eager": 
 
 # -- the data ------------------------------------------------------------------------------------
 
-TTLS = (5.0, 50.0, 1e6)  # expire after 1, 10 or 100 clock steps of 5, 50... or never here
+TTLS = (5.0, 50.0, 1e6)  # seconds: the first two expire as the clock steps on, the last never does here
 CLOCK_STEPS = (1.0, 10.0, 100.0)
 
 
@@ -550,7 +550,8 @@ def _fixed_scenario(seed: int) -> dict:
     steps += [("snap",), ("compact", None, None), ("v1", False)]
     steps += writes(100, [k for k in keys if k >= b"user:5"])
     steps += [("iter", (b"user:", None, None), False, False, 3), ("compact", None, None)]
-    steps += [("v1", True)] + writes(40, ranges=False) + [("flush",), ("v1", False)] + writes(40) + [("flush",), ("snap",)]
+    steps += [("v1", True)] + writes(40, ranges=False) + [("flush",), ("v1", False)]  # two L0 tables
+    steps += writes(40) + [("flush",), ("snap",)]
     steps += writes(40) + [("switch",)] + writes(40) + [("switch",), ("iter", (b"", None, None), True, True, 5)]
     steps += writes(40) + [("snap",)] + writes(10)
     opts = dict(sync_mode="never", memtable_bytes=1 << 20, max_immutable_memtables=1000, block_bytes=256,

@@ -89,25 +89,35 @@ class WritePathsModel(RuleBasedStateMachine):
         else:
             self.model.add(seq, key, PUT_TTL, value, self.clock.t + ttl)
 
+    def snapshot_first(self, snap: bool) -> None:
+        """Take a snapshot before a write (keeping at most four open)."""
+        if snap:
+            if len(self.snaps) >= 4:
+                self.snaps.pop(0)[0].close()
+            self.take_snapshot()
+
     def wrote(self, seq: int) -> None:
         assert seq == self.model.last + 1, (seq, self.model.last)
 
     # -- writes, every way in ----------------------------------------------------
 
-    @rule(key=KEYS, value=VALUES, ttl=TTLS, sync=SYNC)
-    def put(self, key, value, ttl, sync):
+    @rule(key=KEYS, value=VALUES, ttl=TTLS, sync=SYNC, snap=st.booleans())
+    def put(self, key, value, ttl, sync, snap):
+        self.snapshot_first(snap)
         seq = self.db.put(key, value, ttl=ttl, sync=sync)
         self.wrote(seq)
         self.add(seq, key, value, ttl)
 
-    @rule(key=KEYS, sync=SYNC)
-    def delete(self, key, sync):
+    @rule(key=KEYS, sync=SYNC, snap=st.booleans())
+    def delete(self, key, sync, snap):
+        self.snapshot_first(snap)
         seq = self.db.delete(key, sync=sync)
         self.wrote(seq)
         self.add(seq, key, None, None)
 
-    @rule(lo=KEYS, hi=KEYS, sync=SYNC)
-    def delete_range(self, lo, hi, sync):
+    @rule(lo=KEYS, hi=KEYS, sync=SYNC, snap=st.booleans())
+    def delete_range(self, lo, hi, sync, snap):
+        self.snapshot_first(snap)
         lo, hi = min(lo, hi), max(lo, hi)
         seq = self.db.delete_range(lo, hi, sync=sync)
         if lo == hi:
@@ -118,8 +128,9 @@ class WritePathsModel(RuleBasedStateMachine):
 
     @rule(ops=st.lists(st.one_of(st.tuples(KEYS, st.one_of(st.none(), VALUES), TTLS),
                                  st.tuples(st.just("range"), KEYS, KEYS)), max_size=6),
-          sync=SYNC, context=st.booleans())
-    def batch(self, ops, sync, context):
+          sync=SYNC, context=st.booleans(), snap=st.booleans())
+    def batch(self, ops, sync, context, snap):
+        self.snapshot_first(snap)
         ops = [("range", min(o[1], o[2]), max(o[1], o[2])) if o[0] == "range" else o for o in ops]
 
         def fill(b):
@@ -153,8 +164,10 @@ class WritePathsModel(RuleBasedStateMachine):
             else:
                 self.add(first + i, *o)
 
-    @rule(key=KEYS, value=st.one_of(st.none(), VALUES), ttl=TTLS, stale=st.booleans(), sync=SYNC)
-    def cas(self, key, value, ttl, stale, sync):
+    @rule(key=KEYS, value=st.one_of(st.none(), VALUES), ttl=TTLS, stale=st.booleans(), sync=SYNC,
+          snap=st.booleans())
+    def cas(self, key, value, ttl, stale, sync, snap):
+        self.snapshot_first(snap)
         if value is None:
             ttl = None
         cur = self.model.version_of(key, self.clock.t)

@@ -78,7 +78,8 @@ class FakeClock:
 @contextlib.contextmanager
 def fake_time(clock: FakeClock):
     """TTL expiries are written from ``lsm.batch``'s ``time.time()``; reads and
-    compactions judge them by ``DB._now`` (set per open DB)."""
+    compactions judge them by ``DB._now`` (set per open DB, with the version
+    set's ``clock``, which manifest edits record)."""
     with mock.patch.object(lsm.batch, "time", types.SimpleNamespace(time=clock)):
         yield
 

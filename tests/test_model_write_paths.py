@@ -61,7 +61,7 @@ class WritePathsModel(RuleBasedStateMachine):
 
     def _open(self):
         db = lsm.open(self.dir, **self.options)
-        db._now = self.clock
+        db._now = db._versions.clock = self.clock  # TTL's clock, and the one manifest edits record
         real = db._timed_get
 
         def timed_get(key, default):

@@ -226,7 +226,7 @@ class Run:
 
     def open(self, **extra):
         db = lsm.DB(self.path, lsm.Options(**dict(self.opts, **extra)), fs=self.fs)
-        db._now = self.clock
+        db._now = db._versions.clock = self.clock  # TTL's clock, and the one manifest edits record
         assert db._metrics is not None  # the sampled _timed_get path exists
         real = db._timed_get
 

@@ -3,8 +3,8 @@ switches and flushes happen all the time.
 
 Writer threads mix plain puts (the fast path), ``sync=True`` puts and
 batches (the commit queue and its group commit), ``WriteBatch``es, deletes,
-range deletions, TTL puts and compare-and-swap, while reader threads scan and take
-snapshots. Checked: every acknowledged write is there, with the version
+range deletions, TTL puts and compare-and-swap, while reader threads scan
+and take snapshots. Checked: every acknowledged write is there, with the version
 its call returned (after the threads join, and after close and reopen);
 each thread's successive writes get strictly increasing versions, and it
 reads its own write back at once; no two writes share a sequence number;
@@ -13,7 +13,10 @@ of a batch.
 
 Scans over a memtable that writers keep inserting into (before and after
 the scan's position, overwriting and deleting too) return exactly the
-state at the scan's creation, in both directions.
+state at the scan's creation, in both directions; so does a scan that runs
+while a writer is half-way through adding a key. Last, reads stopped
+between taking their sequence and their super version while a switch or
+compaction installs.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def fake_time(clock: FakeClock):
 class FlushGate:
     """Holds the flush thread back while closed, so that switched memtables
     stay immutable memtables (the job waits on the DB's condition, releasing
-    the mutex, and runs once the gate opens)."""
+    the mutex, and runs once the gate opens or the DB closes)."""
 
     def __init__(self, db) -> None:
         self.db = db
@@ -95,9 +95,9 @@ class FlushGate:
         real = db._flush_job_locked
 
         def job():
-            while self.closed and not db._stop:
+            while self.closed and not db._closed:  # close() flushes what waits: let it
                 db._bg_cv.wait(0.02)
-            if not self.closed:
+            if not db._stop:
                 real()
 
         db._flush_job_locked = job

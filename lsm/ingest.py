@@ -280,7 +280,8 @@ class Ingest:
                 log.append(bytes((INGEST,)) + struct.pack("<Q", seq))
                 with self._log_sync_mu:
                     for old in older:  # a write before the ingest is durable before it
-                        old.sync()
+                        if old in self._unsynced_logs:  # (else a flush retired it: in a table)
+                            old.sync()
                     log.sync()
                     if self._log_sync_error is not None:
                         raise self._log_sync_error

@@ -340,9 +340,12 @@ class Writes:
                     with self._log_sync_mu:
                         # Older logs first (sync_mode="never" leaves them
                         # unsynced at a switch): a synced write is durable only
-                        # if everything written before it is.
+                        # if everything written before it is. One a flush has
+                        # retired since (closed, under this lock) needs none:
+                        # its writes are in a table.
                         for old in older:
-                            old.sync()
+                            if old in self._unsynced_logs:
+                                old.sync()
                         log.sync()
                         if self._log_sync_error is not None:
                             raise self._log_sync_error
@@ -512,8 +515,11 @@ class Writes:
         (numbered below the version set's log number): nothing needs them."""
         keep = [x for x in self._unsynced_logs if x.number >= self._versions.log_number]
         if len(keep) != len(self._unsynced_logs):
-            for x in self._unsynced_logs:
-                if x not in keep:
-                    self._close_log(x)
-            self._unsynced_logs = keep
+            # Under _log_sync_mu: a synced write's leader may be about to
+            # fsync these (it took the list under _mu, then let it go).
+            with self._log_sync_mu:
+                for x in self._unsynced_logs:
+                    if x not in keep:
+                        self._close_log(x)
+                self._unsynced_logs = keep
 

@@ -33,7 +33,7 @@ import lsm
 import lsm.iterators
 from lsm.snapshot import View
 
-from dbmodel import switch_memtable
+from dbmodel import FlushGate, switch_memtable
 
 GROUP_KEYS = 6  # keys a group batch writes, all with one token
 GROUPS = 4
@@ -587,3 +587,81 @@ def test_short_scan_preempted_across_a_compaction_finds_the_key(tmp_path):
 
         rows = _read_preempted(db, lambda: list(db.scan(start=b"k", stop=b"l")), meanwhile)
         assert rows in ([(b"k", b"v1")], [(b"k", b"v2")])  # k was never deleted
+
+
+class _CountingLock:
+    """A lock that counts the threads waiting for it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.waiting = 0
+        self._count = threading.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        with self._count:
+            self.waiting += 1
+        try:
+            return self.inner.acquire(blocking, timeout)
+        finally:
+            with self._count:
+                self.waiting -= 1
+
+    def release(self) -> None:
+        self.inner.release()
+
+    def locked(self) -> bool:
+        return self.inner.locked()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def test_synced_write_while_a_flush_retires_the_log_it_syncs(tmp_path):
+    """``sync_mode="never"``: a synchronous write fsyncs the older logs still
+    unsynced (their list taken under the mutex), then its own. A flush that
+    finishes in between makes such a log obsolete and closes it: the write
+    must not fsync a closed log (that failed it, and stopped every later
+    write with a background error)."""
+    db = lsm.open(tmp_path / "db", sync_mode="never", compaction_process=False)
+    try:
+        gate = FlushGate(db)
+        log_sync = db._log_sync_mu = _CountingLock(db._log_sync_mu)
+        db.put(b"a", b"1")
+        gate.closed = True
+        switch_memtable(db)  # the old log stays open, unsynced, until its memtable is flushed
+        assert len(db._unsynced_logs) == 1
+        seqs, errors = [], []
+
+        def synced_put():
+            try:
+                seqs.append(db.put(b"b", b"2", sync=True))
+            except BaseException as e:  # noqa: BLE001 - checked below
+                errors.append(e)
+
+        deadline = time.monotonic() + 30
+        log_sync.acquire()  # the synced write stops where it is about to fsync the logs
+        try:
+            writer = threading.Thread(target=synced_put, daemon=True)
+            writer.start()
+            while log_sync.waiting < 1:  # its record appended, the list of older logs taken
+                assert time.monotonic() < deadline and writer.is_alive()
+                time.sleep(0.001)
+            gate.open()  # the flush writes the old memtable and retires its log
+            while log_sync.waiting < 2 and db._unsynced_logs:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+        finally:
+            log_sync.release()
+        writer.join(30)
+        assert not writer.is_alive()
+        assert not errors and seqs == [2], errors
+        assert db.put(b"c", b"3") == 3  # writes go on
+        assert list(db.scan()) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+    finally:
+        db.close()
+    with lsm.open(tmp_path / "db") as db:
+        assert list(db.scan()) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]

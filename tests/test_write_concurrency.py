@@ -488,14 +488,15 @@ def test_scan_while_a_new_key_is_half_inserted(tmp_path):
 
 # -- a read preempted between its sequence and its super version -----------------------------
 #
-# A read takes the published sequence, then the super version. A thread
-# switch can fall between the two (any bytecode boundary may switch threads:
-# under a tracer such as coverage's, between lines; in free-threaded builds,
-# anywhere). Meanwhile a memtable switch, flush or compaction may install a
-# super version holding writes above the read's sequence, and, since the
-# read registers no view, without the versions it would see at that
-# sequence. These tests stop a reader at that point and let writes,
-# switches and compactions run.
+# A read takes its read point: the published sequence and the super version.
+# A thread switch can fall between the two (any bytecode boundary may switch
+# threads: under a tracer such as coverage's, between lines; in
+# free-threaded builds, anywhere), and meanwhile a memtable switch, flush or
+# compaction may install a super version holding writes above the read's
+# sequence and, since a point read or a short scan registers no view,
+# without the versions it would see at that sequence. These tests stop a
+# reader right after its sequence read and let writes, switches and
+# compactions run: the read must still see one whole state.
 
 
 class _PausingVersions:
@@ -545,8 +546,6 @@ def _read_preempted(db, read, meanwhile):
     return result[0]
 
 
-@pytest.mark.xfail(strict=True, reason="get reads immutable memtables and tables at their newest version, but "
-                   "applies range tombstones at its (older) sequence: it can see part of a batch")
 def test_get_preempted_across_a_memtable_switch_sees_whole_batches(tmp_path):
     with lsm.open(tmp_path / "db", sync_mode="never") as db:
         db.put(b"other", b"x")
@@ -559,8 +558,6 @@ def test_get_preempted_across_a_memtable_switch_sees_whole_batches(tmp_path):
         assert _read_preempted(db, lambda: db.get(b"k"), meanwhile) is None
 
 
-@pytest.mark.xfail(strict=True, reason="get_entry reads tables at its sequence with no view registered: a "
-                   "compaction installed meanwhile may have dropped the version it needs")
 def test_get_entry_preempted_across_a_compaction_finds_the_key(tmp_path):
     with lsm.open(tmp_path / "db", sync_mode="never", compaction_process=False) as db:
         db.put(b"k", b"v1")
@@ -574,8 +571,6 @@ def test_get_entry_preempted_across_a_compaction_finds_the_key(tmp_path):
         assert e is not None and e.value in (b"v1", b"v2")  # k was never deleted
 
 
-@pytest.mark.xfail(strict=True, reason="a short bounded scan is read whole at its sequence with no view "
-                   "registered: a compaction installed meanwhile may have dropped the versions it needs")
 def test_short_scan_preempted_across_a_compaction_finds_the_key(tmp_path):
     with lsm.open(tmp_path / "db", sync_mode="never", compaction_process=False) as db:
         db.put(b"k", b"v1")

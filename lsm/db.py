@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Iterator, MutableMapping
 from . import forks
 from .batch import WriteBatch
 from .dbstate import DBState
-from .cache import BlockCache, TableCache
+from .tablecache import BlockCache, TableCache
 from .commit import CommitQueue
 from .background import Background, ManualCompaction, StopSignal, background_main, syncer_main
 from .reads import Reads

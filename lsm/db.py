@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Iterator, MutableMapping
 
 from . import forks
 from .batch import WriteBatch
-from .dbstate import DBState
 from .tablecache import BlockCache, TableCache
 from .commit import CommitQueue
 from .background import Background, ManualCompaction, StopSignal, background_main, syncer_main
@@ -84,7 +83,7 @@ class _Clock:
         return t
 
 
-class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, DBState, MutableMapping):
+class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
     """An open LSM-tree database. Obtain one with :func:`open`.
 
     Methods by role:

@@ -7,8 +7,6 @@
 b'value'
 """
 
-import warnings as _warnings
-
 from .batch import WriteBatch
 from .cursor import Cursor
 from .db import DB, open
@@ -23,12 +21,6 @@ from .prefixed import PrefixedDB
 from .admin import destroy
 from .repair import repair  # the function; the module is importlib.import_module("lsm.repair")
 from . import metrics, serde
-
-# lsm.repair imports lsm.dump, so `python -m lsm.dump` finds that module
-# already imported with the package and runpy warns that a second copy will
-# run as __main__. Harmless here (dump's module level only defines names, and
-# its _main hands over to lsm.cli): that one warning is not shown.
-_warnings.filterwarnings("ignore", message=r"'lsm\.dump' found in sys\.modules", category=RuntimeWarning)
 
 __version__ = "0.1.0"
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 
-from .dump import LOST_DIR
 from .errors import DiskError, Error
-from .filenames import FileType, check_path, make_current_name, make_lock_name, parse_name
+from .filenames import LOST_DIR, FileType, check_path, make_current_name, make_lock_name, parse_name
 from .fs import FileSystem, OsFileSystem
 
 __all__ = ["destroy"]

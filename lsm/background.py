@@ -15,6 +15,7 @@ import threading
 import weakref
 
 from .commit import Writer
+from .dbstate import DBState
 from .builder import FlushJob, build_memtable
 from .compaction import (Compaction, JobSpec, level_scores, max_bytes_for_level, output_reservation,
                          pick_cleanup, pick_compaction, run_job, setup_compaction)
@@ -121,7 +122,7 @@ class ManualCompaction:
         self.done = False
 
 
-class Background:
+class Background(DBState):
     """Mixin of :class:`lsm.db.DB` holding everything the background thread does."""
 
     def flush(self) -> None:

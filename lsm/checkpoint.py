@@ -44,6 +44,7 @@ import os
 from dataclasses import dataclass, field
 
 from .commit import Writer
+from .dbstate import DBState
 from .errors import CorruptionError, DiskError, Error
 from .filenames import FileType, check_path, make_log_name, make_table_name, parse_name
 from .fs import FileSystem
@@ -74,7 +75,7 @@ class _Capture:
     logs: list[tuple[int, int]] = field(default_factory=list)  # (number, bytes to copy)
 
 
-class Checkpoints:
+class Checkpoints(DBState):
     """Mixin of :class:`lsm.db.DB`: ``checkpoint``."""
 
     def checkpoint(self, dest: str | os.PathLike) -> int:

@@ -9,7 +9,8 @@ escapes when mostly printable, and as ``0x``-prefixed hex otherwise.
 Exit status: 0 success; 1 a problem was found (``verify`` errors, damage in a
 ``wal``, a key ``get`` did not find) or an ``lsm.Error`` stopped the command;
 2 bad usage, or the database ``LOCK`` is held by another process; 130 interrupted.
-Errors are one line on stderr, never a traceback.
+Errors are one line on stderr, never a traceback. ``python -m lsm.cli``
+runs the same command line where the ``lsm-dump`` script is not installed.
 
 >>> args = build_parser().parse_args(["scan", "/db", "--prefix", "0x00ff", "--json"])
 >>> args.json, parse_key(args.prefix, args.key_mode)
@@ -572,3 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_PROBLEM
     return EXIT_OK  # not reached: parser.exit raises
+
+
+if __name__ == "__main__":  # python -m lsm.cli: the same as lsm-dump
+    raise SystemExit(main())

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Iterator, MutableMapping
 
 from . import forks
 from .batch import WriteBatch
-from .cache import BlockCache, TableCache
+from .tablecache import BlockCache, TableCache
 from .commit import CommitQueue
 from .background import Background, ManualCompaction, StopSignal, background_main, syncer_main
 from .reads import Reads
@@ -38,7 +38,7 @@ from .sizes import Sizes
 from .checkpoint import Checkpoints
 from .ingest import Ingest
 from .builder import build_memtable
-from .errors import BackgroundError, ClosedError, DiskError, Error, ReadOnlyError
+from .errors import BackgroundError, ClosedError, DiskError, ReadOnlyError
 from .filenames import make_log_name, make_table_name
 from .fs import FileSystem, OsFileSystem, check_path
 from .invariants import assert_held, make_lock
@@ -46,36 +46,22 @@ from .manifest import VersionEdit
 from .metrics import Metrics
 from .memtable import Memtable
 from .options import Options
+from .prefixed import PrefixedDB
 from .recovery import RecoveryStats, lock_and_load, replay_logs
 from .snapshot import Entry, Snapshot, SuperVersion, View
+from .typed import TypedView
 from .version import apply_edit
 from .wal import WalWriter
 from .worker import CompactionWorker
 
-if TYPE_CHECKING:  # annotations only: typed, prefixed and serde sit above db
-    from .prefixed import PrefixedDB
+if TYPE_CHECKING:  # annotations only
     from .serde import Serializer
-    from .typed import TypedView
 
 __all__ = ["DB", "Entry", "Snapshot", "open"]
 
-_typed_view_class = None  # set by lsm.typed (see DB.typed)
-_prefixed_view_class = None  # set by lsm.prefixed (see DB.prefixed)
 _SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
 CLOSE_FLUSH_SECONDS = 5.0  # close() waits this long at most for memtables waiting for flush
 _MISSING = object()
-
-
-def register_typed_view(cls) -> None:
-    """Called once by ``lsm.typed`` at import (see :meth:`DB.typed`)."""
-    global _typed_view_class
-    _typed_view_class = cls
-
-
-def register_prefixed_view(cls) -> None:
-    """Called once by ``lsm.prefixed`` at import (see :meth:`DB.prefixed`)."""
-    global _prefixed_view_class
-    _prefixed_view_class = cls
 
 
 class _Clock:
@@ -492,23 +478,16 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         """Number of live keys. Complexity: a full scan."""
         return sum(1 for _ in self.scan(keys_only=True))
 
-    def typed(self, key_serde: "Serializer", value_serde: "Serializer") -> "TypedView":
-        """A :class:`lsm.typed.TypedView` over this DB with the given serializers (SPEC §5).
-
-        ``lsm.typed`` sits above ``db`` in the layering, so it registers its
-        class here on import (``lsm/__init__`` imports it) instead of ``db``
-        importing upwards.
-        """
+    def typed(self, key_serde: Serializer, value_serde: Serializer) -> TypedView:
+        """A :class:`lsm.typed.TypedView` over this DB with the given serializers
+        (lsm/typed.py)."""
         self._check_open()
-        if _typed_view_class is None:
-            raise Error("lsm.typed is not imported")
-        return _typed_view_class(self, key_serde, value_serde)
+        return TypedView(self, key_serde, value_serde)
 
-    def prefixed(self, prefix: bytes) -> "PrefixedDB":
+    def prefixed(self, prefix: bytes) -> PrefixedDB:
         """A :class:`lsm.PrefixedDB`: the keys that start with ``prefix``, with
         the whole key/value API and keys relative to it (plyvel's
-        ``prefixed_db``; lsm/prefixed.py). Registered by ``lsm.prefixed`` as
-        :meth:`typed`'s class is.
+        ``prefixed_db``; lsm/prefixed.py).
 
         >>> import tempfile
         >>> with open(tempfile.mkdtemp()) as db:
@@ -517,9 +496,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         b'ada'
         """
         self._check_open()
-        if _prefixed_view_class is None:
-            raise Error("lsm.prefixed is not imported")
-        return _prefixed_view_class(self, prefix)
+        return PrefixedDB(self, prefix)
 
 def _attempt(errors: list[BaseException], step) -> None:
     """Run ``step()``; keep what it raises in ``errors`` instead of raising,

@@ -29,35 +29,27 @@ the file and offset) for anything else that stops a command.
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import random
-import struct
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Iterator
 
-from .batch import BatchDecodeError, decode_batch
 from .db import DB
 from .dumprecords import (BlockInfo, BloomInfo, Damage, EditInfo, Finding, ManifestInfo, RepairReport, TableEntry,
                           TableFile, TableInfo, WalOp, _user_value, kind_name)
-from .errors import CorruptionError, DiskError, Error
+from .errors import CorruptionError, Error
+from .filescan import TableScan, damage_finding, iter_log_ops, locked, read_edits, scan_table
 from .filenames import FileType, make_current_name, make_log_name, make_table_name, parse_name
 from .fs import FileSystem, OsFileSystem
 from .keys import MAX_SEQUENCE
-from .manifest import KNOWN_VERSIONS as MANIFEST_VERSIONS, FileMeta, VersionEdit, read_current, read_manifest
+from .manifest import FileMeta, VersionEdit, read_current, read_manifest
 from .options import WAL_RECOVERY_MODES, Options
-from .rangedel import end_bound
-from .recovery import lock_database
 from .sstable import TableReader
 from .sstable.bloom import BlockedBloom
 from .sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_ZSTD, MAX_FOOTER_BYTES,
                              decode_footer, unwrap_block)
 from .version import NUM_LEVELS, Version, apply_edit
-from .record import EDIT, FORMAT_VERSION as RECORD_FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD, iter_records
 from .sstable.props import EXTERNAL_PROP
-from .wal import BATCH, INGEST, START, scan_log
 
 __all__ = [
     "BlockInfo", "BloomInfo", "Damage", "EditInfo", "Finding", "ManifestInfo", "RepairReport",
@@ -65,11 +57,8 @@ __all__ = [
     "WAL_RECOVERY_MODES", "iter_sst", "iter_wal", "kind_name", "open_read_only", "verify",
 ]
 
-LOST_DIR = "lost"  # repair moves every file it stops using here, never deletes
 FP_PROBES = 10_000  # random absent keys tried per bloom filter: ±0.1% at a 1% rate
-_RECORD_HEADER = struct.Struct("<HBBI")  # lsm.wal framing starts magic, version, type, length
 _COMPRESSION = {COMPRESSION_NONE: "none", COMPRESSION_ZSTD: "zstd"}
-_RECORD_TYPES = {BATCH: "write batch", EDIT: "version edit"}
 
 
 # -- locking and opening ---------------------------------------------------------
@@ -83,18 +72,6 @@ def _require_db(fs: FileSystem, dbpath: str) -> None:
     if not fs.exists(make_current_name(dbpath)):
         raise Error(f"{dbpath}: not a database (no CURRENT file); "
                     "`lsm-dump repair` rebuilds one from the tables present")
-
-
-@contextmanager
-def _lock(fs: FileSystem, dbpath: str, *, shared: bool) -> Iterator[None]:
-    """Hold the database's lock (shared: beside other readers, not a writer),
-    as a DB open does (lsm.recovery.lock_database): a shared lock needs no
-    write access and creates nothing (read commands write nothing)."""
-    lock = lock_database(fs, dbpath, shared=shared)
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def open_read_only(dbpath: str, *, wal_recovery: str = "tolerate_tail",
@@ -141,7 +118,7 @@ def describe_manifest(path: str, *, history: bool = False, fs: FileSystem | None
     path = os.path.abspath(path)
     if os.path.isdir(path):
         _require_db(fs, path)
-        with _lock(fs, path, shared=True):
+        with locked(fs, path, shared=True):
             return _describe_manifest_file(fs, read_current(fs, path), history)
     return _describe_manifest_file(fs, path, history)
 
@@ -265,90 +242,6 @@ def iter_sst(path: str, *, fs: FileSystem | None = None) -> Iterator[TableEntry]
 # -- write-ahead logs ------------------------------------------------------------
 
 
-def _is_torn(data: bytes, offset: int, reason: str) -> bool:
-    """True when the damage at ``offset`` is a record cut short by the end of
-    the file (an interrupted append), rather than bytes that changed. The
-    framing reader says so when it knows (``reason.truncated``)."""
-    truncated = getattr(reason, "truncated", None)
-    if truncated is not None:
-        return bool(truncated)
-    n = len(data)
-    if n - offset < HEADER_BYTES:
-        return True
-    magic, version, _, length = _RECORD_HEADER.unpack_from(data, offset)
-    return magic == MAGIC and version == RECORD_FORMAT_VERSION and offset + length + OVERHEAD > n
-
-
-def _iter_log(data: bytes, path: str, zero_tail_ok: bool = False) -> Iterator[tuple[int, int, bytes] | Damage]:
-    """Intact records ``(offset, type, payload)`` and damaged regions, in file order.
-
-    ``zero_tail_ok``: zeros to the end of the data are a preallocated log's
-    unwritten space, neither data nor damage (true for the newest write-ahead
-    log with records, as in recovery; never for a manifest).
-
-    Raises: CorruptionError naming ``path`` for records the framing reader
-    refuses outright (a newer format version).
-    """
-    pending: list[Damage] = []
-
-    def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
-        if zero_tail_ok and at_tail and getattr(reason, "zero_fill", False):
-            return True
-        pending.append(Damage(path, offset, nbytes, str(reason),
-                              at_tail and _is_torn(data, offset, reason)))
-        return True  # skip it and keep reading: a dump shows everything that survives
-
-    try:
-        for record in iter_records(data, report):
-            while pending:
-                yield pending.pop(0)
-            yield record
-    except CorruptionError as e:
-        if e.path == path:
-            raise
-        raise CorruptionError(path, e.offset, e.reason) from None
-    yield from pending
-
-
-def _iter_log_ops(data: bytes, path: str, zero_tail_ok: bool
-                  ) -> Iterator[tuple[int, int, int, bytes, bytes, int, int] | Damage]:
-    """``(offset, seq, kind, key, stored_value, index, batch_size)`` per operation
-    of each intact write-batch record of a write-ahead log (either format),
-    and a :class:`Damage` per damaged region, in file order.
-
-    ``zero_tail_ok``: zeros to the end of the data are a preallocated log's
-    unwritten space, neither data nor damage (as recovery treats them).
-
-    Raises: CorruptionError naming ``path`` for a log of a newer format.
-    """
-    scan = scan_log(data, path)
-    # A damaged region at the end is a torn last write unless records that
-    # check out were found inside it (then bytes changed under later writes).
-    events: list = [(off, 0, Damage(path, off, nbytes, str(d),
-                                    d.truncated and not any(off < h[0] < off + nbytes for h in scan.hints)))
-                    for off, nbytes, d in scan.damage
-                    if not (zero_tail_ok and d.zero_fill and off + nbytes == len(data))]
-    events += [(off, 1, (rtype, body)) for off, rtype, body in scan.records]
-    events.sort(key=lambda e: (e[0], e[1]))
-    for offset, is_record, ev in events:
-        if not is_record:
-            yield ev
-            continue
-        rtype, payload = ev
-        if scan.version >= 3 and rtype in (START, INGEST):
-            continue  # a log's first sequence; a sequence an ingest took (its tables are in the manifest)
-        if rtype != BATCH:
-            yield Damage(path, offset, len(payload) + 1, f"record type {rtype} in a write-ahead log", False)
-            continue
-        try:
-            first_seq, ops, _ = decode_batch(payload, 2 if scan.version >= 3 else 1)
-        except BatchDecodeError as e:
-            yield Damage(path, offset, len(payload) + 1, f"bad write batch: {e}", False)
-            continue
-        for i, (kind, key, stored) in enumerate(ops):
-            yield offset, first_seq + i, kind, key, stored, i, len(ops)
-
-
 def iter_wal(path: str, *, fs: FileSystem | None = None, zero_tail_ok: bool = True) -> Iterator[WalOp | Damage]:
     """Yield each operation of the write-ahead log at ``path``, and a
     :class:`Damage` for each damaged region (or undecodable batch), continuing
@@ -372,7 +265,7 @@ def iter_wal(path: str, *, fs: FileSystem | None = None, zero_tail_ok: bool = Tr
 
 
 def _wal_records(data: bytes, path: str, zero_tail_ok: bool) -> Iterator[WalOp | Damage]:
-    for rec in _iter_log_ops(data, path, zero_tail_ok):
+    for rec in iter_log_ops(data, path, zero_tail_ok):
         if isinstance(rec, Damage):
             yield rec
             continue
@@ -384,88 +277,7 @@ def _wal_records(data: bytes, path: str, zero_tail_ok: bool) -> Iterator[WalOp |
 # -- verification -------------------------------------------------------------------
 
 
-@dataclass
-class _TableScan:
-    """What reading every block of one table found."""
-
-    error: Error | None = None  # could not even open it (footer, props, index, filter)
-    block_errors: list[CorruptionError] = field(default_factory=list)
-    props: dict = field(default_factory=dict)
-    blocks: int = 0
-    entries: int = 0
-    smallest: bytes = b""
-    largest: bytes = b""
-    min_seq: int = 0
-    max_seq: int = 0
-    range_dels: list[tuple[bytes, bytes, int]] = field(default_factory=list)
-    entries_or_dels: int = 0
-    kept: list[tuple[bytes, int, int, bytes]] | None = None  # entries of good blocks (salvage)
-
-
-def _scan_table(fs: FileSystem, path: str, number: int, keep: bool = False, global_seq: int = 0) -> _TableScan:
-    """Read every block of a table with checksum verification; never raises
-    for damage (it is returned), only collects it. ``global_seq``: an
-    ingested table's sequence (its entries are read at it)."""
-    s = _TableScan(kept=[] if keep else None)
-    try:
-        f = fs.open_readable(path)
-    except DiskError as e:
-        s.error = e
-        return s
-    try:
-        try:
-            reader = TableReader(f, number, None, True, global_seq=global_seq)
-        except Error as e:
-            s.error = e
-            return s
-        s.props = dict(reader.props)
-        last: tuple[bytes, int] | None = None
-        min_seq = MAX_SEQUENCE + 1
-        for i in range(len(reader.index)):
-            try:
-                keys, tags, values = reader.columns(i)
-                _check_block_order(keys, tags, last, path, reader.index.offsets[i])
-            except Error as e:
-                s.block_errors.append(e if isinstance(e, CorruptionError)
-                                      else CorruptionError(path, reader.index.offsets[i], str(e)))
-                continue
-            s.blocks += 1
-            if not len(keys):
-                continue
-            if not s.entries:
-                s.smallest = keys[0]
-            s.entries += len(keys)
-            s.largest = keys[-1]
-            min_seq = min(min_seq, min(tags) >> 8)
-            s.max_seq = max(s.max_seq, max(tags) >> 8)
-            last = (keys[-1], tags[-1] >> 8)
-            if s.kept is not None:
-                s.kept.extend((keys[j], tags[j] >> 8, tags[j] & 0xFF, values[j]) for j in range(len(keys)))
-        for start, end, seq in reader.range_dels:
-            min_seq = min(min_seq, seq)
-            s.max_seq = max(s.max_seq, seq)
-            s.smallest = min(s.smallest, start) if s.entries or s.range_dels else start
-            s.largest = max(s.largest, end_bound(end)) if s.entries or s.range_dels else end_bound(end)
-            s.range_dels.append((start, end, seq))
-        s.entries_or_dels = s.entries + len(s.range_dels)
-        s.min_seq = min_seq if s.entries_or_dels else 0
-    finally:
-        f.close()
-    return s
-
-
-def _check_block_order(keys, tags, last: tuple[bytes, int] | None, path: str, offset: int) -> None:
-    """Raises: CorruptionError unless entries are (key ascending, sequence
-    descending) within the block and after the previous block's last entry."""
-    prev = last
-    for i, key in enumerate(keys):
-        seq = tags[i] >> 8
-        if prev is not None and not (prev[0] < key or (prev[0] == key and prev[1] > seq)):
-            raise CorruptionError(path, offset, f"entry {i} of the block is out of order")
-        prev = (key, seq)
-
-
-def _props_mismatch(scan: _TableScan, meta: FileMeta | None, size: int) -> list[str]:
+def _props_mismatch(scan: TableScan, meta: FileMeta | None, size: int) -> list[str]:
     """Disagreements between a table's properties, its entries and its manifest record."""
     p = scan.props
     out = []
@@ -485,43 +297,6 @@ def _props_mismatch(scan: _TableScan, meta: FileMeta | None, size: int) -> list[
     return out
 
 
-def _read_edits(fs: FileSystem, path: str) -> tuple[list[tuple[int, VersionEdit]], list[Damage | Error]]:
-    """Every decodable edit of a manifest, and every problem met (never raises
-    for damage). A problem stops the edit list: later edits may depend on it."""
-    edits: list[tuple[int, VersionEdit]] = []
-    problems: list[Damage | Error] = []
-    for rec in _iter_log(fs.read_file(path), path):
-        if isinstance(rec, Damage):
-            problems.append(rec)
-            continue
-        offset, rtype, payload = rec
-        if problems:
-            continue
-        try:
-            if rtype != EDIT:
-                raise CorruptionError(path, offset, f"record type {rtype} in a manifest (want {EDIT})")
-            edit = VersionEdit.decode(payload, path, offset)
-            if not edits and edit.format_version not in MANIFEST_VERSIONS:
-                raise CorruptionError(path, offset, f"unsupported manifest format version "
-                                      f"{edit.format_version} (this reader knows {', '.join(map(str, MANIFEST_VERSIONS))})")
-        except CorruptionError as e:
-            problems.append(e)
-            continue
-        edits.append((offset, edit))
-    return edits, problems
-
-
-def _damage_finding(d: Damage | Error, what: str) -> Finding:
-    if isinstance(d, Damage):
-        if d.torn:
-            return Finding("warning", d.path, d.offset, f"torn final {what} record ({d.nbytes} bytes; "
-                           "an interrupted append, dropped by recovery)")
-        return Finding("error", d.path, d.offset, f"{d.reason} ({d.nbytes} bytes damaged)")
-    if isinstance(d, CorruptionError):
-        return Finding("error", d.path, d.offset, d.reason)
-    return Finding("error", getattr(d, "filename", None) or "?", None, str(d))
-
-
 def verify(dbpath: str, *, fs: FileSystem | None = None) -> Iterator[Finding]:
     """Check every checksum of every live file of the database at ``dbpath``.
 
@@ -538,7 +313,7 @@ def verify(dbpath: str, *, fs: FileSystem | None = None) -> Iterator[Finding]:
     fs = fs if fs is not None else OsFileSystem()
     dbpath = os.path.abspath(dbpath)
     _require_db(fs, dbpath)
-    with _lock(fs, dbpath, shared=True):
+    with locked(fs, dbpath, shared=True):
         yield from _verify_locked(fs, dbpath)
 
 
@@ -546,13 +321,13 @@ def _verify_locked(fs: FileSystem, dbpath: str) -> Iterator[Finding]:
     try:
         manifest = read_current(fs, dbpath)
     except Error as e:
-        yield _damage_finding(e, "CURRENT")
+        yield damage_finding(e, "CURRENT")
         return
     if not fs.exists(manifest):
         yield Finding("error", make_current_name(dbpath), 0, f"CURRENT names {os.path.basename(manifest)}, "
                       "which does not exist")
         return
-    edits, problems = _read_edits(fs, manifest)
+    edits, problems = read_edits(fs, manifest)
     version = Version([[] for _ in range(NUM_LEVELS)])
     log_number = next_file = last_seq = 0
     for offset, edit in edits:
@@ -567,7 +342,7 @@ def _verify_locked(fs: FileSystem, dbpath: str) -> Iterator[Finding]:
         last_seq = max(last_seq, edit.last_sequence or 0)
     bad = [p for p in problems if not (isinstance(p, Damage) and p.torn)]
     for p in problems:
-        yield _damage_finding(p, "manifest")
+        yield damage_finding(p, "manifest")
     if not edits:
         yield Finding("error", manifest, 0, "manifest holds no complete edit")
     elif not bad:
@@ -603,12 +378,12 @@ def _verify_locked(fs: FileSystem, dbpath: str) -> Iterator[Finding]:
 
 
 def _verify_table(fs: FileSystem, path: str, meta: FileMeta, level: int) -> Iterator[Finding]:
-    scan = _scan_table(fs, path, meta.number, global_seq=meta.global_seq)
+    scan = scan_table(fs, path, meta.number, global_seq=meta.global_seq)
     if scan.error is not None:
-        yield _damage_finding(scan.error, "table")
+        yield damage_finding(scan.error, "table")
         return
     for e in scan.block_errors:
-        yield _damage_finding(e, "table")
+        yield damage_finding(e, "table")
     if scan.block_errors:
         return
     mismatches = _props_mismatch(scan, meta, fs.file_size(path))
@@ -628,7 +403,7 @@ def _verify_log(path: str, data: bytes, newest: bool) -> Iterator[Finding]:
     clean = True
     for rec in _wal_records(data, path, zero_tail_ok=newest):
         if isinstance(rec, Damage):
-            finding = _damage_finding(rec, "log")
+            finding = damage_finding(rec, "log")
             clean = clean and finding.severity != "error"
             yield finding
             continue
@@ -640,17 +415,3 @@ def _verify_log(path: str, data: bytes, newest: bool) -> Iterator[Finding]:
         last_seq = rec.seq
     if clean:
         yield Finding("ok", path, None, f"{records} records, {ops} operations")
-
-
-def _main() -> int:
-    """``python -m lsm.dump``: run the ``lsm-dump`` command line.
-
-    The one documented exception to the layering: cli sits above dump (it
-    formats dump's records), so dump must not import it at module level; it is
-    looked up by name, only when this module runs as the program.
-    """
-    return int(importlib.import_module("lsm.cli").main())
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -6,6 +6,7 @@
     NNNNNN.sst         sorted table
     NNNNNN.dbtmp       temporary file, renamed into place (e.g. the next CURRENT)
     LOCK               flock target; its contents are unused
+    lost/              files lsm.repair stopped using (it moves them here, never deletes)
 
 File numbers come from one counter kept in the manifest and are never reused.
 """
@@ -16,8 +17,10 @@ import os
 import re
 from enum import Enum
 
-__all__ = ["FileType", "check_path", "make_current_name", "make_lock_name", "make_log_name",
+__all__ = ["LOST_DIR", "FileType", "check_path", "make_current_name", "make_lock_name", "make_log_name",
            "make_manifest_name", "make_table_name", "make_temp_name", "parse_name"]
+
+LOST_DIR = "lost"
 
 
 class FileType(Enum):

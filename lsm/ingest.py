@@ -49,6 +49,7 @@ from operator import lt
 from typing import Iterable, NamedTuple
 
 from .commit import Writer
+from .dbstate import DBState
 from .errors import ClosedError, CorruptionError, DiskError, Error, ReadOnlyError
 from .filenames import make_table_name
 from .fs import FileSystem
@@ -162,7 +163,7 @@ def _mem_overlaps(mem: Memtable, lo: bytes, hi: bytes) -> bool:
     return any(start <= hi and end > lo for start, end, _ in mem.range_dels)
 
 
-class Ingest:
+class Ingest(DBState):
     """Mixin of :class:`lsm.db.DB` holding ``ingest``."""
 
     def ingest(self, paths: Iterable[str | os.PathLike], *, move: bool = False) -> None:

@@ -91,7 +91,7 @@ class FileMeta:
         self.global_seq = global_seq
         self.range_dels = range_dels
         # Not recorded anywhere: the open reader of this table while the DB's
-        # table cache holds it (lsm.cache.TableCache sets and clears it), so
+        # table cache holds it (lsm.tablecache.TableCache sets and clears it), so
         # that a read reaches the table with one attribute load.
         self.reader = None
 

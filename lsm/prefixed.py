@@ -36,14 +36,15 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .batch import WriteBatch
-from .db import DB, register_prefixed_view
+from .dbstate import DBState
 from .iterators import prefix_successor
 from .keys import MAX_KEY_BYTES, check_key
 from .sizes import check_ranges
 from .snapshot import Entry, Snapshot
 from .typed import TypedView
 
-if TYPE_CHECKING:  # annotations only
+if TYPE_CHECKING:  # annotations only: lsm.db imports this module
+    from .db import DB
     from .serde import Serializer
 
 __all__ = ["PrefixedBatch", "PrefixedCursor", "PrefixedDB", "PrefixedSnapshot"]
@@ -177,7 +178,7 @@ class PrefixedDB(_Namespace, MutableMapping):
         if isinstance(db, PrefixedDB):
             prefix = _join(db.prefix, prefix, "prefix")
             db = db.db
-        elif not isinstance(db, DB):
+        elif not isinstance(db, DBState):
             raise TypeError(f"db must be an lsm.DB, not {type(db).__name__}")
         self._setup(db, prefix)
 
@@ -428,6 +429,3 @@ class PrefixedCursor:
 
     def __repr__(self) -> str:
         return f"<PrefixedCursor {self._prefix!r} over {self._c!r}>"
-
-
-register_prefixed_view(PrefixedDB)

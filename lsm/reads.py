@@ -20,6 +20,7 @@ from itertools import compress
 from typing import Iterable, Iterator
 
 from .cursor import Cursor, cursor_bounds
+from .dbstate import DBState
 from .errors import DiskError
 from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor, read_range
 from .keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, check_key
@@ -38,7 +39,7 @@ _MULTI_WINDOW = 512  # multi_get: sorted keys per pass through the tables
 _clock = time.perf_counter
 
 
-class Reads:
+class Reads(DBState):
     """Mixin of :class:`lsm.db.DB` holding the read path."""
 
     # -- point reads ----------------------------------------------------

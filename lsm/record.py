@@ -34,14 +34,14 @@ from .coding import checksum
 from .errors import CorruptionError
 from .fs import WritableFile
 
-__all__ = ["BATCH", "CACHE", "EDIT", "FORMAT_VERSION", "HEADER_BYTES", "MAGIC", "OVERHEAD", "Damage",
+__all__ = ["BATCH", "CACHE", "EDIT", "FORMAT_VERSION", "HEADER_BYTES", "MAGIC", "OVERHEAD", "DamageReason",
            "RecordWriter", "encode_record", "frame_record", "has_intact_record", "iter_records", "strict_reporter"]
 
 MAGIC = 0xB1A5
 FORMAT_VERSION = 2  # 2: header check added. Readers refuse any other version.
 BATCH = 1  # payload: lsm.batch encoding
 EDIT = 2   # payload: lsm.manifest VersionEdit encoding
-CACHE = 3  # payload: lsm.pcache operation
+CACHE = 3  # payload: lsm.pcache.log operations
 
 _HEAD = struct.Struct("<HBBI")
 _U32 = struct.Struct("<I")
@@ -51,7 +51,7 @@ _MAGIC_BYTES = struct.pack("<H", MAGIC)
 _MAX_PAYLOAD = (1 << 32) - 1
 
 
-class Damage(str):
+class DamageReason(str):
     """The reason string given to ``on_corruption``, plus ``truncated``: True
     when the region is a record cut short by the end of the data (a torn
     last write), False for damaged bytes; and ``zero_fill``: True when the
@@ -62,7 +62,7 @@ class Damage(str):
     truncated: bool
     zero_fill: bool
 
-    def __new__(cls, reason: str, truncated: bool = False, zero_fill: bool = False) -> "Damage":
+    def __new__(cls, reason: str, truncated: bool = False, zero_fill: bool = False) -> "DamageReason":
         self = super().__new__(cls, reason)
         self.truncated = truncated
         self.zero_fill = zero_fill
@@ -77,7 +77,7 @@ OnCorruption = Callable[[int, int, str, bool], bool]
 """``on_corruption(offset, nbytes, reason, at_tail) -> keep_going``.
 
 ``offset`` is where the damaged region starts, ``nbytes`` its length up to the
-next intact record (or the end), ``reason`` a :class:`Damage`, ``at_tail``
+next intact record (or the end), ``reason`` a :class:`DamageReason`, ``at_tail``
 true when no intact record follows. Return ``True`` to skip the region and
 continue, ``False`` to stop. It may also raise, which propagates.
 """
@@ -193,7 +193,7 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
                                       f"{FORMAT_VERSION} (written by a newer lsm?)")
             end = pos + HEADER_BYTES + length
             if end + 4 > n:
-                on_corruption(pos, n - pos, Damage(
+                on_corruption(pos, n - pos, DamageReason(
                     f"truncated record: {length}-byte payload and checksum need {length + 4} bytes, "
                     f"{n - pos - HEADER_BYTES} present", truncated=True), True)
                 return
@@ -207,18 +207,18 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
             # at_tail means "no intact record follows", not "ends the data":
             # a torn group commit can leave several damaged records at the end.
             tail = nxt >= n or _resync(data, nxt) is None
-            if not on_corruption(pos, nxt - pos, Damage(f"record checksum 0x{got:08x} != stored 0x{want:08x}"),
+            if not on_corruption(pos, nxt - pos, DamageReason(f"record checksum 0x{got:08x} != stored 0x{want:08x}"),
                                  tail):
                 return
             pos = nxt
             continue
         if n - pos < HEADER_BYTES:  # no record fits: a header cut short
-            on_corruption(pos, n - pos, Damage(f"truncated record header ({n - pos} of {HEADER_BYTES} bytes)",
+            on_corruption(pos, n - pos, DamageReason(f"truncated record header ({n - pos} of {HEADER_BYTES} bytes)",
                                                truncated=True, zero_fill=_zeros_to_end(data, pos)), True)
             return
         nxt = _resync(data, pos + 1)
         stop = n if nxt is None else nxt
-        damage = Damage("bad record header (magic or header check)",
+        damage = DamageReason("bad record header (magic or header check)",
                         zero_fill=nxt is None and _zeros_to_end(data, pos))
         if not on_corruption(pos, stop - pos, damage, nxt is None) \
                 or nxt is None:

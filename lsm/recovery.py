@@ -46,7 +46,7 @@ from .fs import FileLock, FileSystem
 from .memtable import Memtable
 from .options import Options
 from .version import VersionSet
-from .record import Damage
+from .record import DamageReason
 from .wal import BATCH, FILE_HEADER, FRAGMENT_HEADER, INGEST, START, scan_log
 
 __all__ = ["RecoveryStats", "lock_and_load", "lock_database", "obsolete_files", "replay_logs"]
@@ -206,7 +206,7 @@ class _Event:
     __slots__ = ("path", "offset", "nbytes", "damage", "first_seq", "ops", "synced", "start", "hint", "intact",
                  "ingest")
 
-    def __init__(self, path: str, offset: int, nbytes: int, damage: Damage | None = None,
+    def __init__(self, path: str, offset: int, nbytes: int, damage: DamageReason | None = None,
                  first_seq: int = 0, ops: list | None = None, synced: float = 0, start: bool = False,
                  hint: bool = False, intact: bool = False, ingest: bool = False) -> None:
         self.ingest = ingest  # an INGEST record: sequence first_seq taken, no ops
@@ -241,14 +241,14 @@ def _log_events(fs: FileSystem, dbpath: str, logs: list[int], stats: RecoverySta
                                     ingest=True))
                 continue
             if rtype != BATCH:
-                found.append(_Event(path, off, size, damage=Damage(f"record type {rtype} in a write-ahead log"),
+                found.append(_Event(path, off, size, damage=DamageReason(f"record type {rtype} in a write-ahead log"),
                                     intact=True))
                 continue
             try:
                 b = decode_batch(body, 2 if scan.version >= 3 else 1)
             except BatchDecodeError as e:
                 # the checksum matched, so this is not a torn write: a writer bug or a format mismatch
-                found.append(_Event(path, off, size, damage=Damage(str(e)), intact=True))
+                found.append(_Event(path, off, size, damage=DamageReason(str(e)), intact=True))
                 continue
             found.append(_Event(path, off, size, first_seq=b.first_seq, ops=b.ops,
                                 synced=b.synced if scan.version >= 3 else _INF))

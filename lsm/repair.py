@@ -18,11 +18,11 @@ import os
 from bisect import bisect_left, bisect_right
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .dump import (LOST_DIR, Damage, RepairReport, TableFile, _damage_finding, _iter_log_ops, _lock,
-                   _read_edits, _scan_table)
+from .dumprecords import Damage, RepairReport, TableFile
 from .errors import DiskError, Error
-from .filenames import (FileType, check_path, make_current_name, make_log_name, make_manifest_name, make_table_name,
-                        parse_name)
+from .filenames import (LOST_DIR, FileType, check_path, make_current_name, make_log_name, make_manifest_name,
+                        make_table_name, parse_name)
+from .filescan import damage_finding, iter_log_ops, locked, read_edits, scan_table
 from .fs import FileSystem, OsFileSystem
 from .keys import RANGE_DELETE
 from .manifest import (FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, ManifestWriter,
@@ -90,7 +90,7 @@ def repair(dbpath: str | os.PathLike, *, options: Options | None = None, fs: Fil
     fs = fs if fs is not None else OsFileSystem()
     if not os.path.isdir(dbpath):
         raise Error(f"{dbpath}: no such database directory")
-    with _lock(fs, dbpath, shared=False):
+    with locked(fs, dbpath, shared=False):
         return _Repairer(fs, dbpath, options if options is not None else Options()).run()
 
 
@@ -252,11 +252,11 @@ class _Repairer:
         if path is None or not self.fs.exists(path):
             return 0, 0, set()
         try:
-            edits, problems = _read_edits(self.fs, path)
+            edits, problems = read_edits(self.fs, path)
         except DiskError as e:
             self.report.problems.append(f"old manifest unreadable: {e}")
             return 0, 0, set()
-        self.report.problems.extend(f"old manifest {path}: {_damage_finding(p, 'manifest').message}"
+        self.report.problems.extend(f"old manifest {path}: {damage_finding(p, 'manifest').message}"
                                     for p in problems)
         log_number = last_seq = 0
         version = Version([[] for _ in range(NUM_LEVELS)])
@@ -281,7 +281,7 @@ class _Repairer:
         for number in numbers:
             path = make_table_name(self.dbpath, number)
             gseq = self.global_seqs.get(number, 0)
-            scan = _scan_table(self.fs, path, number, global_seq=gseq)
+            scan = scan_table(self.fs, path, number, global_seq=gseq)
             self.report.tables_checked += 1
             if not gseq and scan.error is None and scan.props.get(EXTERNAL_PROP) == 1:
                 # an ingested table whose sequence no readable edit tells: read at
@@ -299,7 +299,7 @@ class _Repairer:
                        if scan.block_errors else "holds no entries")
                 self.report.problems.append(f"{path}: {why}")
                 self.aside.append((path, why))
-                kept = _scan_table(self.fs, path, number, keep=True).kept if scan.entries else None
+                kept = scan_table(self.fs, path, number, keep=True).kept if scan.entries else None
                 if kept or scan.range_dels:  # read again keeping entries: only damaged tables are held in memory
                     metas += self._write(kept or [], scan.range_dels)
                     self.report.tables_salvaged.append(number)
@@ -318,7 +318,7 @@ class _Repairer:
         for number in numbers:
             path = make_log_name(self.dbpath, number)
             ops = []
-            for rec in _iter_log_ops(self.fs.read_file(path), path, zero_tail_ok=True):  # zeros hold nothing to salvage
+            for rec in iter_log_ops(self.fs.read_file(path), path, zero_tail_ok=True):  # zeros hold nothing to salvage
                 if isinstance(rec, Damage):
                     self.report.problems.append(f"{path} at offset {rec.offset}: {rec.reason} "
                                                 f"({rec.nbytes} bytes skipped)")

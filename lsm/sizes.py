@@ -28,6 +28,7 @@ from bisect import bisect_left
 from typing import Iterable
 
 from .errors import DiskError
+from .dbstate import DBState
 from .keys import check_key
 from .manifest import FileMeta
 from .memtable import ENTRY_OVERHEAD, Memtable
@@ -39,7 +40,7 @@ __all__ = ["Sizes", "check_ranges"]
 _Range = tuple[bytes, "bytes | None"]  # [lo, hi), hi None: unbounded
 
 
-class Sizes:
+class Sizes(DBState):
     """Mixin of :class:`lsm.db.DB`: range size and key-count estimates."""
 
     def approximate_sizes(self, ranges: Iterable[tuple[bytes | None, bytes | None]]) -> list[int]:

@@ -27,10 +27,13 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Iterator, TypeVar
 
-from .db import DB, Entry, Snapshot, register_typed_view
 from .serde import Bytes, Serializer, Str, Tuple, decode_key, decode_value, encode_key, encode_value
+from .snapshot import Entry, Snapshot
+
+if TYPE_CHECKING:  # annotations only: lsm.db imports this module
+    from .db import DB
 
 __all__ = ["TypedBatch", "TypedSnapshot", "TypedView"]
 
@@ -231,6 +234,3 @@ class TypedSnapshot(_TypedReader[K, V]):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-register_typed_view(TypedView)

@@ -38,7 +38,7 @@ from .fs import WritableFile
 from .record import BATCH as RECORD_BATCH
 from .record import FORMAT_VERSION as RECORD_FORMAT_VERSION
 from .record import MAGIC as RECORD_MAGIC
-from .record import Damage, iter_records
+from .record import DamageReason, iter_records
 
 __all__ = ["BATCH", "BLOCK_BYTES", "FILE_HEADER", "FIRST", "FORMAT_VERSION", "FRAGMENT_HEADER", "FULL", "INGEST", "LAST",
            "MIDDLE", "START", "LogScan", "WalWriter", "frame_fragments", "scan_log"]
@@ -157,7 +157,7 @@ class LogScan(NamedTuple):
 
     version: int
     records: list[tuple[int, int, bytes]]
-    damage: list[tuple[int, int, Damage]]
+    damage: list[tuple[int, int, DamageReason]]
     hints: list[tuple[int, int, bytes]] = []
 
 
@@ -189,13 +189,13 @@ def scan_log(data: bytes, path: str = "<log>") -> LogScan:
     if not data or _zeros_from(data, 0):
         return LogScan(FORMAT_VERSION, [], [])  # created, nothing written (or not yet written back)
     records: list[tuple[int, int, bytes]] = []
-    damage: list[tuple[int, int, Damage]] = []
+    damage: list[tuple[int, int, DamageReason]] = []
     if data.startswith(FILE_HEADER[:6]):
         if data[6] != FORMAT_VERSION:
             raise CorruptionError(path, 6, f"write-ahead log format version {data[6]}, this reader knows "
                                   f"{FORMAT_VERSION} and 2 (written by a newer lsm?)")
     else:  # a damaged file header: report it, and read the fragments after it
-        damage.append((0, len(FILE_HEADER), Damage("bad write-ahead log file header")))
+        damage.append((0, len(FILE_HEADER), DamageReason("bad write-ahead log file header")))
     n = len(data)
     pos = len(FILE_HEADER)
     start = -1  # offset of the record being assembled, -1: none
@@ -207,7 +207,7 @@ def scan_log(data: bytes, path: str = "<log>") -> LogScan:
         if bad_from >= 0:
             if upto > bad_from:
                 zero = _zeros_from(data[:upto], bad_from)
-                damage.append((bad_from, upto - bad_from, Damage("damaged log fragment" if not zero
+                damage.append((bad_from, upto - bad_from, DamageReason("damaged log fragment" if not zero
                                                                  else "unwritten zeros before later records",
                                                                  zero_fill=zero)))
             bad_from = -1
@@ -259,7 +259,7 @@ def scan_log(data: bytes, path: str = "<log>") -> LogScan:
                 if payload:
                     records.append((pos, payload[0], payload[1:]))
                 else:
-                    damage.append((pos, end - pos, Damage("empty log record")))
+                    damage.append((pos, end - pos, DamageReason("empty log record")))
             else:
                 start = pos
                 parts[:] = [payload]
@@ -279,7 +279,7 @@ def scan_log(data: bytes, path: str = "<log>") -> LogScan:
     if bad_from >= 0:
         # the damage runs to the end: a torn tail unless records follow (they cannot: nothing left)
         zero = _zeros_from(data, bad_from)
-        damage.append((bad_from, n - bad_from, Damage("torn or damaged end of the log", truncated=True,
+        damage.append((bad_from, n - bad_from, DamageReason("torn or damaged end of the log", truncated=True,
                                                       zero_fill=zero)))
     hints = [h for off, nbytes, d in damage if not d.zero_fill for h in _hints(data, off + 1, off + nbytes)]
     return LogScan(FORMAT_VERSION, records, damage, hints)
@@ -308,11 +308,11 @@ def _hints(data: bytes, lo: int, hi: int) -> list[tuple[int, int, bytes]]:
 
 def _scan_legacy(data: bytes, path: str) -> LogScan:
     """A write-ahead log of format 2: records of lsm.record framing."""
-    damage: list[tuple[int, int, Damage]] = []
+    damage: list[tuple[int, int, DamageReason]] = []
 
     def report(offset: int, nbytes: int, reason: str, at_tail: bool) -> bool:
         if not (at_tail and getattr(reason, "zero_fill", False)):
-            damage.append((offset, nbytes, reason if isinstance(reason, Damage) else Damage(reason)))
+            damage.append((offset, nbytes, reason if isinstance(reason, DamageReason) else DamageReason(reason)))
         return True
 
     records = [(offset, rtype, payload) for offset, rtype, payload in iter_records(data, report, path)]

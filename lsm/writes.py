@@ -29,6 +29,7 @@ import time
 
 from .batch import WriteBatch, encode_ttl_value, op_prefix, varint
 from .commit import Writer
+from .dbstate import DBState
 from .errors import BackgroundError, ClosedError, Error, ReadOnlyError
 from .filenames import make_log_name
 from .invariants import assert_held
@@ -50,7 +51,7 @@ WAL_STEP_BYTES = 1 << 20
 _RECORD_HEAD = struct.Struct("<BQIQ")
 
 
-class Writes:
+class Writes(DBState):
     """Mixin of :class:`lsm.db.DB` holding the write path."""
 
     # -- the public writes ------------------------------------------------------

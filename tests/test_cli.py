@@ -332,11 +332,11 @@ def test_lock_error_in_a_subprocess(golden: tuple[Path, Model]) -> None:
     path, _ = golden
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with lsm.open(path, sync_mode="never"):
-        proc = subprocess.run([sys.executable, "-m", "lsm.dump", "scan", str(path)], env=env,
+        proc = subprocess.run([sys.executable, "-m", "lsm.cli", "scan", str(path)], env=env,
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("lsm-dump: database is in use:") and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "lsm.dump", "--json", "get", str(path), "a01"],
+    proc = subprocess.run([sys.executable, "-m", "lsm.cli", "--json", "get", str(path), "a01"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and json.loads(proc.stdout)["value"] == b"new".hex()
 

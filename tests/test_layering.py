@@ -1,67 +1,47 @@
-"""House rules enforced by a test, not by review (STYLE habit 14; Pebble's
-lint_test.go): the import table of STYLE.md, no cycles, no runtime imports
-beyond the stdlib and the three dependencies, no pickle/print/bare except,
-and no raw fsync/replace/flock outside lsm/fs.py."""
+"""House rules enforced by a test, not by review: the import table of
+doc/design.md#layers, no import cycles anywhere in the package, no runtime
+imports beyond the stdlib and the three dependencies, no pickle/print/bare
+except, and no raw fsync/replace/flock outside lsm/fs.py."""
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import sys
 
-ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lsm")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.join(REPO, "lsm")
+DESIGN = os.path.join(REPO, "doc", "design.md")
 
-L0 = {"errors", "invariants", "coding", "keys", "filenames", "fs", "options", "metrics", "forks", "rangedel",
-      "memory"}
-L1 = {"serde", "batch", "record", "wal", "sstable", "manifest"}
-L2 = {"memtable", "iterators", "cache", "version", "builder"}
-L3 = {"commit", "compaction", "recovery"}
 
-# module -> modules (top-level names inside lsm) it may import
-ALLOWED: dict[str, set[str]] = {
-    "errors": set(),
-    **{m: {"errors"} for m in ("invariants", "coding", "keys", "filenames", "fs", "options", "metrics")},
-    "forks": set(),
-    "rangedel": set(),
-    "memory": set(),
-    "serde": {"errors", "coding"},
-    "batch": {"errors", "coding", "keys"},
-    "record": {"errors", "coding", "fs"},
-    "wal": {"errors", "coding", "keys", "fs", "batch", "record"},
-    "sstable": {"errors", "coding", "keys", "fs", "options", "invariants", "memory", "sstable", "rangedel"},
-    "manifest": {"errors", "coding", "keys", "fs", "filenames", "record"},
-    "memtable": {"errors", "keys", "invariants", "memory", "rangedel"},
-    "iterators": {"errors", "keys", "invariants", "rangedel"},
-    "cache": {"errors", "fs", "metrics", "sstable", "manifest"},
-    "version": {"errors", "keys", "options", "manifest", "invariants", "filenames", "fs", "memory", "rangedel"},
-    "builder": {"errors", "keys", "filenames", "fs", "manifest", "memtable", "options", "sstable", "rangedel"},
-    **{m: L0 | L1 | L2 for m in L3},
-    "worker": L0 | L1 | L2 | {"compaction"},
-    "snapshot": {"errors", "keys", "memtable", "version", "rangedel"},
-    "cursor": {"errors", "keys", "iterators", "snapshot", "rangedel"},
-    "background": L0 | L1 | L2 | L3 | {"snapshot", "worker"},
-    "reads": L0 | L1 | L2 | {"snapshot", "cursor"},
-    "writes": L0 | L1 | L2 | {"commit", "snapshot"},
-    "sizes": L0 | L1 | L2 | {"snapshot"},
-    "checkpoint": L0 | L1 | L2 | L3 | {"snapshot"},
-    "ingest": L0 | L1 | L2 | {"commit", "snapshot"},
-    "external": {"errors", "fs", "keys", "batch", "sstable"},
-    "db": L0 | L1 | L2 | L3 | {"snapshot", "background", "reads", "writes", "worker", "sizes", "checkpoint",
-                                "ingest"},
-    "typed": {"db", "serde", "errors", "snapshot"},
-    "prefixed": {"db", "typed", "batch", "iterators", "keys", "sizes", "snapshot", "serde"},
-    "cachelog": {"errors", "coding"},
-    "cacheshard": {"errors", "fs", "record", "metrics", "cachelog"},
-    "pcache": {"errors", "fs", "keys", "options", "cachelog", "cacheshard", "forks"},
-    "dumprecords": {"keys"},
-    "dump": L0 | L1 | L2 | {"db", "recovery", "dumprecords"},
-    "repair": L0 | L1 | L2 | {"dump", "dumprecords"},
-    "admin": {"errors", "filenames", "fs", "dump"},
-    "cli": {"dump", "repair", "db", "errors", "options"},
-    "bulk": {"db", "external", "keys", "sstable", "fs", "errors"},
-    "__init__": L0 | L1 | L2 | L3 | {"db", "typed", "prefixed", "pcache", "snapshot", "admin", "repair", "external",
-                                     "cursor"},
-}
+def _import_table() -> dict[str, set[str]]:
+    """module -> modules (top-level names inside lsm) it may import, read from
+    the fenced block after ``<!-- import-table -->`` in doc/design.md."""
+    text = open(DESIGN, encoding="utf-8").read()
+    block = re.search(r"<!-- import-table -->\s*```\n(.*?)```", text, re.S)
+    assert block, f"{DESIGN}: no import table"
+    layers: dict[str, set[str]] = {}
+    table: dict[str, set[str]] = {}
+    for line in block.group(1).splitlines():
+        if not line.strip():
+            continue
+        if "=" in line:
+            name, members = line.split("=")
+            layers[name.strip()] = set(members.split())
+            continue
+        names, allowed = line.split(":")
+        may: set[str] = set()
+        for word in allowed.split():
+            if word != "-":
+                may |= layers.get(word, {word})
+        for name in names.split():
+            assert name not in table, f"{DESIGN}: {name} has two lines in the import table"
+            table[name] = may
+    return table
+
+
+ALLOWED = _import_table()
 
 THIRD_PARTY = {"sortedcontainers", "zstandard", "xxhash"}
 # Optional extras: imported only inside functions of these modules, which
@@ -140,6 +120,67 @@ def test_import_table_and_externals():
     assert not problems, "\n".join(problems)
 
 
+def _module_name(path: str) -> str:
+    """``lsm/sstable/reader.py`` -> ``lsm.sstable.reader``; a package's
+    ``__init__.py`` is the package."""
+    parts = ["lsm"] + os.path.relpath(path, ROOT).removesuffix(".py").split(os.sep)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_edges(path: str, modules: set[str]) -> set[str]:
+    """The modules of the package that importing ``path`` imports directly
+    (annotation-only imports left out; a parent package's implicit import too)."""
+    tree = ast.parse(open(path).read(), path)
+    name = _module_name(path)
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                 and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
+    edges: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            edges |= {a.name for a in node.names if a.name in modules}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            if base not in modules:
+                continue
+            for a in node.names:
+                edges.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+    edges.discard(name)
+    return edges
+
+
+def test_no_import_cycles():
+    paths = {_module_name(path): path for path, _ in _modules()}
+    modules = set(paths)
+    graph = {m: _runtime_edges(p, modules) for m, p in paths.items()}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the DFS stack, 2: done
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(stack[stack.index(n):] + [n])
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+    assert graph["lsm"] and graph["lsm.db"], "the import graph is empty: the test reads nothing"
+
+
 def test_no_function_level_imports_of_lsm_modules():
     problems = []
     for path, top in _modules():
@@ -148,8 +189,6 @@ def test_no_function_level_imports_of_lsm_modules():
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for node in ast.walk(fn):
                     if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("lsm")):
-                        if path.endswith("dump.py") and fn.name == "_main":
-                            continue  # `python -m lsm.dump` entry: the one documented exception
                         problems.append(f"{path}:{node.lineno}: import inside {fn.name}() dodges the layering")
     assert not problems, "\n".join(problems)
 
@@ -166,7 +205,7 @@ def test_forbidden_calls():
                 f = node.func
                 name = f.id if isinstance(f, ast.Name) else (f.attr if isinstance(f, ast.Attribute) else "")
                 owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
-                if name == "print" and top not in ("cli", "dump"):
+                if name == "print" and top != "cli":
                     problems.append(f"{path}:{node.lineno}: print()")
                 if top != "fs" and (owner, name) in {("os", "fsync"), ("os", "fdatasync"), ("os", "replace"),
                                                      ("os", "rename"), ("fcntl", "flock"), ("os", "remove"),

@@ -25,9 +25,9 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import lsm
-from lsm import cachelog, cacheshard, pcache
+from lsm.pcache import cache as pcache, log as cachelog, shard as cacheshard
 from lsm.errors import BackgroundError, ClosedError, CorruptionError, DiskError, LockError
-from lsm.cachelog import shard_of
+from lsm.pcache.log import shard_of
 from lsm.pcache import PersistentCache
 from lsm.record import CACHE, encode_record, iter_records
 
@@ -562,7 +562,7 @@ def test_checkpoint_drops_expired(tmp_path, small_checkpoints):
 def test_leftover_tmp_is_removed(tmp_path):
     with PersistentCache(tmp_path, shards=2) as c:
         c.put(b"a", b"1")
-    tmp = cachelog.make_temp_name(str(tmp_path), 0, 2)
+    tmp = cachelog.make_shard_temp_name(str(tmp_path), 0, 2)
     with open(tmp, "wb") as f:
         f.write(b"half a checkpoint")
     with PersistentCache(tmp_path, shards=2) as c:
@@ -571,7 +571,7 @@ def test_leftover_tmp_is_removed(tmp_path):
 
 
 def _log_path(tmp_path, shard=0, shards=1):
-    return cachelog.make_log_name(str(tmp_path), shard, shards)
+    return cachelog.make_shard_log_name(str(tmp_path), shard, shards)
 
 
 def test_torn_tail_is_dropped_and_truncated(tmp_path):
@@ -1019,7 +1019,7 @@ def test_concurrent_get_put_delete(tmp_path, small_checkpoints):
 
 _CHILD = r"""
 import sys
-from lsm import cachelog, cacheshard, pcache
+from lsm.pcache import cache as pcache, log as cachelog, shard as cacheshard
 cacheshard.CHECKPOINT_FLOOR_BYTES = 4096
 path, start, max_items, deletes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 c = pcache.PersistentCache(path, sync_mode="always", shards=4,

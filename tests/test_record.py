@@ -18,7 +18,7 @@ from lsm.coding import checksum
 from lsm.errors import CorruptionError, DiskError
 from lsm.fs import OsFileSystem
 from lsm.keys import PUT
-from lsm.record import (BATCH, CACHE, EDIT, FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD, Damage, RecordWriter,
+from lsm.record import (BATCH, CACHE, EDIT, FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD, DamageReason, RecordWriter,
                      encode_record, frame_record, iter_records, strict_reporter)
 
 FAST = settings(max_examples=100, deadline=None)
@@ -158,9 +158,9 @@ def test_reasons_are_damage_strings() -> None:
     data, offs = make_log(b"a", b"b", b"c")
     _, rep = read_all(_damage(data, offs[1]) + data[:5])
     (_, _, bad, _), (_, _, torn, _) = rep.calls
-    assert isinstance(bad, Damage) and isinstance(bad, str) and bad.truncated is False
-    assert isinstance(torn, Damage) and torn.truncated is True
-    assert Damage("x").truncated is False and str(Damage("x", truncated=True)) == "x"
+    assert isinstance(bad, DamageReason) and isinstance(bad, str) and bad.truncated is False
+    assert isinstance(torn, DamageReason) and torn.truncated is True
+    assert DamageReason("x").truncated is False and str(DamageReason("x", truncated=True)) == "x"
 
 
 def test_bad_magic() -> None:

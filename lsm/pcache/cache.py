@@ -1,5 +1,5 @@
 """PersistentCache: a sharded, bounded LRU of bytes that survives restarts
-(SPEC §2), built on the engine's record framing (lsm.wal, record type ``CACHE``).
+(SPEC §2), built on the engine's record framing (lsm.record, record type ``CACHE``).
 
 Files, in the cache directory::
 
@@ -15,9 +15,9 @@ count is part of every file name and of every log's header, so reopening with
 another ``shards`` value raises ``ValueError`` instead of mis-routing keys.
 
 The log grammar (the operations inside each record) is in
-:mod:`lsm.cachelog` and doc/format.md#persistent-cache.
+:mod:`lsm.pcache.log` and doc/format.md#persistent-cache.
 
-A shard (lsm/cacheshard.py) owns its recovery, checkpoints (log
+A shard (lsm/pcache/shard.py) owns its recovery, checkpoints (log
 compaction) and expiry; this module routes keys, checks arguments, runs the
 housekeeping thread and sums the shards' stats.
 """
@@ -31,13 +31,14 @@ import time
 import weakref
 from typing import Callable
 
-from . import cacheshard, forks
-from .cacheshard import Shard, ShardConfig
-from .cachelog import FORMAT_VERSION, NAME_RE, Op, shard_hash as _xxh
-from .errors import ClosedError
-from .fs import FileLock, FileSystem, OsFileSystem, check_path
-from .keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
-from .options import SYNC_MODES
+from .. import forks
+from ..errors import ClosedError
+from ..fs import FileLock, FileSystem, OsFileSystem, check_path
+from ..keys import MAX_KEY_BYTES, MAX_VALUE_BYTES, check_key, check_value
+from ..options import SYNC_MODES
+from . import shard
+from .log import FORMAT_VERSION, NAME_RE, Op, shard_hash as _xxh
+from .shard import Shard, ShardConfig
 
 __all__ = ["FORMAT_VERSION", "Op", "PersistentCache"]
 
@@ -72,10 +73,10 @@ def _check_bound(value: object, name: str, shards: int) -> int | None:
 
 
 def _housekeeper_main(ref: "weakref.ref[PersistentCache]", stop: threading.Event, periodic: bool) -> None:
-    """Sample every shard's QPS counters about once per cacheshard.QPS_BUCKET; with
+    """Sample every shard's QPS counters about once per ``shard.QPS_BUCKET``; with
     ``periodic``, also fsync every shard log written since its last fsync,
     every SYNC_INTERVAL."""
-    bucket = cacheshard.QPS_BUCKET  # the shards' samplers were built with this bucket
+    bucket = shard.QPS_BUCKET  # the shards' samplers were built with this bucket
     period = SYNC_INTERVAL if periodic else bucket
     next_sample = time.monotonic() + bucket
     while not stop.wait(period):

@@ -2,7 +2,7 @@
 operations inside each record (doc/format.md#persistent-cache).
 
 Log grammar (doc/format.md#persistent-cache). Each log is a plain sequence of
-lsm.wal records of type ``CACHE`` (magic, version, type, length, payload,
+lsm.record records of type ``CACHE`` (magic, version, type, length, payload,
 xxh32); each payload is one or more operations::
 
     payload  := op+
@@ -31,13 +31,13 @@ from typing import Iterator
 
 import xxhash
 
-from .coding import F64, DecodeError, decode_varint, encode_varint, get_length_prefixed
-from .errors import CorruptionError
+from ..coding import F64, DecodeError, decode_varint, encode_varint, get_length_prefixed
+from ..errors import CorruptionError
 
 __all__ = ["FORMAT_VERSION", "KEY_OPS", "NAME_RE", "OP_DELETE", "OP_EVICT", "OP_EXPIRE", "OP_HEADER",
            "OP_PUT", "Op",
            "decode_header", "encode_header", "encode_key_op", "encode_put",
-           "iter_ops", "make_log_name", "make_temp_name", "shard_hash", "shard_of"]
+           "iter_ops", "make_shard_log_name", "make_shard_temp_name", "shard_hash", "shard_of"]
 
 FORMAT_VERSION = 1  # of the op encoding (in every log's HEADER); bump on any incompatible change
 
@@ -64,15 +64,15 @@ keys in files)."""
 
 
 NAME_RE = re.compile(r"^cache-(\d{3,})-of-(\d{3,})\.(log|tmp)$")
-"""Matches the names :func:`make_log_name` and :func:`make_temp_name` give:
+"""Matches the names :func:`make_shard_log_name` and :func:`make_shard_temp_name` give:
 groups shard, shard count, and ``log`` or ``tmp``."""
 
 
-def make_log_name(dirpath: str, shard: int, shards: int) -> str:
+def make_shard_log_name(dirpath: str, shard: int, shards: int) -> str:
     return os.path.join(dirpath, f"cache-{shard:03d}-of-{shards:03d}.log")
 
 
-def make_temp_name(dirpath: str, shard: int, shards: int) -> str:
+def make_shard_temp_name(dirpath: str, shard: int, shards: int) -> str:
     return os.path.join(dirpath, f"cache-{shard:03d}-of-{shards:03d}.tmp")
 
 

@@ -1,6 +1,6 @@
-"""One shard of a :class:`~lsm.pcache.PersistentCache`: a hash map, a recency
+"""One shard of a :class:`~lsm.PersistentCache`: a hash map, a recency
 list, an expiry heap and a log, behind one lock (the cache routes each key to
-one shard; see lsm/pcache.py for the files and the routing).
+one shard; see lsm/pcache/cache.py for the files and the routing).
 
 Recovery (per shard): a leftover ``.tmp`` is deleted (a checkpoint that never
 got renamed; the log is still authoritative); records are replayed; a torn or
@@ -53,13 +53,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from .cachelog import (FORMAT_VERSION, OP_DELETE, OP_EVICT, OP_EXPIRE, OP_HEADER, OP_PUT, decode_header,
-                       encode_header, encode_key_op, encode_put, iter_ops, make_log_name, make_temp_name,
+from .log import (FORMAT_VERSION, OP_DELETE, OP_EVICT, OP_EXPIRE, OP_HEADER, OP_PUT, decode_header,
+                       encode_header, encode_key_op, encode_put, iter_ops, make_shard_log_name, make_shard_temp_name,
                        shard_of)
-from .errors import BackgroundError, ClosedError, CorruptionError, DiskError
-from .fs import FileSystem
-from .metrics import SampledRate
-from .record import CACHE, HEADER_BYTES, RecordWriter, encode_record, frame_record, iter_records
+from ..errors import BackgroundError, ClosedError, CorruptionError, DiskError
+from ..fs import FileSystem
+from ..metrics import SampledRate
+from ..record import CACHE, HEADER_BYTES, RecordWriter, encode_record, frame_record, iter_records
 
 __all__ = ["Shard", "ShardConfig", "map_step"]
 
@@ -127,8 +127,8 @@ class Shard:
         self._fs = cfg.fs
         self._clock = cfg.clock
         self._sync_always = cfg.sync_mode == "always"
-        self._log_path = make_log_name(cfg.path, index, cfg.shards)
-        self._tmp_path = make_temp_name(cfg.path, index, cfg.shards)
+        self._log_path = make_shard_log_name(cfg.path, index, cfg.shards)
+        self._tmp_path = make_shard_temp_name(cfg.path, index, cfg.shards)
         self._max_items = cfg.max_items  # None: unbounded
         self._max_bytes = cfg.max_bytes
         self._mu = threading.Lock()

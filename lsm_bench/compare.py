@@ -35,6 +35,8 @@ capped for small ``num``; ``--ops NAME=COUNT`` changes them):
 ``scan100`` ``start=key(i), stop=key(i + 100)``, 100 entries each (1,000)
 ``readseq`` one forward scan from a random key, per entry (200,000)
 ``seek10``  seek to a random key and read 10 entries (20,000)
+``mget100`` the ``get`` keys in calls of 100 to the store's multi-get, per
+            key (40,000; a loop of ``get`` where the store has none)
 =========== ============================================================
 
 Write workloads load ``num`` keys, in the round's random order, into a fresh
@@ -146,6 +148,9 @@ WORKLOADS: dict[str, CompareWorkload] = {w.name: w for w in (
     CompareWorkload("seek10", "read", "seek + 10 entries", 20_000,
                     "seek to a random present key, then read 10 entries",
                     needs=frozenset({SEEK})),
+    CompareWorkload("mget100", "read", "get, 100 keys per multi-get", 40_000,
+                    "the get workload's keys in multi-get calls of 100 (a loop of get where "
+                    "the store has no multi-get); every value checked"),
     CompareWorkload("put", "write", "put", 0,
                     "single puts of num keys in random order into a fresh database"),
     CompareWorkload("batch100", "write", "put, in batches of 100", 0,
@@ -528,9 +533,20 @@ def time_seek10(db: Engine, inp: ReadInputs, keys: KeySpace, values: ValueGen) -
     return len(ks), sw, tally, {"entries": sum(map(len, runs))}
 
 
+def time_mget100(db: Engine, inp: ReadInputs, keys: KeySpace, values: ValueGen) -> Timed:
+    """``mget100``: the ``get`` keys cut (untimed) into calls of 100 to the
+    store's multi-get; every value checked afterwards."""
+    mget, ks = db.multi_getter(), inp.get_keys
+    calls = [ks[i:i + 100] for i in range(0, len(ks), 100)]
+    with Stopwatch() as sw:
+        got = [mget(c) for c in calls]
+    flat = [v for part in got for v in part]
+    return len(ks), sw, check_values(flat, inp.get_idx, values), {"calls": len(calls)}
+
+
 READ_TIMERS: dict[str, Callable[[Engine, ReadInputs, KeySpace, ValueGen], Timed]] = {
     "get": time_get, "miss": time_miss, "scan100": time_scan100,
-    "readseq": time_readseq, "seek10": time_seek10,
+    "readseq": time_readseq, "seek10": time_seek10, "mget100": time_mget100,
 }
 
 

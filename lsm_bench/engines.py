@@ -172,6 +172,12 @@ class Engine(abc.ABC):
         """``get(key) -> value | None``: the store's own get where it has one."""
         return self.get
 
+    def multi_getter(self) -> Callable[[list[bytes]], list[bytes | None]]:
+        """``multi_get(keys) -> [value | None, ...]`` in the keys' order: the
+        store's own multi-get where it has one, else a loop of :meth:`getter`."""
+        get = self.getter()
+        return lambda keys: [get(k) for k in keys]
+
     def putter(self) -> Putter:
         """``put(key, value)``, one write each: the store's own put where it has one."""
         return self.put
@@ -314,6 +320,10 @@ class LsmEngine(Engine):
     def getter(self) -> Getter:
         get: Getter = self.db.get
         return get
+
+    def multi_getter(self) -> Callable[[list[bytes]], list[bytes | None]]:
+        mget = getattr(self.db, "multi_get", None)  # lsm releases before multi_get: a loop
+        return mget if mget is not None else super().multi_getter()
 
     def putter(self) -> Putter:
         put: Putter = self.db.put

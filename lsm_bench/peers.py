@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -310,6 +310,11 @@ class RocksdictEngine(Engine):
     def getter(self) -> Getter:
         get: Getter = self.db.get
         return get
+
+    def multi_getter(self) -> Callable[[list[bytes]], list[bytes | None]]:
+        # Rdict.get with a list of keys is RocksDB's MultiGet (one call, values in order).
+        mget: Callable[[list[bytes]], list[bytes | None]] = self.db.get
+        return mget
 
     def settle(self) -> None:
         self.db.compact_range(None, None)

@@ -563,7 +563,6 @@ class Background(DBState):
                            "flush_worker_failures": self._flush_worker_failures,
                            "obsolete_file_errors": c["obsolete_file_errors"],
                            "obsolete_file_note": self._obsolete_note,
-                           "flushes": c["flushes"],
                            "trivial_moves": c["trivial_moves"],
                            "intra_l0": c["intra_l0_compactions"],
                            "bytes_read": c["compaction_bytes_read"],

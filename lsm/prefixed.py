@@ -392,29 +392,29 @@ class PrefixedCursor:
         """The value at the cursor with its version and expiry."""
         return self._c.entry
 
-    def seek(self, key: bytes) -> None:
+    def seek(self, key: bytes) -> bool:
         """Position at the first key >= ``key`` in the namespace."""
-        self._c.seek(_join(self._prefix, key, "key"))
+        return self._c.seek(_join(self._prefix, key, "key"))
 
-    def seek_for_prev(self, key: bytes) -> None:
+    def seek_for_prev(self, key: bytes) -> bool:
         """Position at the last key <= ``key`` in the namespace."""
-        self._c.seek_for_prev(_join(self._prefix, key, "key"))
+        return self._c.seek_for_prev(_join(self._prefix, key, "key"))
 
-    def seek_to_first(self) -> None:
+    def seek_to_first(self) -> bool:
         """Position at the namespace's first key (>= ``lower``)."""
-        self._c.seek_to_first()
+        return self._c.seek_to_first()
 
-    def seek_to_last(self) -> None:
+    def seek_to_last(self) -> bool:
         """Position at the namespace's last key (< ``upper``)."""
-        self._c.seek_to_last()
+        return self._c.seek_to_last()
 
-    def next(self) -> None:
+    def next(self) -> bool:
         """Move to the next key."""
-        self._c.next()
+        return self._c.next()
 
-    def prev(self) -> None:
+    def prev(self) -> bool:
         """Move to the previous key."""
-        self._c.prev()
+        return self._c.prev()
 
     def close(self) -> None:
         """Release the cursor (idempotent)."""

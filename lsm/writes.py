@@ -108,6 +108,8 @@ class Writes(DBState):
             if sync is not None and type(sync) is not bool:
                 raise TypeError(f"sync must be a bool or None, not {type(sync).__name__}")
             self._check_open()
+            if self._opts.read_only:
+                raise ReadOnlyError(f"database {self._path} was opened read-only")
             return 0
         return self.write(batch, sync=sync)
 
@@ -180,8 +182,10 @@ class Writes(DBState):
             raise TypeError(f"batch must be a WriteBatch, not {type(batch).__name__}")
         if sync is not None and type(sync) is not bool:
             raise TypeError(f"sync must be a bool or None, not {type(sync).__name__}")
-        if not batch.ops:
+        if not batch.ops:  # nothing to log, but a read-only DB refuses writes all the same
             self._check_open()
+            if self._opts.read_only:
+                raise ReadOnlyError(f"database {self._path} was opened read-only")
             return 0
         n = self._writes + 1
         self._writes = n

@@ -1,0 +1,50 @@
+"""Edges of the public API found while writing its reference: a read-only
+database refuses every write, also an empty one; a namespace's cursor moves
+answer ``valid`` as the DB's cursor does; ``stats()`` has each key once."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import pytest
+
+import lsm
+from lsm import background
+
+
+def test_read_only_db_refuses_empty_writes(tmp_path) -> None:
+    lsm.open(tmp_path, sync_mode="never").close()
+    with lsm.open(tmp_path, read_only=True) as db:
+        with pytest.raises(lsm.ReadOnlyError):
+            db.write(lsm.WriteBatch())
+        with pytest.raises(lsm.ReadOnlyError):
+            db.delete_range(b"a", b"a")
+        with pytest.raises(lsm.ReadOnlyError):
+            db.put(b"a", b"1")
+
+
+def test_prefixed_cursor_moves_return_valid(tmp_path) -> None:
+    with lsm.open(tmp_path, sync_mode="never") as db:
+        db.put(b"p:a", b"1")
+        db.put(b"p:b", b"2")
+        db.put(b"q:a", b"3")
+        with db.prefixed(b"p:").cursor() as c:
+            assert c.seek(b"a") is True and c.key == b"a"
+            assert c.next() is True and c.key == b"b"
+            assert c.next() is False and not c.valid
+            assert c.seek_to_last() is True and c.key == b"b"
+            assert c.prev() is True and c.key == b"a"
+            assert c.prev() is False
+            assert c.seek_for_prev(b"b") is True and c.key == b"b"
+            assert c.seek_to_first() is True and c.key == b"a"
+            assert c.seek(b"c") is False
+
+
+def test_stats_literals_name_each_key_once() -> None:
+    """A key written twice in a dict literal silently keeps the last value."""
+    tree = ast.parse(inspect.getsource(background))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            names = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import gc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lsm import version as version_mod
 from lsm.compaction import expand_l0, setup_compaction
@@ -502,3 +504,86 @@ def test_install_without_a_manifest_write(db) -> None:
     with pytest.raises(InvariantError, match="file 6 missing"):
         vs.install(version_of([], [fm(6, b"a", b"b")]))
     assert vs.current is v
+
+
+# --- random versions and edit histories against a model ---------------------------------------------------
+
+KEYS = [b"%02d" % i for i in range(40)]
+
+
+@st.composite
+def versions(draw):
+    """L0: any files (possibly overlapping); L1..L3: disjoint files cut from the key space."""
+    numbers = iter(range(1, 1000))
+    l0 = []
+    for _ in range(draw(st.integers(0, 4))):
+        a, b = sorted(draw(st.lists(st.sampled_from(KEYS), min_size=2, max_size=2)))
+        n = next(numbers)
+        l0.append(fm(n, a, b, n, n))
+    deep = []
+    for _ in range(3):
+        cuts = sorted(draw(st.sets(st.integers(0, len(KEYS) - 1), max_size=8)))
+        files = []
+        for i, j in zip(cuts[::2], cuts[1::2]):
+            files.append(fm(next(numbers), KEYS[i], KEYS[j]))  # [i, j], the next starts past j
+        deep.append(files)
+    return version_of(l0, *deep)
+
+
+@given(versions(), st.sampled_from([*KEYS, b"", b"05\x00", b"zz"]))
+@settings(max_examples=150, deadline=None)
+def test_candidates_and_overlapping_match_a_linear_scan(v, key) -> None:
+    want = [f for f in v.levels[0] if f.smallest <= key <= f.largest]
+    for level in range(1, NUM_LEVELS):
+        want += [f for f in v.levels[level] if f.smallest <= key <= f.largest]
+    assert nums(v.candidates(key)) == nums(want)
+    assert all(len([f for f in v.levels[lv] if f.smallest <= key <= f.largest]) <= 1 for lv in range(1, NUM_LEVELS))
+    for level in range(NUM_LEVELS):
+        assert nums(v.overlapping(level, key, key)) == nums(f for f in v.levels[level]
+                                                           if f.smallest <= key <= f.largest)
+    # expand_l0 from any L0 file: closed under overlap, and the smallest such set
+    for f in v.levels[0]:
+        got = expand_l0(v, [f])
+        lo, hi = min(g.smallest for g in got), max(g.largest for g in got)
+        assert sorted(nums(v.overlapping(0, lo, hi))) == sorted(nums(got))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "del", "move"]), st.integers(0, 39), st.integers(0, 3)),
+                max_size=25), st.sets(st.integers(0, 24), max_size=4))
+@settings(max_examples=25, deadline=None)
+def test_edit_histories_recover_to_the_model(tmp_path_factory, steps, rolls) -> None:
+    path = str(tmp_path_factory.mktemp("vs"))
+    roll_bytes = version_mod.MANIFEST_ROLL_BYTES
+    vs = VersionSet(FS, path, Options())
+    model: dict[int, tuple[int, FileMeta]] = {}  # number -> (level, meta)
+    try:
+        for i, (op, k, level) in enumerate(steps):
+            version_mod.MANIFEST_ROLL_BYTES = 0 if i in rolls else roll_bytes
+            e = VersionEdit(log_number=i)
+            if op == "add" or not model:
+                n = vs.new_file_number()
+                touch(path, n)
+                f = fm(n, KEYS[k], KEYS[k], n, n)
+                if level and any(lv == level and g.smallest == f.smallest for lv, g in model.values()):
+                    level = 0  # keep L1+ disjoint
+                e.add_file(level, f)
+                model[n] = (level, f)
+            else:
+                n = sorted(model)[k % len(model)]
+                lv, f = model.pop(n)
+                e.delete_file(lv, n)
+                if op == "move" and lv < NUM_LEVELS - 1 and not any(
+                        g.smallest == f.smallest for lv2, g in model.values() if lv2 == lv + 1):
+                    e.add_file(lv + 1, f)
+                    model[n] = (lv + 1, f)
+            vs.last_sequence += 3
+            vs.log_and_apply(e)
+            assert {(lv, f.number) for lv, f in vs.current.files()} == {(lv, n) for n, (lv, _) in model.items()}
+        want = snapshot(vs)
+        vs.close()
+        again = VersionSet(FS, path, Options())
+        if steps:
+            again.recover()
+            assert snapshot(again) == want
+    finally:
+        version_mod.MANIFEST_ROLL_BYTES = roll_bytes

@@ -288,16 +288,22 @@ class VersionSet:
             # the snapshot edit of a new manifest already includes this edit's effect
             prev_current, prev_log = self.current, self.log_number
             prev_pointers = dict(self.compact_pointers)
+            prev_seq, prev_next = self.last_sequence, self.next_file
             self.current = version
             if edit.log_number is not None:
                 self.log_number = edit.log_number
             for level, key in edit.compact_pointers:  # part of the snapshot too
                 self.compact_pointers[level] = key
+            # The snapshot records the set's counters: an edit may carry larger
+            # ones (an ingest's sequence), which an append would have recorded.
+            self.last_sequence = max(self.last_sequence, edit.last_sequence or 0)
+            self.next_file = max(self.next_file, edit.next_file or 0)
             try:
                 self.write_new_manifest()
             except BaseException:
                 self.current, self.log_number = prev_current, prev_log
                 self.compact_pointers = prev_pointers
+                self.last_sequence, self.next_file = prev_seq, prev_next
                 raise
         else:
             self._manifest.append(edit)

@@ -438,8 +438,6 @@ def test_a_rolled_manifest_recovers_the_same_state(db, monkeypatch) -> None:
     assert len(again.current.levels[1]) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="an edit that rolls the manifest loses its own last_sequence: the new "
-                   "manifest's snapshot records VersionSet.last_sequence, not the edit's")
 def test_an_edits_last_sequence_survives_a_manifest_roll(db, monkeypatch) -> None:
     for roll in (False, True):
         path = f"{db}/{roll}"

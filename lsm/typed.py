@@ -166,10 +166,10 @@ class TypedView(_TypedReader[K, V]):
         return self.db.delete_range(self._k(start), self._k(stop), sync=sync)
 
     def compare_and_swap(self, key: K, expected_version: int, value: V | None, *,
-                         ttl: float | None = None) -> int | None:
+                         ttl: float | None = None, sync: bool | None = None) -> int | None:
         """``DB.compare_and_swap`` with an encoded key and value (None deletes)."""
         raw = None if value is None else encode_value(self.value_serde, value)
-        return self.db.compare_and_swap(self._k(key), expected_version, raw, ttl=ttl)
+        return self.db.compare_and_swap(self._k(key), expected_version, raw, ttl=ttl, sync=sync)
 
     def write_batch(self, *, sync: bool | None = None) -> "TypedBatch[K, V]":
         """A typed batch, applied atomically when its ``with`` block exits cleanly."""

@@ -48,3 +48,15 @@ def test_stats_literals_name_each_key_once() -> None:
         if isinstance(node, ast.Dict):
             names = [k.value for k in node.keys if isinstance(k, ast.Constant)]
             assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_typed_compare_and_swap_takes_sync(tmp_path) -> None:
+    from lsm import serde
+
+    with lsm.open(tmp_path, sync_mode="never") as db:
+        t = db.typed(serde.Str(), serde.Int())
+        v = t.put("a", 1)
+        assert t.compare_and_swap("a", v, 2, sync=True) is not None
+        assert t.get("a") == 2
+        with pytest.raises(TypeError):
+            t.compare_and_swap("a", 0, 3, sync="yes")

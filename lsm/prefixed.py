@@ -190,6 +190,16 @@ class PrefixedDB(_Namespace, MutableMapping):
     def __repr__(self) -> str:
         return f"<lsm.PrefixedDB {self._prefix!r} of {self._src.path}>"
 
+    def multi_get(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        """``DB.multi_get`` of ``keys`` in the namespace: their values (None
+        where absent) from one view, in the order given.
+
+        Raises: TypeError/ValueError naming the bad key (``keys[i]``)."""
+        if isinstance(keys, (bytes, bytearray, memoryview, str)):
+            raise TypeError(f"keys must be an iterable of keys, not {type(keys).__name__}")
+        prefix = self._prefix
+        return self._src.multi_get([_join(prefix, k, f"keys[{i}]") for i, k in enumerate(keys)])
+
     # -- writes -----------------------------------------------------------------
 
     def put(self, key: bytes, value: bytes, *, ttl: float | None = None, sync: bool | None = None) -> int:

@@ -60,3 +60,17 @@ def test_typed_compare_and_swap_takes_sync(tmp_path) -> None:
         assert t.get("a") == 2
         with pytest.raises(TypeError):
             t.compare_and_swap("a", 0, 3, sync="yes")
+
+
+def test_prefixed_multi_get(tmp_path) -> None:
+    with lsm.open(tmp_path, sync_mode="never") as db:
+        db.put(b"p:a", b"1")
+        db.put(b"q:b", b"2")
+        db.put(b"p:c", b"3")
+        p = db.prefixed(b"p:")
+        assert p.multi_get([b"c", b"b", b"a", b"c"]) == [b"3", None, b"1", b"3"]
+        assert p.multi_get(iter([])) == []
+        with pytest.raises(TypeError, match=r"keys\[1\]"):
+            p.multi_get([b"a", 5])
+        with pytest.raises(TypeError, match="keys"):
+            p.multi_get(b"abc")

@@ -68,7 +68,7 @@ class DiskError(Error, OSError):
         return (type(self), (self.errno, self.strerror, self.filename))
 
     @classmethod
-    def wrap(cls, exc: OSError, path: str | None = None) -> "DiskError":
+    def wrap(cls, exc: OSError, path: str | None = None) -> DiskError:
         """Return ``exc`` as a :class:`DiskError`, keeping errno and the path."""
         if isinstance(exc, DiskError):
             return exc

@@ -62,7 +62,7 @@ def _check_bytes(obj: object, name: str, limit: int) -> bytes:
             raise ValueError(f"{name} cannot be read: {e}") from None
     if len(obj) > limit:
         raise ValueError(f"{name} is {len(obj)} bytes; the limit is {limit}")
-    return obj  # type: ignore[return-value]
+    return obj
 
 
 class SequenceOverflow(Error):

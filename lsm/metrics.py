@@ -28,7 +28,8 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["DEFAULT_OPS", "LatencyHistogram", "MAX_BUCKETS", "Metrics", "RateCounter", "SampledRate"]
 
@@ -461,7 +462,7 @@ def _percentile(state: tuple[list[int], int, float, float, float], p: float) -> 
         return hi_seen
     seen = 0
     k = 0
-    for k, c in enumerate(counts):
+    for k, c in enumerate(counts):  # noqa: B007 - k, the bucket found, is read after the loop
         if seen + c >= rank:
             break
         seen += c

@@ -70,7 +70,8 @@ b'\x01{"a":[true,null],"b":1}'
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, ClassVar, Protocol, TypeVar, Union, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, TypeVar, Union, runtime_checkable
 
 from lsm.errors import SerializationError
 
@@ -109,7 +110,7 @@ _COMPACT_LIMIT = (1 << 64) - 1  # |n| below this uses the 1-8 byte form, as Foun
 
 _BUFFER_TYPES = (bytes, bytearray, memoryview)
 #: What the built-in serializers accept wherever they read bytes.
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 @runtime_checkable

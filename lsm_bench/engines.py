@@ -154,7 +154,7 @@ class Engine(abc.ABC):
         """Pairs whose key starts with ``prefix``, ascending (default: a range scan)."""
         return self.scan(prefix, prefix_stop(prefix))
 
-    def quiesce(self) -> None:
+    def quiesce(self) -> None:  # noqa: B027 - an optional hook: a no-op unless an engine buffers writes
         """Untimed: push buffered writes to the on-disk structure and wait for
         background work, so the next phase starts from a settled store."""
 

@@ -3,6 +3,7 @@ snapshots, versions, arguments, closed objects, locking, options."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
@@ -294,7 +295,7 @@ def test_options_validation():
     with pytest.raises(TypeError):
         lsm.open("/tmp/x", no_such_option=1)
     o = Options()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         o.sync_mode = "never"  # frozen
 
 

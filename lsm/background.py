@@ -530,7 +530,7 @@ class Background(DBState):
     # -- stats -----------------------------------------------------------------
 
     def stats(self) -> dict:
-        """Counters grouped by subsystem (SPEC §6). JSON-serialisable."""
+        """Counters grouped by subsystem. JSON-serialisable."""
         self._check_open()
         sv = self._sv
         v = sv.version

@@ -1,4 +1,4 @@
-"""``lsm-dump``: the command-line front end of :mod:`lsm.dump` (SPEC §8).
+"""``lsm-dump``: the command-line front end of :mod:`lsm.dump`.
 
 This module only parses arguments and formats the records that ``lsm.dump``
 returns: aligned text tables by default, JSON with ``--json`` (before or after

@@ -1,4 +1,4 @@
-"""The public database object (SPEC §2): ``DB``, ``Snapshot``, ``open()``.
+"""The public database object: ``DB``, ``Snapshot``, ``open()``.
 
 The write path (doc/design.md#write-path): validate -> enqueue in the commit
 queue -> leader assigns sequences, makes room (may switch memtable) -> WAL
@@ -556,7 +556,7 @@ def _sampled(fn, op: str, record):
     return functools.update_wrapper(call, fn)
 
 
-def open(path: str | os.PathLike, **options) -> DB:  # noqa: A001 - the public name (SPEC §2)
+def open(path: str | os.PathLike, **options) -> DB:  # noqa: A001 - lsm.open shadows the builtin on purpose
     """Open (creating if needed) the database at ``path``: ``DB(path, Options(**options))``.
 
     >>> import tempfile

@@ -1,4 +1,4 @@
-"""The one error family of ``lsm`` (SPEC §7).
+"""The one error family of ``lsm`` (doc/design.md#errors).
 
 Every deliberate raise in the package derives from :class:`Error`, except
 ``TypeError``/``ValueError`` for arguments of the wrong type or size (those name

@@ -1,5 +1,6 @@
-"""Merging sorted sources into what a reader sees (STYLE habit 8, at the
-granularity Python is fast at: columns, not entries).
+"""Merging sorted sources into what a reader sees, at the granularity Python
+is fast at: columns, not entries (a C-level call per chunk of keys rather
+than Python code per entry).
 
 A scan reads each source — a memtable, one L0 table, or the run of
 key-disjoint tables of one deeper level — a **window** at a time: the

@@ -1,4 +1,4 @@
-"""Operation rates and latencies for ``db.stats()`` (SPEC §6): fixed memory, cheap to record.
+"""Operation rates and latencies for ``db.stats()`` (its ``qps`` and ``latency``): fixed memory, cheap to record.
 
 * :class:`RateCounter`: events per second over a sliding window of fixed-size
   time buckets, plus an all-time total.
@@ -67,7 +67,7 @@ def _check_window(window: float, bucket: float) -> None:
 
 
 class RateCounter:
-    """Events per second over a sliding window of fixed-size time buckets (SPEC §6).
+    """Events per second over a sliding window of fixed-size time buckets (``db.stats()["qps"]``).
 
     A ring of ``ceil(window / bucket)`` slots; the event at clock time ``t`` goes
     to bucket index ``int(t // bucket)``, stored in slot ``index % len(ring)``

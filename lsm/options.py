@@ -1,4 +1,4 @@
-"""Database options (SPEC §3): one frozen object, documented field by field,
+"""Database options: one frozen object, documented field by field,
 validated together in ``__post_init__``.
 """
 

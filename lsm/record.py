@@ -19,7 +19,8 @@ checks out but whose bytes run past the end of the file is a torn last write
 header that does not check out is damage, and the reader resynchronises on
 the next intact record.
 
-Readers never decide policy (STYLE habit 6): :func:`iter_records` yields every
+Readers never decide policy (what to do with damage is the caller's:
+lsm.recovery's ``wal_recovery`` modes, lsm.repair): :func:`iter_records` yields every
 intact record and reports each damaged region to an ``on_corruption``
 callback, which says whether to go on. The one exception: a record written
 by a newer format version always raises, whatever the callback would do.

@@ -1,7 +1,7 @@
 """Opening a database directory: the lock, ``CURRENT`` -> manifest ->
 version, and write-ahead-log replay under the ``wal_recovery`` policy.
 
-Format readers only report damage (STYLE habit 6); this module decides what
+Format readers only report damage (they never decide policy); this module decides what
 each ``wal_recovery`` mode does with it. Every record carries its sequence
 numbers (consecutive across all logs, and each log starts by naming its
 first one) and ``synced``, the last sequence that was durable when it was

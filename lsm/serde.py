@@ -1,4 +1,4 @@
-r"""Serializers for typed views (SPEC §5): ``Bytes``, ``Str``, ``Int``, ``Json``, ``Tuple``.
+r"""Serializers for typed views (:mod:`lsm.typed`): ``Bytes``, ``Str``, ``Int``, ``Json``, ``Tuple``.
 
 A serializer turns Python objects into the ``bytes`` the engine stores, and back.
 It has two roles, and the byte forms differ:
@@ -115,7 +115,7 @@ Buffer = bytes | bytearray | memoryview
 
 @runtime_checkable
 class Serializer(Protocol[T]):
-    """What a typed view needs from a serializer (SPEC §5).
+    """What a typed view (:class:`lsm.TypedView`) needs from a serializer.
 
     ``encode`` and ``decode`` are the raw key-role form: if the serializer is
     used for keys, byte order of encodings must equal the order of objects.

@@ -1,4 +1,4 @@
-"""Typed views (SPEC §5): the DB's methods with keys and values run through
+"""Typed views: the DB's methods with keys and values run through
 serializers, so callers work with ``str``, ``int``, tuples or JSON objects.
 
 Keys use the serializer's raw, order-preserving form (no version byte), so a

@@ -225,7 +225,7 @@ def _import_lsm() -> ModuleType:
 
 
 class LsmEngine(Engine):
-    """``lsm`` through its public API (SPEC section 2): ``lsm.open(path, **options)``.
+    """``lsm`` through its public API (``lsm.__all__``): ``lsm.open(path, **options)``.
 
     Sync: ``sync_mode="always"`` (group commit) for ``sync=True``, else
     ``sync_mode="never"``; an explicit ``--opt sync_mode=...`` wins.

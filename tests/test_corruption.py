@@ -1,4 +1,5 @@
-"""Corruption tests (SPEC §9): damage every region of every file type of a
+"""Corruption tests (README.md#guarantees: corruption is reported, never
+returned; the formats are doc/format.md): damage every region of every file type of a
 real database, reopen, read everything, and require either a CorruptionError
 naming the file (and offset) or the documented recovery — never a wrong value.
 

@@ -1,5 +1,6 @@
-"""DB public API behaviour (SPEC §2, §7): reads, writes, batches, scans,
-snapshots, versions, arguments, closed objects, locking, options."""
+"""DB public API behaviour (the names in ``lsm.__all__``, the errors of
+lsm/errors.py): reads, writes, batches, scans, snapshots, versions,
+arguments, closed objects, locking, options."""
 
 from __future__ import annotations
 

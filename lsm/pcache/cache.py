@@ -1,5 +1,6 @@
 """PersistentCache: a sharded, bounded LRU of bytes that survives restarts
-(SPEC §2), built on the engine's record framing (lsm.record, record type ``CACHE``).
+(part of the public API, ``lsm.PersistentCache``), built on the engine's
+record framing (lsm.record, record type ``CACHE``).
 
 Files, in the cache directory::
 
@@ -148,7 +149,7 @@ class PersistentCache:
     :param max_bytes: bound on keys + values, or None.
     :param max_items: bound on the number of entries, or None.
     :param default_ttl: seconds an entry lives when ``put`` gives no ``ttl``; None: forever.
-    :param sync_mode: ``"always"``, ``"periodic"`` or ``"never"`` (as the DB's, SPEC §3).
+    :param sync_mode: ``"always"``, ``"periodic"`` or ``"never"`` (as the DB's: :class:`lsm.Options`).
     :param shards: number of shards, 1..4096; fixed when the cache is created.
     :param fs: the filesystem (tests pass a fault-injecting one).
     :param clock: wall-clock seconds since the epoch, for TTLs.

@@ -7,20 +7,28 @@
 b'value'
 """
 
+from . import metrics, serde
+from .admin import destroy
 from .batch import WriteBatch
 from .cursor import Cursor
 from .db import DB, open
-from .snapshot import Entry, ScanIterator, Snapshot
-from .errors import (BackgroundError, ClosedError, CorruptionError, DiskError, Error, LockError,
-                     ReadOnlyError, SerializationError)
+from .errors import (
+    BackgroundError,
+    ClosedError,
+    CorruptionError,
+    DiskError,
+    Error,
+    LockError,
+    ReadOnlyError,
+    SerializationError,
+)
 from .external import TableFileInfo, TableFileWriter
 from .options import Options
 from .pcache import PersistentCache
-from .typed import TypedView
 from .prefixed import PrefixedDB
-from .admin import destroy
 from .repair import repair  # the function; the module is importlib.import_module("lsm.repair")
-from . import metrics, serde
+from .snapshot import Entry, ScanIterator, Snapshot
+from .typed import TypedView
 
 __version__ = "0.1.0"
 

@@ -14,19 +14,28 @@ import os
 import threading
 import weakref
 
-from .commit import Writer
-from .dbstate import DBState
 from .builder import FlushJob, build_memtable
-from .compaction import (Compaction, JobSpec, level_scores, max_bytes_for_level, output_reservation,
-                         pick_cleanup, pick_compaction, run_job, setup_compaction)
+from .commit import Writer
+from .compaction import (
+    Compaction,
+    JobSpec,
+    level_scores,
+    max_bytes_for_level,
+    output_reservation,
+    pick_cleanup,
+    pick_compaction,
+    run_job,
+    setup_compaction,
+)
+from .dbstate import DBState
 from .errors import BackgroundError, DiskError
 from .invariants import assert_held
 from .keys import check_key
 from .manifest import VersionEdit
 from .recovery import obsolete_files
 from .snapshot import SuperVersion
-from .worker import WorkerAborted, WorkerUnavailable
 from .version import NUM_LEVELS
+from .worker import WorkerAborted, WorkerUnavailable
 
 __all__ = ["Background", "ManualCompaction", "StopSignal", "WORKER_MIN_BYTES", "background_main", "syncer_main"]
 
@@ -74,7 +83,7 @@ class StopSignal:
 # would keep the DB, its LOCK and its files alive as long as the process.
 
 
-def background_main(ref: "weakref.ref", role: str) -> None:
+def background_main(ref: weakref.ref, role: str) -> None:
     """The flush (``role="flush"``) or compaction (``"compact"``) thread of
     the DB ``ref`` refers to. Runs rounds (``DB._bg_round_locked``) with the
     DB mutex held, which ``_bg_cv.wait`` releases between them."""
@@ -94,7 +103,7 @@ def background_main(ref: "weakref.ref", role: str) -> None:
                 cv.wait(1.0)  # notified when work comes; the timeout bounds a finalizer's wait
 
 
-def syncer_main(ref: "weakref.ref", stop: "StopSignal", interval: float) -> None:
+def syncer_main(ref: weakref.ref, stop: StopSignal, interval: float) -> None:
     """``sync_mode="periodic"``: every ``interval`` seconds, one round of
     ``DB._periodic_sync`` of the DB ``ref`` refers to, until ``stop`` is set
     (by close() or the finalizer) or an fsync fails."""
@@ -420,12 +429,13 @@ class Background(DBState):
         spec = JobSpec(self._path, self._opts, runs, snaps, deeper,
                        self._now(), c.grandparents, first, reserved, split=not c.is_intra_l0())
         spec.global_seqs = {f.number: f.global_seq for _, f in inputs if f.global_seq}
-        use_worker = self._worker is not None and input_bytes >= WORKER_MIN_BYTES
+        worker = self._worker if input_bytes >= WORKER_MIN_BYTES else None
+        use_worker = worker is not None
         self._mu.release()
         try:
             try:
-                metas, dropped = (self._worker.run(spec, WORKER_TIMEOUT_FLOOR + input_bytes / WORKER_TIMEOUT_RATE)
-                                  if use_worker else run_job(self._fs, spec))
+                metas, dropped = (worker.run(spec, WORKER_TIMEOUT_FLOOR + input_bytes / WORKER_TIMEOUT_RATE)
+                                  if worker is not None else run_job(self._fs, spec))
             except WorkerUnavailable as e:
                 # The merge itself is fine in-process (only slower): rerun it
                 # here, into the same reserved numbers (outputs a dead worker
@@ -520,7 +530,7 @@ class Background(DBState):
     # -- stats -----------------------------------------------------------------
 
     def stats(self) -> dict:
-        """Counters grouped by subsystem (SPEC §6). JSON-serialisable."""
+        """Counters grouped by subsystem. JSON-serialisable."""
         self._check_open()
         sv = self._sv
         v = sv.version

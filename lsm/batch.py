@@ -18,12 +18,25 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 from .coding import DecodeError, decode_varint, encode_varint
 from .errors import Error
-from .keys import (DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, PUT_TTL, RANGE_DELETE, TTL_PREFIX_BYTES, check_key,
-                   check_value)
+from .keys import (
+    DELETE,
+    MAX_KEY_BYTES,
+    MAX_SEQUENCE,
+    PUT,
+    PUT_TTL,
+    RANGE_DELETE,
+    TTL_PREFIX_BYTES,
+    check_key,
+    check_value,
+)
+
+if TYPE_CHECKING:  # annotations only: lsm.writes sits above this module
+    from .writes import Writes
 
 __all__ = ["FORMAT_VERSION", "HEADER", "HEADER_V1", "Batch", "WriteBatch", "decode_batch", "encode_batch",
            "encode_ttl_value", "op_prefix"]
@@ -79,10 +92,10 @@ class WriteBatch:
         self.ops: list[tuple[int, bytes, bytes]] = []  # (kind, key, stored value)
         self._parts: list[bytes] = []  # the ops encoded, in order
         self.nbytes = 0
-        self._db = None  # set by DB.write_batch() for context-manager use
+        self._db: Writes | None = None  # set by DB.write_batch() for context-manager use
         self._sync: bool | None = None
 
-    def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> "WriteBatch":
+    def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> WriteBatch:
         """Queue ``key = value`` (expiring ``ttl`` seconds after the batch is built)."""
         key = check_key(key)
         value = check_value(value)
@@ -95,7 +108,7 @@ class WriteBatch:
         self.nbytes += len(key) + len(value) + _OP_BYTES
         return self
 
-    def delete(self, key: bytes) -> "WriteBatch":
+    def delete(self, key: bytes) -> WriteBatch:
         """Queue a deletion of ``key``."""
         key = check_key(key)
         self.ops.append((DELETE, key, b""))
@@ -103,7 +116,7 @@ class WriteBatch:
         self.nbytes += len(key) + _OP_BYTES
         return self
 
-    def delete_range(self, start: bytes, stop: bytes) -> "WriteBatch":
+    def delete_range(self, start: bytes, stop: bytes) -> WriteBatch:
         """Queue a deletion of every key ``start <= k < stop`` (RocksDB's
         ``DeleteRange``): one range tombstone, whatever the number of keys.
         Keys written after the batch are not affected. An empty range
@@ -124,7 +137,7 @@ class WriteBatch:
         self._parts += (op_prefix(RANGE_DELETE, len(start)), start, varint(len(end)), end)
         self.nbytes += len(start) + len(end) + _OP_BYTES
 
-    def _with_prefix(self, prefix: bytes) -> "WriteBatch":
+    def _with_prefix(self, prefix: bytes) -> WriteBatch:
         """A new batch of the same operations with ``prefix`` in front of
         every key (and of a range tombstone's end); values, TTL expiries
         included, unchanged. Raises: ValueError when a key grows past
@@ -160,7 +173,7 @@ class WriteBatch:
     def __repr__(self) -> str:
         return f"<WriteBatch {len(self.ops)} ops>"
 
-    def __enter__(self) -> "WriteBatch":
+    def __enter__(self) -> WriteBatch:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from .errors import DiskError, Error
 from .filenames import make_table_name
@@ -92,7 +92,9 @@ def write_tables(fs: FileSystem, dbpath: str, entries: Iterable[tuple[bytes, int
             if writer is not None and key != writer.last_key and (
                     (split_bytes is not None and writer.estimated_size >= split_bytes)
                     or (split_before is not None and split_before(key))):
-                finish(key_successor(writer.last_key))
+                last = writer.last_key
+                assert last is not None  # the writer holds the entry before this key
+                finish(key_successor(last))
             if writer is None:
                 numbers.append(new_number())
                 writer = _new_writer(fs, dbpath, numbers[-1], options)
@@ -157,7 +159,7 @@ class ColumnTables:
         if w is not None:
             self.metas.append(meta_from_props(self.numbers[-1], w.finish()))
 
-    def __enter__(self) -> "ColumnTables":
+    def __enter__(self) -> ColumnTables:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -26,18 +26,18 @@ import uuid
 from array import array
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Iterable
 from functools import partial
 from itertools import accumulate, islice
 from operator import eq, itemgetter
-from typing import Any, Iterable
+from typing import Any
 
-from .db import DB
-from .db import open as open_db
+from .db import DB, open as open_db
 from .errors import DiskError
 from .external import TableFileInfo, TableFileWriter
+from .fs import OsFileSystem
 from .keys import DELETE, MAX_KEY_BYTES, MAX_VALUE_BYTES, PUT, check_key, check_value
 from .sstable import TableReader
-from .fs import OsFileSystem
 
 __all__ = ["Columns", "DEFAULT_TARGET_FILE_BYTES", "dask_build", "range_bounds", "write_partition"]
 
@@ -103,7 +103,7 @@ def write_partition(rows: Iterable[Any], directory: str | os.PathLike, *,
     directory = os.path.abspath(os.fspath(directory))
     os.makedirs(directory, exist_ok=True)
     prefix = prefix if prefix is not None else uuid.uuid4().hex[:12]
-    opts = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key, compression=compression)
+    opts: dict[str, Any] = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key, compression=compression)
     if isinstance(rows, Columns):  # e.g. a range from dask_build's shuffle
         keys, values = _sort_columns(*_columns(rows))
         return _write_columns(keys, values, directory, prefix, target_file_bytes, opts, as_dicts)
@@ -254,11 +254,12 @@ def _unpack(blob: bytes, width: int, lens: bytes, n: int) -> list[bytes]:
     return [blob[a:b] for a, b in zip(offs, offs[1:])]
 
 
-def _unpack_cols(n: int, keys: tuple, values: tuple, deletes: bytes | None) -> Columns:
+def _unpack_cols(n: int, keys: tuple[bytes, int, bytes], values: tuple[bytes, int, bytes],
+                 deletes: bytes | None) -> Columns:
     ks = _unpack(*keys, n)
     vs = _unpack(*values, n)
     if deletes is not None:
-        vs = [None if d else v for v, d in zip(vs, deletes)]
+        return Columns(ks, [None if d else v for v, d in zip(vs, deletes)])
     return Columns(ks, vs)
 
 

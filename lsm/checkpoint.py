@@ -49,8 +49,7 @@ from .errors import CorruptionError, DiskError, Error
 from .filenames import FileType, check_path, make_log_name, make_table_name, parse_name
 from .fs import FileSystem
 from .invariants import assert_held
-from .manifest import FORMAT_VERSION as MANIFEST_FORMAT_VERSION
-from .manifest import ManifestWriter, VersionEdit, install_current
+from .manifest import FORMAT_VERSION as MANIFEST_FORMAT_VERSION, ManifestWriter, VersionEdit, install_current
 from .version import Version
 
 __all__ = ["Checkpoints", "STAGING_SUFFIX"]

@@ -1,4 +1,4 @@
-"""``lsm-dump``: the command-line front end of :mod:`lsm.dump` (SPEC §8).
+"""``lsm-dump``: the command-line front end of :mod:`lsm.dump`.
 
 This module only parses arguments and formats the records that ``lsm.dump``
 returns: aligned text tables by default, JSON with ``--json`` (before or after
@@ -26,12 +26,13 @@ import itertools
 import json
 import os
 import sys
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TextIO
 
 from . import dump
-from .repair import repair
 from .db import DB
 from .errors import Error, LockError
+from .repair import repair
 
 __all__ = ["format_bytes", "main", "parse_key"]
 

@@ -29,9 +29,13 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .invariants import assert_held
+
+if TYPE_CHECKING:  # annotations only
+    from .memtable import Memtable
 
 __all__ = ["CommitQueue", "Writer"]
 
@@ -63,9 +67,9 @@ class Writer:
         self.error: BaseException | None = None
         self.cas: tuple[bytes, int] | None = None  # (key, expected_version)
         self.force_switch = False
-        self.switched = None  # force_switch: the memtable it made immutable (None if it was empty)
+        self.switched: Memtable | None = None  # force_switch: the memtable it made immutable (None if it was empty)
         self.wake: threading.Lock | None = None  # created only if this writer has to wait (see module doc)
-        self.control = None  # a callable run by the leader instead of a write
+        self.control: Callable[[], None] | None = None  # a callable run by the leader instead of a write
 
 
 class CommitQueue:

@@ -11,8 +11,9 @@ import struct
 import sys
 from array import array
 from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from itertools import compress
-from typing import Callable
+from typing import Any
 
 from .builder import ColumnTables, drop_obsolete, drop_range_dels, write_tables
 from .errors import Error
@@ -199,7 +200,7 @@ def intra_l0_instead(c: Compaction) -> Compaction | None:
                       f"{c.reason}, intra-L0 (L1 overlap {l1_bytes} > {INTRA_L0_RATIO} x {l0_bytes} bytes)")
 
 
-def grandparent_splitter(grandparents: list[FileMeta], limit: int) -> Callable[[bytes], bool]:
+def grandparent_splitter(grandparents: Sequence[FileMeta | _Grand], limit: int) -> Callable[[bytes], bool]:
     """``split_before(key)``: True when the output so far overlaps more than
     ``limit`` bytes of the grandparent level, so that a later compaction of
     this output into the next level does not have to rewrite too much."""
@@ -300,17 +301,18 @@ def run_job(fs: FileSystem, spec: JobSpec) -> tuple[list[FileMeta], int]:
     dels: list[tuple[bytes, bytes, int]] = []
     for n in spec.inputs:
         f = fs.open_readable(make_table_name(spec.dbpath, n))
+        owned = False
         try:
             p = read_props(f)
             if p.get("range_deletions"):
-                r = TableReader(f, n, None, True)  # owns f now
-                f = None
+                r = TableReader(f, n, None, True)
+                owned = True  # the reader closes f
                 try:
                     dels += r.range_dels
                 finally:
                     r.close()
         finally:
-            if f is not None:
+            if not owned:
                 f.close()
         mn, mx = (gseq[n], gseq[n]) if gseq.get(n) else (int(p["min_seq"]), int(p["max_seq"]))
         lo_seq = mn if lo_seq is None else min(lo_seq, mn)
@@ -453,7 +455,7 @@ def _merge_columns(runs: list[_Run], deeper: list[tuple[bytes, bytes]], now: flo
     code per entry unless tombstones or expiries must be dropped.
     """
     dropped = 0
-    act = []  # [run, keys, tags, values, pos]
+    act: list[list[Any]] = []  # [run, keys, tags, values, pos]
     for run in runs:
         src = _RunColumns(run)
         w = src.next_window()

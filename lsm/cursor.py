@@ -33,14 +33,16 @@ calls back into it only through ``_window_sources``, ``_get_entry``,
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClosedError
 from .iterators import FIRST_WINDOW, TOMB, TableWindows, merge_parts, merge_windows, resolve, resolve_mem
 from .keys import MAX_KEY_BYTES, check_key
 
 if TYPE_CHECKING:  # annotations only
+    from .manifest import FileMeta
     from .snapshot import Entry, View
 
 __all__ = ["Cursor", "cursor_bounds"]
@@ -97,17 +99,17 @@ class Cursor:
     __slots__ = ("_db", "_view", "_owned", "_lower", "_upper", "_now", "_keys", "_values", "_i", "_gen",
                  "_resume", "_reverse", "_closed", "__weakref__")
 
-    def __init__(self, db: Any, view: "View", lower: bytes, upper: bytes | None, now: float, owned: bool) -> None:
+    def __init__(self, db: Any, view: View, lower: bytes, upper: bytes | None, now: float, owned: bool) -> None:
         self._db = db
         self._view = view
         self._owned = owned  # release the view at close (a DB's cursor; a snapshot's keeps it)
         self._lower = lower
         self._upper = upper
         self._now = now  # TTL entries are judged at this time, for the cursor's whole life
-        self._keys: list | tuple = _EMPTY  # the current chunk, in the direction of travel
-        self._values: list | tuple = _EMPTY
+        self._keys: Sequence = _EMPTY  # the current chunk, in the direction of travel
+        self._values: Sequence = _EMPTY
         self._i = 0  # position in the chunk; the cursor is valid while _i < len(_keys)
-        self._gen: Iterator[tuple[list, list]] | None = None  # the chunks after the current one
+        self._gen: Iterator[tuple[list, Sequence]] | None = None  # the chunks after the current one
         self._resume: bytes | None = None  # without _gen: the current chunk covers keys up to this one
         self._reverse = False
         self._closed: str | None = None  # why it is closed: the message of the ClosedError it raises
@@ -139,7 +141,7 @@ class Cursor:
             raise self._invalid("value") from None
 
     @property
-    def entry(self) -> "Entry":
+    def entry(self) -> Entry[bytes]:
         """The value at the cursor with its version (the sequence number of
         its write) and expiry, as an :class:`lsm.Entry`: a point read in the
         cursor's view, made only when asked. Raises: ValueError when not valid."""
@@ -221,7 +223,7 @@ class Cursor:
         """Release the cursor's view (idempotent); later use raises ClosedError."""
         self._shut("cursor is closed")
 
-    def __enter__(self) -> "Cursor":
+    def __enter__(self) -> Cursor:
         if self._closed is not None:
             raise ClosedError(self._closed)
         return self
@@ -238,7 +240,7 @@ class Cursor:
 
     # -- internals -----------------------------------------------------------------
 
-    def _shut(self, why: "str | ClosedError") -> None:
+    def _shut(self, why: str | ClosedError) -> None:
         """Close; later calls raise ClosedError(``why``). Called by
         ``close()``, and by the DB's and the snapshot's close through their
         registries. The flag goes first, then the chunk: a move racing with
@@ -340,14 +342,15 @@ class Cursor:
         """
         view = self._view
         sv = view.sv
+        assert sv is not None  # a cursor's view pins its super version
         if sv.range_dels or sv.mem.range_dels:
             return None  # range tombstones anywhere in the view: merged windows apply them
         seq = view.seq
         hi = self._upper
         now = self._now
-        wins = []  # [rank, keys, values, has_tomb, more, block position (None: a memtable)]
+        wins: list[list[Any]] = []  # [rank, keys, values, has_tomb, more, block position (None: a memtable)]
         bound = None  # the lowest last key of a window whose source has more to come ...
-        bw = None  # ... and that window
+        bw: list[Any] | None = None  # ... and that window
         rank = 0  # sources newest first: memtables, L0 newest first, then each deeper level
         for m in (sv.mem,) + sv.imms:
             if m.entries:
@@ -357,7 +360,7 @@ class Cursor:
                 more = len(keys) == FIRST_WINDOW
                 keys, values, tomb = resolve_mem(m, keys, seq, now)
                 if keys:
-                    w = [rank, keys, values, tomb, more, None]
+                    w: list[Any] = [rank, keys, values, tomb, more, None]
                     wins.append(w)
                     if more and (bound is None or keys[-1] < bound):
                         bound, bw = keys[-1], w
@@ -365,7 +368,7 @@ class Cursor:
                     return None  # resolving emptied the window: no bound to cut at
             rank += 1
         # Tables: (lowest key it may hold, rank, meta, its run (None: an L0 table), index in the run)
-        tables = []
+        tables: list[tuple[bytes, int, FileMeta, list[FileMeta] | None, int]] = []
         version = sv.version
         for f in version.levels[0]:
             if f.largest >= lo and (hi is None or f.smallest < hi):
@@ -440,10 +443,10 @@ class Cursor:
         self._gen = None
         self._resume = bound
         if parts:
-            keys, values = _merge_chunk(parts)
-            if keys:
-                self._keys = keys
-                self._values = values
+            chunk_keys, chunk_values = _merge_chunk(parts)
+            if chunk_keys:
+                self._keys = chunk_keys
+                self._values = chunk_values
                 self._i = 0
                 if self._closed is not None:  # closed meanwhile: drop the chunk
                     self._keys = self._values = _EMPTY
@@ -488,7 +491,7 @@ _first2 = itemgetter(0, 1)
 _FROM_LO = (True, False)  # Memtable.keys_in: lo inclusive, hi exclusive
 
 
-def _merge_chunk(parts: list) -> tuple[list, list]:
+def _merge_chunk(parts: list) -> tuple[list, Sequence]:
     """:func:`~lsm.iterators.merge_parts` of a seek's parts (newest first,
     ascending). Two parts of which one is short, the usual case, are merged
     by inserting the short one's keys into the other with ``bisect`` (a

@@ -1,4 +1,4 @@
-"""The public database object (SPEC §2): ``DB``, ``Snapshot``, ``open()``.
+"""The public database object: ``DB``, ``Snapshot``, ``open()``.
 
 The write path (doc/design.md#write-path): validate -> enqueue in the commit
 queue -> leader assigns sequences, makes room (may switch memtable) -> WAL
@@ -18,6 +18,7 @@ manifest append + fsync runs with it held (VersionSet's rule).
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
 import os
@@ -25,43 +26,50 @@ import threading
 import time
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING
 
 from . import forks
-from .batch import WriteBatch
-from .tablecache import BlockCache, TableCache
-from .commit import CommitQueue
 from .background import Background, ManualCompaction, StopSignal, background_main, syncer_main
-from .reads import Reads
-from .writes import Writes
-from .sizes import Sizes
-from .checkpoint import Checkpoints
-from .ingest import Ingest
 from .builder import build_memtable
-from .errors import BackgroundError, ClosedError, DiskError, ReadOnlyError
-from .filenames import make_log_name, make_table_name
+from .checkpoint import Checkpoints
+from .commit import CommitQueue
+from .errors import BackgroundError, ClosedError, DiskError
+from .filenames import make_table_name
 from .fs import FileSystem, OsFileSystem, check_path
-from .invariants import assert_held, make_lock
+from .ingest import Ingest
+from .invariants import make_lock
 from .manifest import VersionEdit
-from .metrics import Metrics
 from .memtable import Memtable
+from .metrics import Metrics
 from .options import Options
 from .prefixed import PrefixedDB
+from .reads import Reads
 from .recovery import RecoveryStats, lock_and_load, replay_logs
+from .sizes import Sizes
 from .snapshot import Entry, Snapshot, SuperVersion, View
+from .tablecache import BlockCache, TableCache
 from .typed import TypedView
 from .version import apply_edit
 from .wal import WalWriter
 from .worker import CompactionWorker
+from .writes import Writes
 
 if TYPE_CHECKING:  # annotations only
     from .serde import Serializer
+    from .typed import K, V
 
 __all__ = ["DB", "Entry", "Snapshot", "open"]
 
 _SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
 CLOSE_FLUSH_SECONDS = 5.0  # close() waits this long at most for memtables waiting for flush
-_MISSING = object()
+class _Missing(enum.Enum):
+    """get()'s default where None could be a value: an enum member, so that
+    ``v is _MISSING`` narrows ``v``'s type for a type checker."""
+    MISSING = 0
+
+
+_MISSING = _Missing.MISSING
 
 
 class _Clock:
@@ -200,7 +208,9 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
     def _instrument(self) -> None:
         """Shadow the public operations with sampling wrappers (instance
         attributes), so a DB opened with ``metrics=False`` pays nothing."""
-        record = self._metrics.record
+        metrics = self._metrics
+        assert metrics is not None  # called only for a DB opened with metrics
+        record = metrics.record
         # get, put, delete, write and compare_and_swap sample themselves
         # (lsm.reads, lsm.writes): a wrapper frame would cost more than a hit
         for name, op in (("get_entry", "get"), ("scan", "scan"), ("multi_get", "multi_get")):
@@ -262,7 +272,8 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         # The threads get a weak reference, not bound methods: a DB dropped
         # without close() stays collectable (see __del__, background_main).
         ref = weakref.ref(self)
-        targets = [("flush", background_main, (ref, "flush")), ("compact", background_main, (ref, "compact"))]
+        targets: list[tuple[str, Callable[..., None], tuple[object, ...]]] = [
+            ("flush", background_main, (ref, "flush")), ("compact", background_main, (ref, "compact"))]
         if self._opts.sync_mode == "periodic":
             targets.append(("sync", syncer_main, (ref, self._syncer_stop, self._opts.sync_interval)))
         for name, target, args in targets:
@@ -287,7 +298,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         self._closed = True
         self._stop = True
         try:
-            warnings.warn(f"unclosed database {self._path!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed database {self._path!r}", ResourceWarning, stacklevel=1, source=self)
         except Exception:  # noqa: BLE001 - e.g. a filter that turns warnings into errors
             pass
         try:
@@ -391,6 +402,8 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         """close(): sync the logs (per sync_mode, unless a background error
         says not to trust them), then close every one whatever failed."""
         errors: list[BaseException] = []
+        log = self._log
+        assert log is not None  # close() calls this only when the DB has a log
         with self._log_sync_mu:
             if self._bg_error is None:
                 # Older logs left unsynced by a switch (sync_mode="never")
@@ -400,16 +413,16 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
                     if not errors:
                         _attempt(errors, old.sync)
                 if self._opts.sync_mode != "never" and not errors:
-                    _attempt(errors, self._log.trim)
+                    _attempt(errors, log.trim)
                     if not errors:
-                        _attempt(errors, self._log.sync)
-            for log in self._unsynced_logs + [self._log]:
-                _attempt(errors, lambda lg=log: self._close_log(lg))
+                        _attempt(errors, log.sync)
+            for old in self._unsynced_logs + [log]:
+                _attempt(errors, lambda lg=old: self._close_log(lg))
             self._unsynced_logs = []
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> "DB":
+    def __enter__(self) -> DB:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -458,7 +471,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         v = self.get(key, _MISSING)
         if v is _MISSING:
             raise KeyError(key)
-        return v  # type: ignore[return-value]
+        return v
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self.put(key, value)
@@ -469,7 +482,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         self.delete(key)
 
     def __contains__(self, key: object) -> bool:
-        return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+        return self.get(key, _MISSING) is not _MISSING  # type: ignore[call-overload]  # Mapping's key: object
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.scan(keys_only=True))
@@ -478,7 +491,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         """Number of live keys. Complexity: a full scan."""
         return sum(1 for _ in self.scan(keys_only=True))
 
-    def typed(self, key_serde: Serializer, value_serde: Serializer) -> TypedView:
+    def typed(self, key_serde: Serializer[K], value_serde: Serializer[V]) -> TypedView[K, V]:
         """A :class:`lsm.typed.TypedView` over this DB with the given serializers
         (lsm/typed.py)."""
         self._check_open()
@@ -524,25 +537,26 @@ def _sampled(fn, op: str, record):
         finally:
             record(op, clock() - t, n=_SAMPLE_EVERY)
 
-    if fn.__name__ == "get":
-        def call(key, default=None):
-            if tick() & mask:
-                return fn(key, default)
-            return timed(key, default)
-    elif fn.__name__ == "put":
-        def call(key, value, *, ttl=None, sync=None):
-            if tick() & mask:
-                return fn(key, value, ttl=ttl, sync=sync)
-            return timed(key, value, ttl=ttl, sync=sync)
-    else:
-        def call(*args, **kwargs):
-            if tick() & mask:
-                return fn(*args, **kwargs)
-            return timed(*args, **kwargs)
+    def call_get(key, default=None):
+        if tick() & mask:
+            return fn(key, default)
+        return timed(key, default)
+
+    def call_put(key, value, *, ttl=None, sync=None):
+        if tick() & mask:
+            return fn(key, value, ttl=ttl, sync=sync)
+        return timed(key, value, ttl=ttl, sync=sync)
+
+    def call_any(*args, **kwargs):
+        if tick() & mask:
+            return fn(*args, **kwargs)
+        return timed(*args, **kwargs)
+
+    call = call_get if fn.__name__ == "get" else call_put if fn.__name__ == "put" else call_any
     return functools.update_wrapper(call, fn)
 
 
-def open(path: str | os.PathLike, **options) -> DB:  # noqa: A001 - the public name (SPEC §2)
+def open(path: str | os.PathLike, **options) -> DB:  # noqa: A001 - lsm.open shadows the builtin on purpose
     """Open (creating if needed) the database at ``path``: ``DB(path, Options(**options))``.
 
     >>> import tempfile

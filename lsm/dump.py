@@ -32,24 +32,43 @@ from __future__ import annotations
 import math
 import os
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from .db import DB
-from .dumprecords import (BlockInfo, BloomInfo, Damage, EditInfo, Finding, ManifestInfo, RepairReport, TableEntry,
-                          TableFile, TableInfo, WalOp, _user_value, kind_name)
+from .dumprecords import (
+    BlockInfo,
+    BloomInfo,
+    Damage,
+    EditInfo,
+    Finding,
+    ManifestInfo,
+    RepairReport,
+    TableEntry,
+    TableFile,
+    TableInfo,
+    WalOp,
+    _user_value,
+    kind_name,
+)
 from .errors import CorruptionError, Error
-from .filescan import TableScan, damage_finding, iter_log_ops, locked, read_edits, scan_table
 from .filenames import FileType, make_current_name, make_log_name, make_table_name, parse_name
+from .filescan import TableScan, damage_finding, iter_log_ops, locked, read_edits, scan_table
 from .fs import FileSystem, OsFileSystem
 from .keys import MAX_SEQUENCE
 from .manifest import FileMeta, VersionEdit, read_current, read_manifest
 from .options import WAL_RECOVERY_MODES, Options
 from .sstable import TableReader
 from .sstable.bloom import BlockedBloom
-from .sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_ZSTD, MAX_FOOTER_BYTES,
-                             decode_footer, unwrap_block)
-from .version import NUM_LEVELS, Version, apply_edit
+from .sstable.format import (
+    BLOCK_TRAILER_BYTES,
+    COMPRESSION_NONE,
+    COMPRESSION_ZSTD,
+    MAX_FOOTER_BYTES,
+    decode_footer,
+    unwrap_block,
+)
 from .sstable.props import EXTERNAL_PROP
+from .version import NUM_LEVELS, Version, apply_edit
 
 __all__ = [
     "BlockInfo", "BloomInfo", "Damage", "EditInfo", "Finding", "ManifestInfo", "RepairReport",

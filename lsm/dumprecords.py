@@ -37,7 +37,7 @@ class TableFile:
     range_deletions: int = 0
 
     @classmethod
-    def of(cls, level: int, m: FileMeta) -> "TableFile":
+    def of(cls, level: int, m: FileMeta) -> TableFile:
         return cls(level, m.number, m.size, m.entries, m.smallest, m.largest, m.min_seq, m.max_seq, m.global_seq,
                    len(m.range_dels))
 

@@ -1,4 +1,4 @@
-"""The one error family of ``lsm`` (SPEC §7).
+"""The one error family of ``lsm`` (doc/design.md#errors).
 
 Every deliberate raise in the package derives from :class:`Error`, except
 ``TypeError``/``ValueError`` for arguments of the wrong type or size (those name
@@ -68,7 +68,7 @@ class DiskError(Error, OSError):
         return (type(self), (self.errno, self.strerror, self.filename))
 
     @classmethod
-    def wrap(cls, exc: OSError, path: str | None = None) -> "DiskError":
+    def wrap(cls, exc: OSError, path: str | None = None) -> DiskError:
         """Return ``exc`` as a :class:`DiskError`, keeping errno and the path."""
         if isinstance(exc, DiskError):
             return exc

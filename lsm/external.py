@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .batch import encode_ttl_value
 from .errors import DiskError, Error
@@ -63,7 +64,7 @@ class TableFileInfo:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TableFileInfo":
+    def from_dict(cls, d: dict) -> TableFileInfo:
         """The inverse of :meth:`as_dict`."""
         return cls(d["path"], bytes.fromhex(d["smallest"]), bytes.fromhex(d["largest"]), int(d["entries"]),
                    int(d["bytes"]), int(d.get("deletions", 0)))
@@ -119,7 +120,8 @@ class TableFileWriter:
         # entries handed to the table writer at a time: a file is split only
         # between two such chunks (finer for small targets)
         self._chunk = _CHUNK if target_file_bytes is None or target_file_bytes >= (4 << 20) else 64
-        self._opts = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key, compression=compression)
+        self._opts: dict[str, Any] = dict(block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key,
+                                          compression=compression)
         self._writer: TableWriter | None = None
         self._temps: list[str] = []  # every file started, under its temporary name
         self._finals: list[str] = []  # ... and the final name it gets at finish()
@@ -273,7 +275,7 @@ class TableFileWriter:
         """Puts and deletes accepted so far."""
         return self._accepted
 
-    def __enter__(self) -> "TableFileWriter":
+    def __enter__(self) -> TableFileWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -11,9 +11,9 @@ Recovery reads the same files strictly, by the rules of doc/design.md
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from .batch import BatchDecodeError, decode_batch
 from .dumprecords import Damage, Finding
@@ -148,8 +148,9 @@ def read_edits(fs: FileSystem, path: str) -> tuple[list[tuple[int, VersionEdit]]
                 raise CorruptionError(path, offset, f"record type {rtype} in a manifest (want {EDIT})")
             edit = VersionEdit.decode(payload, path, offset)
             if not edits and edit.format_version not in MANIFEST_VERSIONS:
+                known = ", ".join(map(str, MANIFEST_VERSIONS))
                 raise CorruptionError(path, offset, f"unsupported manifest format version "
-                                      f"{edit.format_version} (this reader knows {', '.join(map(str, MANIFEST_VERSIONS))})")
+                                      f"{edit.format_version} (this reader knows {known})")
         except CorruptionError as e:
             problems.append(e)
             continue

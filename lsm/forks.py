@@ -37,7 +37,7 @@ class Forkable(Protocol):
 
 
 # id -> object: a DB is a Mapping, so unhashable, and cannot be in a WeakSet.
-_open: "weakref.WeakValueDictionary[int, Forkable]" = weakref.WeakValueDictionary()
+_open: weakref.WeakValueDictionary[int, Forkable] = weakref.WeakValueDictionary()
 _mu = threading.Lock()
 
 

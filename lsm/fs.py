@@ -34,7 +34,7 @@ class WritableFile(Protocol):
     path: str
     size: int  # bytes written so far
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | bytearray) -> None: ...
     def sync(self) -> None: ...
     def trim(self) -> bool: ...
     def rewind(self, size: int) -> None: ...
@@ -81,7 +81,6 @@ class FileSystem(Protocol):
     def makedirs(self, path: str) -> None: ...
     def mkdir(self, path: str) -> None: ...
     def rmdir(self, path: str) -> None: ...
-    def link(self, src: str, dst: str) -> None: ...
     def fsync_dir(self, path: str) -> None: ...
     def truncate(self, path: str, size: int) -> None: ...
     def lock(self, path: str, *, shared: bool) -> FileLock: ...
@@ -139,7 +138,7 @@ class _OsWritableFile:
         except OSError as e:
             raise DiskError.wrap(e, path) from e
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         # os.write may write less than asked (signals, pipes, near-full disks):
         # loop so that a returned write() is always a whole write.
         try:
@@ -200,7 +199,7 @@ class _OsPreallocatedFile(_OsWritableFile):
         self._step = step
         self.allocated = self.size  # the file's length on disk (0: it was just truncated)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         n = len(data)
         end = self.size + n
         try:
@@ -233,7 +232,7 @@ class _OsPreallocatedFile(_OsWritableFile):
             super().close()
 
 
-def _cut_back(f: "_OsPreallocatedFile | _OsMappedFile") -> bool:
+def _cut_back(f: _OsPreallocatedFile | _OsMappedFile) -> bool:
     """``trim`` for a file whose length runs ahead of its data: cut it back
     to ``size``; True if it was longer.
 
@@ -251,7 +250,7 @@ def _cut_back(f: "_OsPreallocatedFile | _OsMappedFile") -> bool:
     return True
 
 
-def _zero_from(f: "_OsPreallocatedFile | _OsMappedFile", size: int) -> None:
+def _zero_from(f: _OsPreallocatedFile | _OsMappedFile, size: int) -> None:
     """``rewind`` for a file whose length runs ahead of its data: zero the
     bytes from ``size`` to the end of the data, which then ends at ``size``."""
     if size < f.size:
@@ -315,7 +314,7 @@ class _OsMappedFile:
                 self._fd = -1
             raise DiskError.wrap(e, path) from e
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         size = self.size
         end = size + len(data)
         if end > self.allocated or size < self._base or self._map is None:
@@ -507,9 +506,11 @@ class OsFileSystem:
 
     def link(self, src: str, dst: str) -> None:
         """Make ``dst`` a new hard link to the file ``src`` (``dst`` must not
-        exist). Durable only after ``fsync_dir`` of ``dst``'s directory.
-        Raises: DiskError naming ``dst`` (errno EXDEV when the two are on
-        different filesystems: the caller copies instead)."""
+        exist): a second name for the same file, its data as durable as
+        ``src``'s, the new name only after ``fsync_dir`` of ``dst``'s directory.
+        Raises: DiskError naming ``dst``: EXDEV across file systems (the caller
+        copies instead), EPERM or EOPNOTSUPP where the file system has no hard
+        links, EEXIST."""
         try:
             os.link(src, dst)
         except OSError as e:
@@ -556,16 +557,6 @@ class OsFileSystem:
             os.rmdir(path)
         except OSError as e:
             raise DiskError.wrap(e, path) from e
-
-    def link(self, src: str, dst: str) -> None:
-        """Make ``dst`` a hard link to ``src`` (a second name for the same
-        file; its data is as durable as ``src``'s, the new name only after
-        ``fsync_dir``). Raises DiskError: EXDEV across file systems, EPERM or
-        EOPNOTSUPP where the file system has no hard links, EEXIST."""
-        try:
-            os.link(src, dst)
-        except OSError as e:
-            raise DiskError.wrap(e, dst) from e
 
     def fsync_dir(self, path: str) -> None:
         """Make creations, renames and removals in directory ``path`` durable."""

@@ -45,8 +45,9 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections.abc import Iterable
 from operator import lt
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from .commit import Writer
 from .dbstate import DBState
@@ -121,10 +122,10 @@ def check_external(fs: FileSystem, path: str) -> ExternalTable:
             entries += len(keys)
             last = keys[-1]
         if entries != r.props["entries"]:
-            raise CorruptionError(path, 0, f"{entries} entries in blocks, properties say {r.props['entries']}")
+            raise CorruptionError(path, 0, f"{entries} entries in blocks, properties say {r.props['entries']!r}")
         if not entries:
             raise Error(f"{path}: an external table holds no entries")
-        if (r.ikeys and r.ikeys[0] < r.props["smallest"]) or last != r.props["largest"]:
+        if (r.ikeys and r.ikeys[0] < r.smallest) or last != r.largest:
             raise CorruptionError(path, 0, "the properties' key range does not match the blocks")
         return ExternalTable(path, r.props["smallest"], last, entries, r.file_size)  # type: ignore[arg-type]
     finally:
@@ -274,6 +275,7 @@ class Ingest(DBState):
         vs = self._versions
         seq = vs.last_sequence + 1
         log = self._log
+        assert log is not None  # None only in a read-only DB, which never writes
         older = self._unsynced_logs
         self._mu.release()
         try:

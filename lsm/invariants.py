@@ -62,7 +62,7 @@ class DebugLock:
         self._owner = None
         self._lock.release()
 
-    def __enter__(self) -> "DebugLock":
+    def __enter__(self) -> DebugLock:
         self.acquire()
         return self
 

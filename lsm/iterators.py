@@ -1,5 +1,6 @@
-"""Merging sorted sources into what a reader sees (STYLE habit 8, at the
-granularity Python is fast at: columns, not entries).
+"""Merging sorted sources into what a reader sees, at the granularity Python
+is fast at: columns, not entries (a C-level call per chunk of keys rather
+than Python code per entry).
 
 A scan reads each source — a memtable, one L0 table, or the run of
 key-disjoint tables of one deeper level — a **window** at a time: the
@@ -28,8 +29,8 @@ from __future__ import annotations
 import heapq
 import struct
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
-from typing import Iterable, Iterator, Sequence
 
 from .keys import DELETE, PUT, PUT_TTL
 from .rangedel import Visible
@@ -187,6 +188,7 @@ class TableWindows:
             if not keys:
                 continue
             if masked:
+                assert vis is not None  # masked implies a visibility mask
                 keys, values, _ = resolve_masked(keys, tags, values, seq, self.now, vis)
                 if not keys:
                     continue
@@ -316,13 +318,13 @@ class MemWindows:
         return None
 
 
-def _live(keys: list, values: list) -> tuple[list, list]:
+def _live(keys: list, values: Sequence) -> tuple[list, list]:
     """``keys, values`` without the tombstoned keys."""
     keep = [v is not TOMB for v in values]
     return [k for k, ok in zip(keys, keep) if ok], [v for v, ok in zip(values, keep) if ok]
 
 
-def merge_windows(sources: list, reverse: bool) -> Iterator[tuple[list, list]]:
+def merge_windows(sources: list, reverse: bool) -> Iterator[tuple[list, Sequence]]:
     """Merge window sources (newest first) into chunks ``(keys, values)`` in
     scan order (ascending, or descending with ``reverse``): each key once,
     with its value in the newest source that has it; tombstoned keys left out.
@@ -378,7 +380,7 @@ def merge_windows(sources: list, reverse: bool) -> Iterator[tuple[list, list]]:
                     a[1], a[2], a[3], a[4] = w[0], w[1], w[2], len(w[0]) if reverse else 0
 
 
-def merge_parts(parts: list[tuple[list, Sequence, bool]], reverse: bool) -> tuple[list, list]:
+def merge_parts(parts: Sequence[tuple[list, Sequence, bool]], reverse: bool) -> tuple[list, Sequence]:
     """One chunk from ``(keys, values, has_tomb)`` parts of sources, newest
     first, each ascending: every key once with its newest value, tombstoned
     keys left out, in scan order. The lists returned are new."""
@@ -401,7 +403,7 @@ def merge_parts(parts: list[tuple[list, Sequence, bool]], reverse: bool) -> tupl
 
 
 def read_range(mems: Sequence, runs: Sequence[list], open_reader, lo: bytes, hi: bytes, reverse: bool, seq: int,
-               now: float, max_blocks: int = EAGER_BLOCKS, vis: Visible | None = None) -> tuple[list, list] | None:
+               now: float, max_blocks: int = EAGER_BLOCKS, vis: Visible | None = None) -> tuple[list, Sequence] | None:
     """All of ``[lo, hi)`` at ``seq`` as one chunk ``(keys, values)`` in scan
     order, read at once; or None when the tables hold more than
     ``max_blocks`` blocks of it (or the memtables more than
@@ -442,6 +444,7 @@ def read_range(mems: Sequence, runs: Sequence[list], open_reader, lo: bytes, hi:
                 if not keys:
                     continue
                 if masked:
+                    assert vis is not None  # masked implies a visibility mask
                     keys, values, _ = resolve_masked(keys, tags, values, seq, now, vis)
                     tomb = True
                 elif not plain:

@@ -36,7 +36,7 @@ RANGE_DELETE = int(Kind.RANGE_DELETE)
 
 MAX_SEQUENCE = (1 << 56) - 1  # seq and kind share one u64 in SSTable blocks: seq << 8 | kind
 MAX_KEY_BYTES = 65535  # keys are length-prefixed with a u16 in SSTable blocks
-MAX_VALUE_BYTES = 256 << 20  # SPEC §2
+MAX_VALUE_BYTES = 256 << 20  # values up to 256 MiB (doc/format.md)
 TTL_PREFIX_BYTES = 8
 
 _BYTES_TYPES = (bytes, bytearray, memoryview)
@@ -62,7 +62,7 @@ def _check_bytes(obj: object, name: str, limit: int) -> bytes:
             raise ValueError(f"{name} cannot be read: {e}") from None
     if len(obj) > limit:
         raise ValueError(f"{name} is {len(obj)} bytes; the limit is {limit}")
-    return obj  # type: ignore[return-value]
+    return obj
 
 
 class SequenceOverflow(Error):

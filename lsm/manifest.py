@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from .coding import DecodeError, decode_varint, encode_varint, get_length_prefixed, put_length_prefixed
 from .errors import CorruptionError, DiskError
 from .filenames import make_current_name, make_manifest_name, make_temp_name
 from .fs import FileSystem
 from .record import EDIT, RecordWriter, iter_records
+
+if TYPE_CHECKING:  # annotations only
+    from .sstable import TableReader
 
 __all__ = ["FORMAT_VERSION", "KNOWN_VERSIONS", "FileMeta", "ManifestWriter", "VersionEdit", "install_current",
            "read_current", "read_manifest"]
@@ -93,7 +97,7 @@ class FileMeta:
         # Not recorded anywhere: the open reader of this table while the DB's
         # table cache holds it (lsm.tablecache.TableCache sets and clears it), so
         # that a read reaches the table with one attribute load.
-        self.reader = None
+        self.reader: TableReader | None = None
 
     def __repr__(self) -> str:
         return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "
@@ -169,7 +173,7 @@ class VersionEdit:
         return bytes(out)
 
     @classmethod
-    def decode(cls, data: bytes, path: str, offset: int) -> "VersionEdit":
+    def decode(cls, data: bytes, path: str, offset: int) -> VersionEdit:
         """Raises: CorruptionError (at the record's offset) on an unknown tag or bad field."""
         e = cls()
         pos = 0

@@ -36,16 +36,16 @@ from __future__ import annotations
 import struct
 import threading
 from array import array
+from collections.abc import Iterator
 from itertools import accumulate, islice
 from operator import itemgetter
-from typing import Iterator
 
 from sortedcontainers import SortedList
 
 from .invariants import check
 from .keys import PUT, RANGE_DELETE
-from .rangedel import Fragments
 from .memory import SLOT
+from .rangedel import Fragments
 
 __all__ = ["ENTRY_HELD", "ENTRY_OVERHEAD", "Memtable"]
 
@@ -306,7 +306,7 @@ class Memtable:
                         + _columns([r[0] for r in dels], [r[2] for r in dels], [r[1] for r in dels]))
 
     @classmethod
-    def from_export(cls, data: bytes) -> "Memtable":
+    def from_export(cls, data: bytes) -> Memtable:
         """The immutable memtable :meth:`export` wrote. Raises: ValueError if
         ``data`` is not such an export."""
         if len(data) < _EXPORT_HEAD.size:

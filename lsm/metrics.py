@@ -1,4 +1,4 @@
-"""Operation rates and latencies for ``db.stats()`` (SPEC §6): fixed memory, cheap to record.
+"""Operation rates and latencies for ``db.stats()`` (its ``qps`` and ``latency``): fixed memory, cheap to record.
 
 * :class:`RateCounter`: events per second over a sliding window of fixed-size
   time buckets, plus an all-time total.
@@ -28,7 +28,8 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 __all__ = ["DEFAULT_OPS", "LatencyHistogram", "MAX_BUCKETS", "Metrics", "RateCounter", "SampledRate"]
 
@@ -66,7 +67,7 @@ def _check_window(window: float, bucket: float) -> None:
 
 
 class RateCounter:
-    """Events per second over a sliding window of fixed-size time buckets (SPEC §6).
+    """Events per second over a sliding window of fixed-size time buckets (``db.stats()["qps"]``).
 
     A ring of ``ceil(window / bucket)`` slots; the event at clock time ``t`` goes
     to bucket index ``int(t // bucket)``, stored in slot ``index % len(ring)``
@@ -461,7 +462,7 @@ def _percentile(state: tuple[list[int], int, float, float, float], p: float) -> 
         return hi_seen
     seen = 0
     k = 0
-    for k, c in enumerate(counts):
+    for k, c in enumerate(counts):  # noqa: B007 - k, the bucket found, is read after the loop
         if seen + c >= rank:
             break
         seen += c

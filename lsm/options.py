@@ -1,4 +1,4 @@
-"""Database options (SPEC §3): one frozen object, documented field by field,
+"""Database options: one frozen object, documented field by field,
 validated together in ``__post_init__``.
 """
 
@@ -11,6 +11,8 @@ __all__ = ["Options"]
 SYNC_MODES = ("always", "periodic", "never")
 COMPRESSIONS = ("zstd", "none")
 WAL_RECOVERY_MODES = ("tolerate_tail", "absolute", "point_in_time", "skip_corrupt")
+# what __post_init__ accepts for each annotation (fields are annotated as strings)
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
 MAX_SYNC_INTERVAL = 3600.0  # seconds: a longer "periodic" window is "never" in all but name
 
 
@@ -156,7 +158,7 @@ class Options:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            want = {"int": int, "float": (int, float), "bool": bool, "str": str}[str(f.type)]
+            want = _FIELD_TYPES[str(f.type)]
             # bool is an int subclass, but True is not a count or a duration
             if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
                 raise TypeError(f"{f.name} must be {f.type}, not {type(value).__name__}")

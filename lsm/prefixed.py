@@ -32,8 +32,9 @@ prefixed view joins the prefixes) and combine with typed views
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+import enum
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .batch import WriteBatch
 from .dbstate import DBState
@@ -46,20 +47,29 @@ from .typed import TypedView
 if TYPE_CHECKING:  # annotations only: lsm.db imports this module
     from .db import DB
     from .serde import Serializer
+    from .typed import K, V
 
 __all__ = ["PrefixedBatch", "PrefixedCursor", "PrefixedDB", "PrefixedSnapshot"]
 
-_MISSING = object()
+_T = TypeVar("_T")  # a get()'s default
+
+class _Missing(enum.Enum):
+    """get()'s default where None could be a value: an enum member, so that
+    ``v is _MISSING`` narrows ``v``'s type for a type checker."""
+    MISSING = 0
+
+
+_MISSING = _Missing.MISSING
 
 
 def _join(prefix: bytes, key: object, name: str) -> bytes:
     """``prefix + key``, ``key`` checked. Raises: TypeError/ValueError naming ``name``."""
     if type(key) is not bytes:
         key = check_key(key, name)
-    if len(prefix) + len(key) > MAX_KEY_BYTES:  # type: ignore[arg-type]
-        raise ValueError(f"{name} is {len(key)} bytes; with the {len(prefix)}-byte prefix "  # type: ignore[arg-type]
+    if len(prefix) + len(key) > MAX_KEY_BYTES:
+        raise ValueError(f"{name} is {len(key)} bytes; with the {len(prefix)}-byte prefix "
                          f"the limit is {MAX_KEY_BYTES - len(prefix)}")
-    return prefix + key  # type: ignore[operator]
+    return prefix + key
 
 
 class _Namespace:
@@ -80,12 +90,17 @@ class _Namespace:
         """The whole prefix of this view (nested prefixes joined)."""
         return self._prefix
 
-    def get(self, key: bytes, default=None):  # type: ignore[no-untyped-def]
+    @overload
+    def get(self, key: bytes) -> bytes | None: ...
+    @overload
+    def get(self, key: bytes, default: _T) -> bytes | _T: ...
+
+    def get(self, key: bytes, default: Any = None) -> Any:
         """The value of ``key`` in the namespace, or ``default`` when absent,
         deleted or expired."""
         return self._src.get(_join(self._prefix, key, "key"), default)
 
-    def get_entry(self, key: bytes) -> Entry | None:
+    def get_entry(self, key: bytes) -> Entry[bytes] | None:
         """Value, version and expiry of ``key`` in the namespace, or None."""
         return self._src.get_entry(_join(self._prefix, key, "key"))
 
@@ -113,7 +128,7 @@ class _Namespace:
         n = self._n
         return _StrippedScan(it, (lambda k: k[n:]) if keys_only else (lambda kv: (kv[0][n:], kv[1])))
 
-    def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> "PrefixedCursor":
+    def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> PrefixedCursor:
         """A cursor (``DB.cursor``) confined to the namespace, ``lower`` and
         ``upper`` relative to it; its keys come without the prefix.
         Raises: NotImplementedError when the DB has no ``cursor``."""
@@ -143,7 +158,7 @@ class _StrippedScan:
         self._it = it
         self._next = map(strip, it).__next__
 
-    def __iter__(self) -> "_StrippedScan":
+    def __iter__(self) -> _StrippedScan:
         return self
 
     def __next__(self) -> Any:
@@ -153,7 +168,7 @@ class _StrippedScan:
         """Release the scan's view early (idempotent)."""
         self._it.close()
 
-    def __enter__(self) -> "_StrippedScan":
+    def __enter__(self) -> _StrippedScan:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -173,7 +188,7 @@ class PrefixedDB(_Namespace, MutableMapping):
     Thread safety, views and errors: as the DB's (module docstring).
     """
 
-    def __init__(self, db: "DB | PrefixedDB", prefix: bytes) -> None:
+    def __init__(self, db: DB | PrefixedDB, prefix: bytes) -> None:
         prefix = check_key(prefix, "prefix")
         if isinstance(db, PrefixedDB):
             prefix = _join(db.prefix, prefix, "prefix")
@@ -216,7 +231,7 @@ class PrefixedDB(_Namespace, MutableMapping):
         return self._src.compare_and_swap(_join(self._prefix, key, "key"), expected_version, value,
                                           ttl=ttl, sync=sync)
 
-    def write_batch(self, *, sync: bool | None = None) -> "PrefixedBatch":
+    def write_batch(self, *, sync: bool | None = None) -> PrefixedBatch:
         """A batch whose keys get the prefix, applied atomically when its
         ``with`` block exits cleanly (discarded if it raises)."""
         if sync is not None and type(sync) is not bool:
@@ -254,16 +269,16 @@ class PrefixedDB(_Namespace, MutableMapping):
 
     # -- views ------------------------------------------------------------------
 
-    def snapshot(self) -> "PrefixedSnapshot":
+    def snapshot(self) -> PrefixedSnapshot:
         """A frozen view of the namespace (``DB.snapshot``); close it when done."""
         return PrefixedSnapshot(self._src.snapshot(), self._prefix)
 
-    def prefixed(self, prefix: bytes) -> "PrefixedDB":
+    def prefixed(self, prefix: bytes) -> PrefixedDB:
         """The namespace ``self.prefix + prefix``."""
         self._src._check_open()
         return PrefixedDB(self, prefix)
 
-    def typed(self, key_serde: "Serializer", value_serde: "Serializer") -> TypedView:
+    def typed(self, key_serde: Serializer[K], value_serde: Serializer[V]) -> TypedView[K, V]:
         """A :class:`lsm.TypedView` over this namespace: typed keys encoded,
         then prefixed."""
         self._src._check_open()
@@ -322,7 +337,7 @@ class PrefixedSnapshot(_Namespace):
         """Release the snapshot (idempotent); later use raises ClosedError."""
         self._src.close()
 
-    def __enter__(self) -> "PrefixedSnapshot":
+    def __enter__(self) -> PrefixedSnapshot:
         self._src.__enter__()
         return self
 
@@ -346,17 +361,17 @@ class PrefixedBatch(WriteBatch):
         """The prefix every key of this batch gets."""
         return self._prefix
 
-    def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> "PrefixedBatch":
+    def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> PrefixedBatch:
         """Queue ``prefix + key = value``."""
         super().put(_join(self._prefix, key, "key"), value, ttl=ttl)
         return self
 
-    def delete(self, key: bytes) -> "PrefixedBatch":
+    def delete(self, key: bytes) -> PrefixedBatch:
         """Queue a deletion of ``prefix + key``."""
         super().delete(_join(self._prefix, key, "key"))
         return self
 
-    def delete_range(self, start: bytes, stop: bytes) -> "PrefixedBatch":
+    def delete_range(self, start: bytes, stop: bytes) -> PrefixedBatch:
         """Queue ``WriteBatch.delete_range`` of ``[prefix + start, prefix + stop)``,
         where batches have it. Raises: NotImplementedError otherwise."""
         fn = getattr(super(), "delete_range", None)
@@ -398,7 +413,7 @@ class PrefixedCursor:
         return self._c.value
 
     @property
-    def entry(self) -> Entry:
+    def entry(self) -> Entry[bytes]:
         """The value at the cursor with its version and expiry."""
         return self._c.entry
 
@@ -430,7 +445,7 @@ class PrefixedCursor:
         """Release the cursor (idempotent)."""
         self._c.close()
 
-    def __enter__(self) -> "PrefixedCursor":
+    def __enter__(self) -> PrefixedCursor:
         self._c.__enter__()
         return self
 

@@ -20,8 +20,8 @@ windows.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
 from heapq import heappop, heappush
-from typing import Iterable, Sequence
 
 __all__ = ["Fragments", "Visible", "clip", "end_bound", "key_successor"]
 
@@ -65,7 +65,7 @@ class Fragments:
         self.max_seq = max((s[-1] for s in seqs), default=0)
 
     @classmethod
-    def build(cls, tombstones: Iterable[tuple[bytes, bytes, int]]) -> "Fragments":
+    def build(cls, tombstones: Iterable[tuple[bytes, bytes, int]]) -> Fragments:
         """Fragment ``(start, end, seq)`` tombstones (any order; empty ranges ignored)."""
         ts = sorted(t for t in tombstones if t[0] < t[1])
         starts: list[bytes] = []
@@ -147,7 +147,7 @@ class Visible:
 
     @classmethod
     def at(cls, frags: Sequence[Fragments], seq: int, lo: bytes = b"",
-           hi: bytes | None = None) -> "Visible | None":
+           hi: bytes | None = None) -> Visible | None:
         """What ``frags`` show a reader at ``seq`` of the keys ``[lo, hi)``
         (``hi`` None: unbounded), or None when nothing. Costs the fragments
         in that range, not all of them."""

@@ -16,8 +16,9 @@ import errno
 import struct
 import time
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress
-from typing import Iterable, Iterator
+from typing import Any, TypeVar, overload
 
 from .cursor import Cursor, cursor_bounds
 from .dbstate import DBState
@@ -30,6 +31,8 @@ from .sstable.bloom import filter_hash
 from .version import Version
 
 __all__ = ["Reads", "SAMPLE_EVERY"]
+
+_T = TypeVar("_T")  # a get()'s default
 
 _F64 = struct.Struct("<d")
 SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and counts for 16
@@ -44,7 +47,12 @@ class Reads(DBState):
 
     # -- point reads ----------------------------------------------------
 
-    def get(self, key: bytes, default=None):  # type: ignore[override]
+    @overload
+    def get(self, key: bytes) -> bytes | None: ...
+    @overload
+    def get(self, key: bytes, default: _T) -> bytes | _T: ...
+
+    def get(self, key: bytes, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when absent, deleted or expired."""
         if self._closed:
             raise self._closed_error()
@@ -287,7 +295,7 @@ class Reads(DBState):
             if not keys:
                 return
 
-    def get_entry(self, key: bytes) -> Entry | None:
+    def get_entry(self, key: bytes) -> Entry[bytes] | None:
         """The value of ``key`` with its version and expiry, or None."""
         self._check_open()
         key = check_key(key)
@@ -315,7 +323,7 @@ class Reads(DBState):
                 return seq, sv
 
     def _get_entry(self, sv: SuperVersion, key: bytes, seq: int, count: int = 0,
-                   now: float | None = None) -> Entry | None:
+                   now: float | None = None) -> Entry[bytes] | None:
         """The newest version of ``key`` at or below ``seq`` in ``sv``, unless
         deleted (by a tombstone, a range tombstone, or its expiry judged at
         ``now``, default: the clock). ``count``: as :meth:`_table_get`."""
@@ -541,7 +549,7 @@ class Reads(DBState):
         return c
 
     def _read_range(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes,
-                    reverse: bool) -> tuple[list, list] | None:
+                    reverse: bool) -> tuple[list, Sequence] | None:
         """``[lo, hi)`` at ``seq`` as one chunk, or None when it is long
         (iterators.read_range)."""
         if hi <= lo:
@@ -583,10 +591,11 @@ class Reads(DBState):
         if hi is not None and hi <= lo:
             gen: Iterator = iter(())
         else:
+            assert view.sv is not None  # an iterator's view pins its super version
             gen = merge_windows(self._window_sources(view.sv, view.seq, lo, hi, reverse), reverse)
         return self._scan_chunks(gen, keys_only, release)
 
-    def _scan_chunks(self, gen: Iterator[tuple[list, list]], keys_only: bool, release) -> ScanIterator:
+    def _scan_chunks(self, gen: Iterator[tuple[list, Sequence]], keys_only: bool, release) -> ScanIterator:
         chunks = ScanChunks(self, gen, keys_only, release)
         with self._views_mu:
             self._scans.add(chunks)  # DB.close() closes the scans still open

@@ -19,7 +19,8 @@ checks out but whose bytes run past the end of the file is a torn last write
 header that does not check out is damage, and the reader resynchronises on
 the next intact record.
 
-Readers never decide policy (STYLE habit 6): :func:`iter_records` yields every
+Readers never decide policy (what to do with damage is the caller's:
+lsm.recovery's ``wal_recovery`` modes, lsm.repair): :func:`iter_records` yields every
 intact record and reports each damaged region to an ``on_corruption``
 callback, which says whether to go on. The one exception: a record written
 by a newer format version always raises, whatever the callback would do.
@@ -28,7 +29,7 @@ by a newer format version always raises, whatever the callback would do.
 from __future__ import annotations
 
 import struct
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .coding import checksum
 from .errors import CorruptionError
@@ -62,7 +63,7 @@ class DamageReason(str):
     truncated: bool
     zero_fill: bool
 
-    def __new__(cls, reason: str, truncated: bool = False, zero_fill: bool = False) -> "DamageReason":
+    def __new__(cls, reason: str, truncated: bool = False, zero_fill: bool = False) -> DamageReason:
         self = super().__new__(cls, reason)
         self.truncated = truncated
         self.zero_fill = zero_fill
@@ -216,14 +217,14 @@ def iter_records(data: bytes, on_corruption: OnCorruption, path: str = "<log>"
             on_corruption(pos, n - pos, DamageReason(f"truncated record header ({n - pos} of {HEADER_BYTES} bytes)",
                                                truncated=True, zero_fill=_zeros_to_end(data, pos)), True)
             return
-        nxt = _resync(data, pos + 1)
-        stop = n if nxt is None else nxt
+        resync = _resync(data, pos + 1)
+        stop = n if resync is None else resync
         damage = DamageReason("bad record header (magic or header check)",
-                        zero_fill=nxt is None and _zeros_to_end(data, pos))
-        if not on_corruption(pos, stop - pos, damage, nxt is None) \
-                or nxt is None:
+                        zero_fill=resync is None and _zeros_to_end(data, pos))
+        if not on_corruption(pos, stop - pos, damage, resync is None) \
+                or resync is None:
             return
-        pos = nxt
+        pos = resync
 
 
 def has_intact_record(data: bytes) -> bool:

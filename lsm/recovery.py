@@ -1,7 +1,7 @@
 """Opening a database directory: the lock, ``CURRENT`` -> manifest ->
 version, and write-ahead-log replay under the ``wal_recovery`` policy.
 
-Format readers only report damage (STYLE habit 6); this module decides what
+Format readers only report damage (they never decide policy); this module decides what
 each ``wal_recovery`` mode does with it. Every record carries its sequence
 numbers (consecutive across all logs, and each log starts by naming its
 first one) and ``synced``, the last sequence that was durable when it was
@@ -40,13 +40,21 @@ from dataclasses import dataclass, field
 
 from .batch import BatchDecodeError, decode_batch
 from .errors import CorruptionError, DiskError, Error
-from .filenames import (FileType, make_current_name, make_lock_name, make_log_name,
-                        make_manifest_name, make_table_name, make_temp_name, parse_name)
+from .filenames import (
+    FileType,
+    make_current_name,
+    make_lock_name,
+    make_log_name,
+    make_manifest_name,
+    make_table_name,
+    make_temp_name,
+    parse_name,
+)
 from .fs import FileLock, FileSystem
 from .memtable import Memtable
 from .options import Options
-from .version import VersionSet
 from .record import DamageReason
+from .version import VersionSet
 from .wal import BATCH, FILE_HEADER, FRAGMENT_HEADER, INGEST, START, scan_log
 
 __all__ = ["RecoveryStats", "lock_and_load", "lock_database", "obsolete_files", "replay_logs"]
@@ -381,6 +389,7 @@ class _Replay:
                 if first > self.versions.last_sequence:
                     self.versions.last_sequence = first
                 continue
+            assert e.ops is not None  # an intact write record has its ops
             self.mem.add_ops(first, e.ops)
             last = first + len(e.ops) - 1
             expected = last + 1

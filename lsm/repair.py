@@ -16,19 +16,33 @@ from __future__ import annotations
 import heapq
 import os
 from bisect import bisect_left, bisect_right
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+from .builder import write_tables
 from .dumprecords import Damage, RepairReport, TableFile
 from .errors import DiskError, Error
-from .filenames import (LOST_DIR, FileType, check_path, make_current_name, make_log_name, make_manifest_name,
-                        make_table_name, parse_name)
+from .filenames import (
+    LOST_DIR,
+    FileType,
+    check_path,
+    make_current_name,
+    make_log_name,
+    make_manifest_name,
+    make_table_name,
+    parse_name,
+)
 from .filescan import damage_finding, iter_log_ops, locked, read_edits, scan_table
 from .fs import FileSystem, OsFileSystem
 from .keys import RANGE_DELETE
-from .manifest import (FORMAT_VERSION as MANIFEST_FORMAT_VERSION, FileMeta, ManifestWriter,
-                       VersionEdit, install_current, read_current)
+from .manifest import (
+    FORMAT_VERSION as MANIFEST_FORMAT_VERSION,
+    FileMeta,
+    ManifestWriter,
+    VersionEdit,
+    install_current,
+    read_current,
+)
 from .options import Options
-from .builder import write_tables
 from .sstable import TableReader
 from .sstable.props import EXTERNAL_PROP
 from .version import NUM_LEVELS, Version, apply_edit

@@ -1,4 +1,4 @@
-r"""Serializers for typed views (SPEC §5): ``Bytes``, ``Str``, ``Int``, ``Json``, ``Tuple``.
+r"""Serializers for typed views (:mod:`lsm.typed`): ``Bytes``, ``Str``, ``Int``, ``Json``, ``Tuple``.
 
 A serializer turns Python objects into the ``bytes`` the engine stores, and back.
 It has two roles, and the byte forms differ:
@@ -70,7 +70,8 @@ b'\x01{"a":[true,null],"b":1}'
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, ClassVar, Protocol, TypeVar, Union, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, TypeVar, Union, runtime_checkable
 
 from lsm.errors import SerializationError
 
@@ -109,12 +110,12 @@ _COMPACT_LIMIT = (1 << 64) - 1  # |n| below this uses the 1-8 byte form, as Foun
 
 _BUFFER_TYPES = (bytes, bytearray, memoryview)
 #: What the built-in serializers accept wherever they read bytes.
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 @runtime_checkable
 class Serializer(Protocol[T]):
-    """What a typed view needs from a serializer (SPEC §5).
+    """What a typed view (:class:`lsm.TypedView`) needs from a serializer.
 
     ``encode`` and ``decode`` are the raw key-role form: if the serializer is
     used for keys, byte order of encodings must equal the order of objects.

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import errno
 from bisect import bisect_left
-from typing import Iterable
+from collections.abc import Iterable
 
-from .errors import DiskError
 from .dbstate import DBState
+from .errors import DiskError
 from .keys import check_key
 from .manifest import FileMeta
 from .memtable import ENTRY_OVERHEAD, Memtable
@@ -116,7 +116,7 @@ def check_ranges(ranges: object) -> list[_Range]:
     if isinstance(ranges, (bytes, bytearray, memoryview, str)) or not hasattr(ranges, "__iter__"):
         raise TypeError(f"ranges must be a list of (start, stop) pairs, not {type(ranges).__name__}")
     out: list[_Range] = []
-    for i, r in enumerate(ranges):  # type: ignore[call-overload]
+    for i, r in enumerate(ranges):
         if not isinstance(r, (tuple, list)):
             raise TypeError(f"ranges[{i}] must be a (start, stop) pair, not {type(r).__name__}")
         if len(r) != 2:

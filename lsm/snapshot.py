@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from .errors import ClosedError
 from .keys import check_key
@@ -62,13 +63,18 @@ class SuperVersion:
         return ([m] if m is not None else []) + list(self.static_fragments())
 
 
-class Entry:
+_V = TypeVar("_V")
+_T = TypeVar("_T")  # a get()'s default
+
+
+class Entry(Generic[_V]):
     """A stored value with its version (the sequence number of its last write)
-    and its expiry (wall-clock seconds since the epoch, or None)."""
+    and its expiry (wall-clock seconds since the epoch, or None). ``value`` is
+    bytes (``Entry[bytes]``), or a :class:`lsm.TypedView`'s decoded value."""
 
     __slots__ = ("value", "version", "expires_at")
 
-    def __init__(self, value: bytes, version: int, expires_at: float | None) -> None:
+    def __init__(self, value: _V, version: int, expires_at: float | None) -> None:
         self.value = value
         self.version = version
         self.expires_at = expires_at
@@ -133,12 +139,17 @@ class Snapshot:
             raise ClosedError(f"database {self._db._path} is closed")
         return self._view
 
-    def get(self, key: bytes, default=None):
+    @overload
+    def get(self, key: bytes) -> bytes | None: ...
+    @overload
+    def get(self, key: bytes, default: _T) -> bytes | _T: ...
+
+    def get(self, key: bytes, default: Any = None) -> Any:
         """The value of ``key`` in this snapshot, or ``default``."""
         e = self.get_entry(key)
         return default if e is None else e.value
 
-    def get_entry(self, key: bytes) -> Entry | None:
+    def get_entry(self, key: bytes) -> Entry[bytes] | None:
         """Value, version and expiry of ``key`` in this snapshot, or None."""
         view = self._live()
         db = self._db
@@ -148,7 +159,7 @@ class Snapshot:
         return self.get_entry(key) is not None
 
     def scan(self, prefix: bytes = b"", *, start: bytes | None = None, stop: bytes | None = None,
-             reverse: bool = False, keys_only: bool = False) -> "ScanIterator":
+             reverse: bool = False, keys_only: bool = False) -> ScanIterator:
         """Like ``DB.scan``, over this snapshot's frozen state."""
         view = self._live()
         db = self._db
@@ -160,7 +171,7 @@ class Snapshot:
         # A longer scan pins the super version it reads until it ends.
         return self._track(db._scan(db._pinned_view(view.seq), lo, hi, reverse, keys_only))
 
-    def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> "Cursor":
+    def cursor(self, *, lower: bytes | None = None, upper: bytes | None = None) -> Cursor:
         """Like ``DB.cursor``: an :class:`lsm.Cursor` over this snapshot's
         frozen state (closed when the snapshot is).
 
@@ -199,7 +210,7 @@ class Snapshot:
             if not self._db._closed:
                 self._db._release_view(view)
 
-    def __enter__(self) -> "Snapshot":
+    def __enter__(self) -> Snapshot:
         self._live()
         return self
 
@@ -217,7 +228,7 @@ class _Raiser:
     def __init__(self, error: ClosedError) -> None:
         self.error = error
 
-    def __iter__(self) -> "_Raiser":
+    def __iter__(self) -> _Raiser:
         return self
 
     def __next__(self):
@@ -239,7 +250,7 @@ class ScanChunks:
 
     __slots__ = ("db", "gen", "keys_only", "current", "state", "release", "raiser", "__weakref__")
 
-    def __init__(self, db: Any, gen: Iterator[tuple[list, list]], keys_only: bool, release) -> None:
+    def __init__(self, db: Any, gen: Iterator[tuple[list, Sequence]], keys_only: bool, release) -> None:
         self.db = db
         self.gen = gen
         self.keys_only = keys_only
@@ -248,7 +259,7 @@ class ScanChunks:
         self.release = release  # called once when the scan ends or closes (releases its view)
         self.raiser: _Raiser | None = None
 
-    def __iter__(self) -> "ScanChunks":
+    def __iter__(self) -> ScanChunks:
         return self
 
     def __next__(self):
@@ -302,10 +313,12 @@ class ScanIterator(itertools.chain):
     """
 
     __slots__ = ("_chunks",)
+    _chunks: ScanChunks
 
     @classmethod
-    def _start(cls, chunks: ScanChunks) -> "ScanIterator":
-        it = cls.from_iterable(chunks)
+    def _start(cls, chunks: ScanChunks) -> ScanIterator:
+        # from_iterable makes an instance of cls (typeshed types it as a plain chain)
+        it = cast(ScanIterator, cls.from_iterable(chunks))
         it._chunks = chunks
         return it
 
@@ -313,7 +326,7 @@ class ScanIterator(itertools.chain):
         """Release the iterator's view early (idempotent)."""
         self._chunks.close()
 
-    def __enter__(self) -> "ScanIterator":
+    def __enter__(self) -> ScanIterator:
         return self
 
     def __exit__(self, *exc: object) -> None:

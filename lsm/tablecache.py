@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict, deque
-from typing import Callable
+from collections.abc import Callable
 
 from .fs import FileSystem
 from .manifest import FileMeta
@@ -177,8 +177,8 @@ class TableCache:
         the process's resident size as file pages). Every figure is bounded
         by ``capacity`` readers. Cost: one pass over the open readers."""
         with self._mu:
-            readers = [m.reader for m in self._open]
-        readers = [r for r in readers if r is not None]
+            held = [m.reader for m in self._open]
+        readers = [r for r in held if r is not None]
         return {"readers": len(readers) * READER_BYTES,
                 "index": sum(r.index_bytes for r in readers),
                 "filters": sum(r.filter_bytes for r in readers),

@@ -1,4 +1,4 @@
-"""Typed views (SPEC §5): the DB's methods with keys and values run through
+"""Typed views: the DB's methods with keys and values run through
 serializers, so callers work with ``str``, ``int``, tuples or JSON objects.
 
 Keys use the serializer's raw, order-preserving form (no version byte), so a
@@ -27,7 +27,9 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Iterator, TypeVar
+import enum
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .serde import Bytes, Serializer, Str, Tuple, decode_key, decode_value, encode_key, encode_value
 from .snapshot import Entry, Snapshot
@@ -39,7 +41,14 @@ __all__ = ["TypedBatch", "TypedSnapshot", "TypedView"]
 
 K = TypeVar("K")
 V = TypeVar("V")
-_MISSING = object()
+_T = TypeVar("_T")  # a get()'s default
+class _Missing(enum.Enum):
+    """get()'s default where None could be a value: an enum member, so that
+    ``v is _MISSING`` narrows ``v``'s type for a type checker."""
+    MISSING = 0
+
+
+_MISSING = _Missing.MISSING
 
 
 def _range(key_serde: Serializer, prefix: Any, start: Any, stop: Any) -> dict:
@@ -97,12 +106,17 @@ class _TypedReader(Generic[K, V]):
     def _k(self, key: K) -> bytes:
         return encode_key(self.key_serde, key)
 
-    def get(self, key: K, default: Any = None) -> V | Any:
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: _T) -> V | _T: ...
+
+    def get(self, key: K, default: Any = None) -> Any:
         """The decoded value of ``key``, or ``default``."""
         raw = self._src.get(self._k(key), _MISSING)
         return default if raw is _MISSING else decode_value(self.value_serde, raw)
 
-    def get_entry(self, key: K) -> Entry | None:
+    def get_entry(self, key: K) -> Entry[V] | None:
         """Like ``DB.get_entry``, with ``value`` decoded."""
         e = self._src.get_entry(self._k(key))
         if e is None:
@@ -120,7 +134,7 @@ class _TypedReader(Generic[K, V]):
         v = self.get(key, _MISSING)
         if v is _MISSING:
             raise KeyError(key)
-        return v  # type: ignore[return-value]
+        return v
 
     def __contains__(self, key: K) -> bool:
         return self._src.get(self._k(key), _MISSING) is not _MISSING
@@ -171,11 +185,11 @@ class TypedView(_TypedReader[K, V]):
         raw = None if value is None else encode_value(self.value_serde, value)
         return self.db.compare_and_swap(self._k(key), expected_version, raw, ttl=ttl, sync=sync)
 
-    def write_batch(self, *, sync: bool | None = None) -> "TypedBatch[K, V]":
+    def write_batch(self, *, sync: bool | None = None) -> TypedBatch[K, V]:
         """A typed batch, applied atomically when its ``with`` block exits cleanly."""
         return TypedBatch(self, self.db.write_batch(sync=sync))
 
-    def snapshot(self) -> "TypedSnapshot[K, V]":
+    def snapshot(self) -> TypedSnapshot[K, V]:
         """A typed, frozen, read-only view; close it when done."""
         return TypedSnapshot(self.db.snapshot(), self.key_serde, self.value_serde)
 
@@ -196,22 +210,22 @@ class TypedBatch(Generic[K, V]):
         self._view = view
         self.batch = batch
 
-    def put(self, key: K, value: V, *, ttl: float | None = None) -> "TypedBatch[K, V]":
+    def put(self, key: K, value: V, *, ttl: float | None = None) -> TypedBatch[K, V]:
         self.batch.put(self._view._k(key), encode_value(self._view.value_serde, value), ttl=ttl)
         return self
 
-    def delete(self, key: K) -> "TypedBatch[K, V]":
+    def delete(self, key: K) -> TypedBatch[K, V]:
         self.batch.delete(self._view._k(key))
         return self
 
-    def delete_range(self, start: K, stop: K) -> "TypedBatch[K, V]":
+    def delete_range(self, start: K, stop: K) -> TypedBatch[K, V]:
         self.batch.delete_range(self._view._k(start), self._view._k(stop))
         return self
 
     def __len__(self) -> int:
         return len(self.batch)
 
-    def __enter__(self) -> "TypedBatch[K, V]":
+    def __enter__(self) -> TypedBatch[K, V]:
         self.batch.__enter__()
         return self
 
@@ -229,7 +243,7 @@ class TypedSnapshot(_TypedReader[K, V]):
     def close(self) -> None:
         self.snapshot.close()
 
-    def __enter__(self) -> "TypedSnapshot[K, V]":
+    def __enter__(self) -> TypedSnapshot[K, V]:
         return self
 
     def __exit__(self, *exc: Any) -> None:

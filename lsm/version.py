@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import weakref
 from bisect import bisect_left
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .errors import CorruptionError, DiskError, Error
 from .filenames import make_table_name
 from .fs import FileSystem
 from .invariants import ENABLED, check
-from .manifest import FORMAT_VERSION, FileMeta, ManifestWriter, VersionEdit, install_current, read_current, read_manifest
+from .manifest import (
+    FORMAT_VERSION,
+    FileMeta,
+    ManifestWriter,
+    VersionEdit,
+    install_current,
+    read_current,
+    read_manifest,
+)
 from .memory import INT, SLOT, bytes_object
 from .options import Options
 from .rangedel import Fragments

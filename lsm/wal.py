@@ -35,13 +35,16 @@ import xxhash
 
 from .errors import CorruptionError
 from .fs import WritableFile
-from .record import BATCH as RECORD_BATCH
-from .record import FORMAT_VERSION as RECORD_FORMAT_VERSION
-from .record import MAGIC as RECORD_MAGIC
-from .record import DamageReason, iter_records
+from .record import (
+    BATCH as RECORD_BATCH,
+    FORMAT_VERSION as RECORD_FORMAT_VERSION,
+    MAGIC as RECORD_MAGIC,
+    DamageReason,
+    iter_records,
+)
 
-__all__ = ["BATCH", "BLOCK_BYTES", "FILE_HEADER", "FIRST", "FORMAT_VERSION", "FRAGMENT_HEADER", "FULL", "INGEST", "LAST",
-           "MIDDLE", "START", "LogScan", "WalWriter", "frame_fragments", "scan_log"]
+__all__ = ["BATCH", "BLOCK_BYTES", "FILE_HEADER", "FIRST", "FORMAT_VERSION", "FRAGMENT_HEADER", "FULL", "INGEST",
+           "LAST", "MIDDLE", "START", "LogScan", "WalWriter", "frame_fragments", "scan_log"]
 
 FORMAT_VERSION = 3  # of the write-ahead log; 2 was the plain record framing of lsm.record
 BLOCK_BYTES = 32 << 10

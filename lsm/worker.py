@@ -183,19 +183,21 @@ class CompactionWorker:
                     self._proc = None
                     raise WorkerUnavailable(f"cannot start the worker: {e}") from e
             proc = self._proc
+            stdin, stdout = proc.stdin, proc.stdout
+            assert stdin is not None and stdout is not None  # _start() opens both pipes
             if self._aborted:  # abort() ran while the worker started and may have missed it
                 proc.kill()
             try:
-                proc.stdin.write(encode_request(spec))
-                proc.stdin.flush()
+                stdin.write(encode_request(spec))
+                stdin.flush()
                 err: object = None
                 # The answer is one line written at once: once any of it is
                 # readable the worker is done, so only the wait is bounded.
-                if timeout is not None and not select.select([proc.stdout], [], [], timeout)[0]:
+                if timeout is not None and not select.select([stdout], [], [], timeout)[0]:
                     line = b""
                     err = f"no answer within {timeout:.0f} s"
                 else:
-                    line = proc.stdout.readline()
+                    line = stdout.readline()
             except OSError as e:
                 line = b""
                 err = e
@@ -235,6 +237,7 @@ class CompactionWorker:
             proc, self._proc = self._proc, None
         if proc is not None:
             try:
+                assert proc.stdin is not None  # _start() opens it
                 proc.stdin.close()
                 proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):

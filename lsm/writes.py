@@ -128,20 +128,23 @@ class Writes(DBState):
             return self._write_queued(kind, key, value, True)
         mu = self._mu
         mu.acquire()
+        held = True
         try:
             sv = self._sv
             mem = sv.mem
             if self._waiting or not self._fast or mem.nbytes >= self._memtable_bytes:
                 mu.release()
-                mu = None
+                held = False
                 return self._write_queued(kind, key, value, False)
             vs = self._versions
             seq = vs.last_sequence + 1
             record = b"".join((_RECORD_HEAD.pack(BATCH, seq, 1, self._synced_seq), op_prefix(kind, len(key)),
                                key, varint(len(value)), value) if kind != DELETE else
                               (_RECORD_HEAD.pack(BATCH, seq, 1, self._synced_seq), op_prefix(kind, len(key)), key))
+            log = self._log
+            assert log is not None  # None only in a read-only DB, which never writes
             try:
-                self._log.append(record)
+                log.append(record)
             except BaseException as e:
                 # The log may now end in a torn record: no later write may follow it.
                 self._set_bg_error_locked(e, "write-ahead log append failed")
@@ -155,7 +158,7 @@ class Writes(DBState):
             self._user_bytes += len(key) + len(value)
             return seq
         finally:
-            if mu is not None:
+            if held:
                 mu.release()
 
     def _write_queued(self, kind: int, key: bytes, value: bytes, sync: bool | None) -> int:
@@ -208,8 +211,10 @@ class Writes(DBState):
                     if last > MAX_SEQUENCE:
                         raise Error("sequence numbers exhausted")
                     record = b"".join([_RECORD_HEAD.pack(BATCH, first, len(ops), self._synced_seq)] + batch._parts)
+                    log = self._log
+                    assert log is not None  # None only in a read-only DB, which never writes
                     try:
-                        self._log.append(record)
+                        log.append(record)
                     except BaseException as e:
                         self._set_bg_error_locked(e, "write-ahead log append failed")
                         raise
@@ -331,6 +336,7 @@ class Writes(DBState):
             raise Error("sequence numbers exhausted")
         mem = self._sv.mem
         log = self._log
+        assert log is not None  # None only in a read-only DB, which never writes
         older = self._unsynced_logs if sync else []
         self._mu.release()
         try:
@@ -450,6 +456,7 @@ class Writes(DBState):
         """
         fs, path = self._fs, self._path
         old = self._log
+        assert old is not None  # None only in a read-only DB, which never writes
         # The old log is cut back to its records (its preallocated end given
         # back) and, unless sync_mode="never", fsynced before a newer log
         # exists. In "never" mode it stays open, unsynced: a synchronous write

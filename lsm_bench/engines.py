@@ -154,7 +154,7 @@ class Engine(abc.ABC):
         """Pairs whose key starts with ``prefix``, ascending (default: a range scan)."""
         return self.scan(prefix, prefix_stop(prefix))
 
-    def quiesce(self) -> None:
+    def quiesce(self) -> None:  # noqa: B027 - an optional hook: a no-op unless an engine buffers writes
         """Untimed: push buffered writes to the on-disk structure and wait for
         background work, so the next phase starts from a settled store."""
 
@@ -231,7 +231,7 @@ def _import_lsm() -> ModuleType:
 
 
 class LsmEngine(Engine):
-    """``lsm`` through its public API (SPEC section 2): ``lsm.open(path, **options)``.
+    """``lsm`` through its public API (``lsm.__all__``): ``lsm.open(path, **options)``.
 
     Sync: ``sync_mode="always"`` (group commit) for ``sync=True``, else
     ``sync_mode="never"``; an explicit ``--opt sync_mode=...`` wins.

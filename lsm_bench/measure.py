@@ -87,7 +87,7 @@ def _level_files(level: dict[str, Any]) -> int:
 
 
 def shape_point(stats: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The LSM shape in ``lsm``'s ``db.stats()`` (SPEC section 6), read defensively.
+    """The LSM shape in ``lsm``'s ``db.stats()`` (``DB.stats``), read defensively.
 
     Any field the engine does not report yet comes back as ``None`` (or an
     empty list), never an exception.

@@ -73,8 +73,15 @@ from typing import Any
 from lsm_bench.config import DEFAULT_KEY_SIZE, DEFAULT_SEED, DEFAULT_VALUE_SIZE, OptionValue
 from lsm_bench.data import PREFIX_GROUP, KeySpace, ValueGen
 from lsm_bench.engines import Engine
-from lsm_bench.machine import (_descendants, cpu_delta, descendant_cpu, dir_bytes, io_counters, machine_info,
-                               package_versions)
+from lsm_bench.machine import (
+    _descendants,
+    cpu_delta,
+    descendant_cpu,
+    dir_bytes,
+    io_counters,
+    machine_info,
+    package_versions,
+)
 from lsm_bench.measure import sample_every, summarize_latency
 from lsm_bench.progress import make_progress
 

@@ -157,7 +157,7 @@ def fillsync(ctx: Context) -> list[Result]:
         parts = [order[t::threads] for t in range(threads)]
         put, key, value = db.put, ctx.keys.key, ctx.values.value
 
-        def op(t: int, i: int, parts: list[list[int]] = parts) -> None:
+        def op(t: int, i: int, parts: list[list[int]] = parts, put=put, key=key, value=value) -> None:
             k = parts[t][i]
             put(key(k), value(k))
 

@@ -57,7 +57,7 @@ class Crashed(Exception):
 
 
 class _File:
-    def __init__(self, fs: "FaultFS", inner, path: str) -> None:
+    def __init__(self, fs: FaultFS, inner, path: str) -> None:
         self._fs = fs
         self._inner = inner
         self.path = path

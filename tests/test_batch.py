@@ -7,8 +7,7 @@ import struct
 import time
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm.batch import HEADER, HEADER_V1, BatchDecodeError, WriteBatch, decode_batch, encode_batch, iter_entries
 from lsm.errors import Error
@@ -199,7 +198,7 @@ def test_batch_decode_error_is_an_lsm_error() -> None:
 
 @pytest.mark.parametrize("n", range(TTL_PREFIX_BYTES))
 def test_put_ttl_value_shorter_than_expiry_is_malformed(n: int) -> None:
-    with pytest.raises(BatchDecodeError, match="PUT_TTL value of %d bytes" % n):
+    with pytest.raises(BatchDecodeError, match=f"PUT_TTL value of {n} bytes"):
         decode_batch(_hdr(1, 1) + bytes((PUT_TTL, 1)) + b"k" + bytes((n,)) + b"\xab" * n)
 
 

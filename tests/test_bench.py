@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import doctest
 import importlib
-import time
 import io
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 

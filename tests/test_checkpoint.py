@@ -14,11 +14,10 @@ import time
 import pytest
 
 import lsm
+from faultfs import FaultFS
 from lsm import Options
 from lsm.errors import DiskError
 from lsm.fs import OsFileSystem
-
-from faultfs import FaultFS
 
 SMALL = dict(memtable_bytes=4096, block_bytes=512, target_file_bytes=8192, level_base_bytes=16384,
              l0_compaction_trigger=2, sync_mode="never")

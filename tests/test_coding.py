@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import pytest
 import xxhash
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from lsm.coding import (F64, U16, U32, U64, DecodeError, checksum, decode_varint, encode_varint,
-                        get_length_prefixed, put_length_prefixed)
+from lsm.coding import (
+    F64,
+    U16,
+    U32,
+    U64,
+    DecodeError,
+    checksum,
+    decode_varint,
+    encode_varint,
+    get_length_prefixed,
+    put_length_prefixed,
+)
 from lsm.errors import Error
 
 FAST = settings(max_examples=150, deadline=None)

@@ -12,18 +12,16 @@ import struct
 import pytest
 
 import lsm
+from faultfs import FaultFS
 from lsm import Options
-from lsm.builder import write_tables
 from lsm.background import ManualCompaction
-from lsm.compaction import (INTRA_L0_RATIO, drop_obsolete, expand_l0, grandparent_splitter, level_scores,
-                            pick_compaction)
+from lsm.builder import write_tables
+from lsm.compaction import INTRA_L0_RATIO, drop_obsolete, expand_l0, grandparent_splitter, level_scores, pick_compaction
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, PUT, PUT_TTL
 from lsm.manifest import FileMeta
 from lsm.sstable import TableReader
 from lsm.version import NUM_LEVELS, Version
-
-from faultfs import FaultFS
 
 TINY = dict(memtable_bytes=2048, block_bytes=256, target_file_bytes=2048, level_base_bytes=4096,
             level_multiplier=2, l0_compaction_trigger=2)
@@ -174,7 +172,7 @@ def test_write_tables_never_splits_a_user_key(tmp_path):
         assert a.largest < b.smallest
     total = 0
     for m in metas:
-        r = TableReader(fs.open_readable(str(tmp_path / ("%06d.sst" % m.number))), m.number)
+        r = TableReader(fs.open_readable(str(tmp_path / (f"{m.number:06d}.sst"))), m.number)
         total += sum(1 for _ in r.iter_entries())
     assert total == len(entries)
 
@@ -302,7 +300,7 @@ def test_power_cut_at_each_step_of_compaction(tmp_path, monkeypatch, op, path, w
 def _fill_keys(n, seed):
     rng = random.Random(seed)
     keys = []
-    for i in range(n):
+    for _ in range(n):
         keys.append(b"key%05d" % rng.randrange(n // 2))
         rng.randrange(10, 60)
     return keys

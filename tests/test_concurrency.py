@@ -62,7 +62,7 @@ def test_monotonic_reads_and_atomic_batches(tmp_path):
         while not stop.is_set():
             with mu:
                 items = list(published.items())
-            for k, n in items[:50]:
+            for k, _n in items[:50]:
                 v = db.get(k + b"a")
                 assert v is not None, k  # acknowledged before the read started
                 got = int(v)

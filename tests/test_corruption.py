@@ -1,4 +1,5 @@
-"""Corruption tests (SPEC §9): damage every region of every file type of a
+"""Corruption tests (README.md#guarantees: corruption is reported, never
+returned; the formats are doc/format.md): damage every region of every file type of a
 real database, reopen, read everything, and require either a CorruptionError
 naming the file (and offset) or the documented recovery — never a wrong value.
 
@@ -32,13 +33,12 @@ import pytest
 
 import lsm
 from lsm.batch import decode_batch, encode_batch
-from lsm.coding import checksum
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, PUT, PUT_TTL, RANGE_DELETE
 from lsm.manifest import read_manifest
+from lsm.record import HEADER_BYTES, OVERHEAD, encode_record
 from lsm.sstable import TableReader
 from lsm.sstable.format import FOOTER_BYTES, decode_footer
-from lsm.record import HEADER_BYTES, OVERHEAD, encode_record
 from lsm.wal import BATCH, BLOCK_BYTES, FRAGMENT_HEADER, frame_fragments, scan_log
 
 # No automatic compactions: the build places tables with explicit flush() and
@@ -136,8 +136,8 @@ def _build(d: str) -> Pristine:
         db.close()
     p = Pristine(d, acked, base)
     assert levels[0]["files"] and levels[1]["files"], "the build needs L0 and L1 tables"
-    p.tables = {"l0": "%06d.sst" % levels[0]["files"][0]["number"],
-                "l1": "%06d.sst" % levels[1]["files"][0]["number"]}
+    p.tables = {"l0": f"{levels[0]['files'][0]['number']:06d}.sst",
+                "l1": f"{levels[1]['files'][0]['number']:06d}.sst"}
     assert TableReader(FS.open_readable(p.path(p.tables["l0"])), 0).range_dels, "the newest L0 table has a tombstone"
     names = sorted(os.listdir(d))
     (p.log,) = [n for n in names if n.endswith(".log")]

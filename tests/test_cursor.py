@@ -196,7 +196,7 @@ class CursorModel(RuleBasedStateMachine):
                         assert c.key == m.keys[m.pos]
             elif not m.valid():  # entry
                 with pytest.raises(ValueError):
-                    c.entry
+                    _ = c.entry
             else:
                 value, version, expires = m.items[m.pos][1]
                 assert c.entry == lsm.Entry(value, version, expires)
@@ -209,9 +209,9 @@ class CursorModel(RuleBasedStateMachine):
             assert (c.key, c.value) == (k, v)
         else:
             with pytest.raises(ValueError):
-                c.key
+                _ = c.key
             with pytest.raises(ValueError):
-                c.value
+                _ = c.value
 
     @invariant()
     def cursors_match(self):
@@ -435,7 +435,7 @@ def test_a_cursor_that_is_not_valid_says_so(tmp_path):
                 c.next()
             assert c.seek_to_first() and c.prev() is False
             with pytest.raises(ValueError):
-                c.key
+                _ = c.key
         with db.cursor(lower=b"b", upper=b"b") as c:  # an empty range
             assert not c.seek_to_first() and not c.seek_to_last() and not c.seek(b"") and not c.seek_for_prev(b"z")
 

@@ -1,8 +1,10 @@
-"""DB public API behaviour (SPEC §2, §7): reads, writes, batches, scans,
-snapshots, versions, arguments, closed objects, locking, options."""
+"""DB public API behaviour (the names in ``lsm.__all__``, the errors of
+lsm/errors.py): reads, writes, batches, scans, snapshots, versions,
+arguments, closed objects, locking, options."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 
@@ -294,7 +296,7 @@ def test_options_validation():
     with pytest.raises(TypeError):
         lsm.open("/tmp/x", no_such_option=1)
     o = Options()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         o.sync_mode = "never"  # frozen
 
 

@@ -14,18 +14,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import lsm
+from faultfs import FaultFS as _FaultFS
 from lsm import dump
 from lsm.filenames import FileType, parse_name
 from lsm.fs import OsFileSystem
 from lsm.manifest import FileMeta
 from lsm.sstable import TableWriter
 from lsm.version import NUM_LEVELS
-
-from faultfs import FaultFS as _FaultFS
 
 repair_mod = importlib.import_module("lsm.repair")  # the module: lsm.repair is the function
 

@@ -12,9 +12,8 @@ import time
 import pytest
 
 import lsm
-from lsm import BackgroundError, Options
-
 from faultfs import FaultFS
+from lsm import BackgroundError, Options
 
 SMALL = dict(memtable_bytes=2048, block_bytes=512, target_file_bytes=4096, level_base_bytes=8192,
              l0_compaction_trigger=2, block_cache_bytes=1 << 16)

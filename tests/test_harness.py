@@ -39,12 +39,11 @@ import tempfile
 import time
 import zlib
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import lsm
 from lsm.builder import meta_from_props
@@ -53,7 +52,6 @@ from lsm.keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, PUT_TTL
 from lsm.memtable import Memtable
 from lsm.sstable import TableReader, TableWriter
 from lsm.sstable.block import block_layout, encode_data_block, read_entries
-
 from v1format import write_v1_table
 
 T0 = 2_000_000_000.0  # the clock while the history is written
@@ -555,7 +553,7 @@ LAYERS = {
     "table": lambda h, seqs: TableLayer(h),
     "table-v1": lambda h, seqs: TableLayer(h, version=1),
     "memtable": lambda h, seqs: MemtableLayer(h),
-    **{f"db-{state}": (lambda state: lambda h, seqs: DBLayer(h, state, seqs))(state)
+    **{f"db-{state}": (lambda s: lambda h, seqs: DBLayer(h, s, seqs))(state)
        for state in ("memtable", "flushed", "compacted", "layered", "reopened")},
 }
 

@@ -108,7 +108,7 @@ def test_ingest_matches_the_same_writes_done_by_put(tmp_path, seed):
     for phase in range(2):  # older data, in tables and in the memtable
         for _ in range(rng.randrange(200, 800)):
             k, v = _key(rng.randrange(n)), b"old%d-%d" % (phase, rng.randrange(1000))
-            both(lambda db: db.put(k, v))
+            both(lambda db, k=k, v=v: db.put(k, v))
             model[k] = v
         if phase == 0 and rng.random() < 0.7:
             both(lambda db: db.flush())
@@ -137,11 +137,11 @@ def test_ingest_matches_the_same_writes_done_by_put(tmp_path, seed):
     for _ in range(rng.randrange(0, 300)):  # later writes win over the ingest
         k = _key(rng.randrange(n))
         if rng.random() < 0.2:
-            both(lambda db: db.delete(k))
+            both(lambda db, k=k: db.delete(k))
             model.pop(k, None)
         else:
             v = b"new-%d" % rng.randrange(1000)
-            both(lambda db: db.put(k, v))
+            both(lambda db, k=k, v=v: db.put(k, v))
             model[k] = v
     for db in (a, b):
         assert dict(db.scan()) == model

@@ -6,7 +6,6 @@ has lost nothing acknowledged before the ingest."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,9 +14,8 @@ import textwrap
 import pytest
 
 import lsm
-from lsm import Options
-
 from faultfs import Crashed, FaultFS
+from lsm import Options
 
 OPTS = dict(memtable_bytes=8 << 10, block_bytes=512, target_file_bytes=4 << 10, disable_auto_compactions=True,
             sync_mode="always")

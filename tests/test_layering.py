@@ -183,7 +183,7 @@ def test_no_import_cycles():
 
 def test_no_function_level_imports_of_lsm_modules():
     problems = []
-    for path, top in _modules():
+    for path, _top in _modules():
         tree = ast.parse(open(path).read(), path)
         for fn in ast.walk(tree):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -128,7 +128,7 @@ def test_cursor_lifetime(db, via):
     if via == "snapshot":
         snap.close()  # closes its cursors
         with pytest.raises(lsm.ClosedError, match="snapshot"):
-            c3.key
+            _ = c3.key
         with pytest.raises(lsm.ClosedError):
             snap.cursor()
         c4 = db.cursor()

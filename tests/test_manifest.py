@@ -8,15 +8,27 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm.coding import checksum, encode_varint
 from lsm.errors import CorruptionError, DiskError
 from lsm.fs import OsFileSystem
-from lsm.manifest import (FORMAT_VERSION, TAG_COMPACT_POINTER, TAG_DELETED_FILE, TAG_FORMAT_VERSION,
-                          TAG_LAST_SEQUENCE, TAG_LOG_NUMBER, TAG_NEW_FILE, TAG_NEXT_FILE, FileMeta,
-                          ManifestWriter, VersionEdit, install_current, read_current, read_manifest)
+from lsm.manifest import (
+    FORMAT_VERSION,
+    TAG_COMPACT_POINTER,
+    TAG_DELETED_FILE,
+    TAG_FORMAT_VERSION,
+    TAG_LAST_SEQUENCE,
+    TAG_LOG_NUMBER,
+    TAG_NEW_FILE,
+    TAG_NEXT_FILE,
+    FileMeta,
+    ManifestWriter,
+    VersionEdit,
+    install_current,
+    read_current,
+    read_manifest,
+)
 from lsm.record import BATCH, EDIT, HEADER_BYTES, MAGIC, encode_record
 
 FAST = settings(max_examples=100, deadline=None)

@@ -7,11 +7,11 @@ import json
 import math
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm.metrics import DEFAULT_OPS, LatencyHistogram, Metrics, RateCounter, SampledRate
 

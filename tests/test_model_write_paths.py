@@ -24,9 +24,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import lsm
-from lsm.keys import DELETE, PUT, PUT_TTL
-
 from dbmodel import FakeClock, FlushGate, Model, fake_time, switch_memtable, want_scan
+from lsm.keys import DELETE, PUT, PUT_TTL
 
 KEYS = st.one_of(
     st.sampled_from([b"", b"a", b"ab", b"abc", b"b", b"ba", b"c", b"\xff", b"\xff\xff"]),

@@ -25,10 +25,9 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import lsm
-from lsm.pcache import cache as pcache, log as cachelog, shard as cacheshard
 from lsm.errors import BackgroundError, ClosedError, CorruptionError, DiskError, LockError
+from lsm.pcache import PersistentCache, cache as pcache, log as cachelog, shard as cacheshard
 from lsm.pcache.log import shard_of
-from lsm.pcache import PersistentCache
 from lsm.record import CACHE, encode_record, iter_records
 
 sys.path.insert(0, os.path.dirname(__file__))

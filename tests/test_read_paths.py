@@ -44,11 +44,10 @@ import lsm
 import lsm.builder
 import lsm.iterators
 import lsm.reads
-from lsm.keys import DELETE, PUT, PUT_TTL
-from lsm.sstable.format import COMPRESSION_NONE
-
 from dbmodel import FakeClock, FlushGate, Model, fake_time, switch_memtable, want_scan
 from faultfs import FaultFS
+from lsm.keys import DELETE, PUT, PUT_TTL
+from lsm.sstable.format import COMPRESSION_NONE
 from v1format import V1TableWriter
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "v1db")
@@ -442,7 +441,7 @@ def run_scenario(sc: dict, fs_kind: str, choose) -> None:
                 assert set(formats) == {(0, 1), (0, 2), (1, 1), (1, 2)}, formats
                 assert len(run.db._sv.imms) >= 2 and len(run.db._sv.mem)
             if currently_in_test_context():
-                for (deep, version), n in formats.items():
+                for deep, version in formats:
                     event(f"{'deeper' if deep else 'L0'} table format {version}")
                 event(f"{len(run.db._sv.imms)} immutable memtables held")
                 sv = run.db._sv

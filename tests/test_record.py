@@ -10,16 +10,28 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm.batch import encode_batch
 from lsm.coding import checksum
 from lsm.errors import CorruptionError, DiskError
 from lsm.fs import OsFileSystem
 from lsm.keys import PUT
-from lsm.record import (BATCH, CACHE, EDIT, FORMAT_VERSION, HEADER_BYTES, MAGIC, OVERHEAD, DamageReason, RecordWriter,
-                     encode_record, frame_record, iter_records, strict_reporter)
+from lsm.record import (
+    BATCH,
+    CACHE,
+    EDIT,
+    FORMAT_VERSION,
+    HEADER_BYTES,
+    MAGIC,
+    OVERHEAD,
+    DamageReason,
+    RecordWriter,
+    encode_record,
+    frame_record,
+    iter_records,
+    strict_reporter,
+)
 
 FAST = settings(max_examples=100, deadline=None)
 
@@ -525,7 +537,7 @@ def test_preallocated_file_runs_ahead_of_its_data(tmp_path) -> None:
     fs = OsFileSystem()
     w = RecordWriter(fs.open_writable(path, preallocate=4096), 3)
     recs = [encode_record(b"x" * 1000) for _ in range(5)]
-    for r in recs[:3]:
+    for _ in recs[:3]:
         w.add_record(b"x" * 1000, BATCH)
     w.sync()
     assert w.size == 3 * len(recs[0]) and os.path.getsize(path) == 4096  # length extended, zeros after the data

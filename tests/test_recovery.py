@@ -16,7 +16,6 @@ import lsm
 from lsm.batch import encode_batch
 from lsm.keys import PUT
 from lsm.wal import BATCH, START, WalWriter, scan_log
-from lsm.fs import OsFileSystem
 
 N = 12
 MODES = ["tolerate_tail", "absolute", "point_in_time", "skip_corrupt"]
@@ -184,7 +183,7 @@ def _db_with_logs(path, logs: list[bytes]) -> list[str]:
     first = min(int(f[:6]) for f in os.listdir(path) if f.endswith(".log"))
     names = []
     for i, data in enumerate(logs):
-        name = os.path.join(path, "%06d.log" % (first + i))
+        name = os.path.join(path, f"{first + i:06d}.log")
         with open(name, "wb") as f:
             f.write(data)
         names.append(name)

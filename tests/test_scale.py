@@ -37,7 +37,7 @@ def test_scale_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert data["mode"] == "scale" and data["config"]["num"] == 3000
     recs = {r["engine"]: r for r in data["results"]}
     assert set(recs) == {"lsm", "sqlite3"}
-    for name, rec in recs.items():
+    for rec in recs.values():
         assert rec["status"] == "ok", rec
         assert [s["keys"] for s in rec["steps"]] == [1000, 2000, 3000]
         for step in rec["steps"]:

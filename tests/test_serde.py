@@ -7,8 +7,7 @@ import pathlib
 from typing import Any
 
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from lsm.errors import SerializationError
 from lsm.serde import (
@@ -352,7 +351,8 @@ def test_tuple_byte_order_mirrors_type_code_order(a: tuple[Any, ...], b: tuple[A
 
 
 def test_tuple_mixed_types_sort_by_type_code() -> None:
-    values: list[tuple[Any, ...]] = [(5,), ("a",), (None,), (b"z",), ((1,),), (-(1 << 3000),), (b"a\x00",), (b"a",), ("a", None)]
+    values: list[tuple[Any, ...]] = [(5,), ("a",), (None,), (b"z",), ((1,),), (-(1 << 3000),), (b"a\x00",), (b"a",),
+                                     ("a", None)]
     by_bytes = sorted(values, key=Tuple().encode)
     assert by_bytes == sorted(values, key=tuple_key)
     assert by_bytes[:4] == [(None,), (b"a",), (b"a\x00",), (b"z",)]

@@ -14,24 +14,49 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm.coding import checksum
 from lsm.errors import CorruptionError
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, MAX_VALUE_BYTES, PUT, PUT_TTL
 from lsm.sstable import TableReader, TableWriter
-from lsm.sstable.block import (IndexBlock, block_layout, convert_v1_block, decode_range_dels, encode_data_block,
-                               encode_index_block, encode_range_dels, read_entries)
-from lsm.sstable.bloom import (BlockedBloom, ClassicBloom, build_blocked, build_classic, filter_hash, patterns,
-                               probes_for)
-from lsm.sstable.format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, COMPRESSION_ZSTD, FOOTER_BYTES,
-                                FORMAT_VERSION, MAGIC, MAX_BLOCK_BYTES, BlockHandle, Footer, decode_footer,
-                                encode_block_record, encode_footer, unwrap_block)
+from lsm.sstable.block import (
+    IndexBlock,
+    block_layout,
+    convert_v1_block,
+    decode_range_dels,
+    encode_data_block,
+    encode_index_block,
+    encode_range_dels,
+    read_entries,
+)
+from lsm.sstable.bloom import (
+    BlockedBloom,
+    ClassicBloom,
+    build_blocked,
+    build_classic,
+    filter_hash,
+    patterns,
+    probes_for,
+)
+from lsm.sstable.format import (
+    BLOCK_TRAILER_BYTES,
+    COMPRESSION_NONE,
+    COMPRESSION_ZSTD,
+    FOOTER_BYTES,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_BLOCK_BYTES,
+    BlockHandle,
+    Footer,
+    decode_footer,
+    encode_block_record,
+    encode_footer,
+    unwrap_block,
+)
 from lsm.sstable.props import INT_PROPS, decode_props, encode_props
 from lsm.sstable.reader import CACHED, MAPPED
-
 from v1format import encode_v1_block, write_v1_table
 
 FAST = settings(max_examples=30, deadline=None)
@@ -424,7 +449,8 @@ def test_probes_per_key(bits: int, probes: int) -> None:
     assert payload[1] == probes and len(payload) == 8 + 8 * (-(-100 * bits // 64))
 
 
-@pytest.mark.parametrize("payload, match", [(b"\x01\x05\x00", "shorter"), (b"\x02\x05\x00\x00\x01\x00\x00\x00" + bytes(8), "kind"),
+@pytest.mark.parametrize("payload, match", [(b"\x01\x05\x00", "shorter"),
+                                            (b"\x02\x05\x00\x00\x01\x00\x00\x00" + bytes(8), "kind"),
                                             (b"\x01\x00\x00\x00\x01\x00\x00\x00" + bytes(8), "header"),
                                             (b"\x01\x05\x00\x00\x02\x00\x00\x00" + bytes(8), "needs")])
 def test_blocked_bloom_malformed(payload: bytes, match: str) -> None:

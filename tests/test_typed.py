@@ -4,8 +4,7 @@ typed scans, tuple-prefix scans, errors, batches and snapshots."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import lsm
 from lsm.serde import Bytes, Int, Json, Str, Tuple

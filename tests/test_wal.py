@@ -11,16 +11,27 @@ import struct
 
 import pytest
 import xxhash
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm.batch import encode_batch
 from lsm.errors import CorruptionError
 from lsm.fs import OsFileSystem
 from lsm.keys import PUT
 from lsm.record import encode_record
-from lsm.wal import (BATCH, BLOCK_BYTES, FILE_HEADER, FIRST, FORMAT_VERSION, FRAGMENT_HEADER, FULL, LAST, MIDDLE,
-                     WalWriter, frame_fragments, scan_log)
+from lsm.wal import (
+    BATCH,
+    BLOCK_BYTES,
+    FILE_HEADER,
+    FIRST,
+    FORMAT_VERSION,
+    FRAGMENT_HEADER,
+    FULL,
+    LAST,
+    MIDDLE,
+    WalWriter,
+    frame_fragments,
+    scan_log,
+)
 
 FAST = settings(max_examples=40, deadline=None)
 

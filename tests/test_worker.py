@@ -13,18 +13,17 @@ import sys
 import time
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 import lsm
 from lsm.builder import FlushJob, build_memtable, run_flush
 from lsm.errors import Error
+from lsm.filenames import make_table_name
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, PUT, PUT_TTL
 from lsm.memtable import Memtable
 from lsm.options import Options
 from lsm.sstable import TableReader
-from lsm.filenames import make_table_name
 from lsm.worker import CompactionWorker, decode_request, encode_request
 
 SMALL = dict(memtable_bytes=64 << 10, block_bytes=512, target_file_bytes=32 << 10, level_base_bytes=128 << 10)

@@ -31,9 +31,8 @@ import pytest
 
 import lsm
 import lsm.iterators
-from lsm.snapshot import View
-
 from dbmodel import FlushGate, switch_memtable
+from lsm.snapshot import View
 
 GROUP_KEYS = 6  # keys a group batch writes, all with one token
 GROUPS = 4
@@ -265,7 +264,7 @@ def _write_paths_run(tmp_path, n_writers: int, ops: int, seconds_cap: float) -> 
     def scan_reader():
         while not done.is_set():
             rows = dict(db.scan())  # unbounded: windows over every source
-            _check_groups(lambda p: {k: v for k, v in rows.items() if k.startswith(p)})
+            _check_groups(lambda p, rows=rows: {k: v for k, v in rows.items() if k.startswith(p)})
             _check_groups(lambda p: dict(db.scan(p, reverse=True)))  # bounded: read whole at the call
             reads["scans"] += 1
             time.sleep(0.002)

@@ -46,6 +46,7 @@ Modes:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import random
@@ -56,8 +57,6 @@ import sys
 import tempfile
 import threading
 import time
-
-import errno
 
 import lsm
 from lsm.fs import OsFileSystem
@@ -454,7 +453,7 @@ def parent_main(args: argparse.Namespace) -> int:
                 child.wait()
                 if args.mode == "faults":
                     raise Failure(f"run {runs} (sync_mode={sync_mode}): the child hung (not done after "
-                                  f"{wait:.0f} s): writes or close() stuck")
+                                  f"{wait:.0f} s): writes or close() stuck") from None
             err = child.stderr.read().decode() if child.stderr else ""
             if child.returncode == -signal.SIGKILL:
                 kills += 1

@@ -1,5 +1,6 @@
 """PersistentCache: a sharded, bounded LRU of bytes that survives restarts
-(SPEC §2), built on the engine's record framing (lsm.record, record type ``CACHE``).
+(part of the public API, ``lsm.PersistentCache``), built on the engine's
+record framing (lsm.record, record type ``CACHE``).
 
 Files, in the cache directory::
 
@@ -29,7 +30,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 from .. import forks
 from ..errors import ClosedError
@@ -56,7 +57,8 @@ def _check_ttl(ttl: object, name: str) -> float:
         raise ValueError(f"{name} must be a finite number of seconds > 0; got {ttl!r}")
     try:
         return float(ttl)
-    except OverflowError:  # an int past the float range
+    except OverflowError:  # an int past the float range (a float cannot overflow float())
+        assert isinstance(ttl, int)
         raise ValueError(f"{name} must be a finite number of seconds > 0; got an int of "
                          f"{ttl.bit_length()} bits, past the float range") from None
 
@@ -72,7 +74,7 @@ def _check_bound(value: object, name: str, shards: int) -> int | None:
     return value
 
 
-def _housekeeper_main(ref: "weakref.ref[PersistentCache]", stop: threading.Event, periodic: bool) -> None:
+def _housekeeper_main(ref: weakref.ref[PersistentCache], stop: threading.Event, periodic: bool) -> None:
     """Sample every shard's QPS counters about once per ``shard.QPS_BUCKET``; with
     ``periodic``, also fsync every shard log written since its last fsync,
     every SYNC_INTERVAL."""
@@ -88,7 +90,7 @@ def _housekeeper_main(ref: "weakref.ref[PersistentCache]", stop: threading.Event
             return
 
 
-def _housekeeping_tick(ref: "weakref.ref[PersistentCache]", sync: bool, sample: bool) -> bool:
+def _housekeeping_tick(ref: weakref.ref[PersistentCache], sync: bool, sample: bool) -> bool:
     """One pass of the housekeeper; False once the cache is gone. Its locals die with it."""
     cache = ref()
     if cache is None:
@@ -147,7 +149,7 @@ class PersistentCache:
     :param max_bytes: bound on keys + values, or None.
     :param max_items: bound on the number of entries, or None.
     :param default_ttl: seconds an entry lives when ``put`` gives no ``ttl``; None: forever.
-    :param sync_mode: ``"always"``, ``"periodic"`` or ``"never"`` (as the DB's, SPEC §3).
+    :param sync_mode: ``"always"``, ``"periodic"`` or ``"never"`` (as the DB's: :class:`lsm.Options`).
     :param shards: number of shards, 1..4096; fixed when the cache is created.
     :param fs: the filesystem (tests pass a fault-injecting one).
     :param clock: wall-clock seconds since the epoch, for TTLs.
@@ -171,8 +173,10 @@ class PersistentCache:
             raise TypeError(f"shards must be an int, not {type(shards).__name__}")
         if not 1 <= shards <= MAX_SHARDS:
             raise ValueError(f"shards must be in 1..{MAX_SHARDS}; got {shards}")
-        self._shard_max_items = None if max_items is None else _check_bound(max_items, "max_items", shards) // shards
-        self._shard_max_bytes = None if max_bytes is None else _check_bound(max_bytes, "max_bytes", shards) // shards
+        max_items = _check_bound(max_items, "max_items", shards)
+        max_bytes = _check_bound(max_bytes, "max_bytes", shards)
+        self._shard_max_items = None if max_items is None else max_items // shards
+        self._shard_max_bytes = None if max_bytes is None else max_bytes // shards
         self._default_ttl = None if default_ttl is None else _check_ttl(default_ttl, "default_ttl")
         if sync_mode not in SYNC_MODES:
             raise ValueError(f"sync_mode must be one of {', '.join(map(repr, SYNC_MODES))}; got {sync_mode!r}")
@@ -380,7 +384,7 @@ class PersistentCache:
         for s in self._shards:
             s._forked()
 
-    def __enter__(self) -> "PersistentCache":
+    def __enter__(self) -> PersistentCache:
         return self
 
     def __exit__(self, *exc: object) -> None:

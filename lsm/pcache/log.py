@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 from enum import IntEnum
-from typing import Iterator
 
 import xxhash
 

@@ -50,16 +50,29 @@ import math
 import mmap
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .log import (FORMAT_VERSION, OP_DELETE, OP_EVICT, OP_EXPIRE, OP_HEADER, OP_PUT, decode_header,
-                       encode_header, encode_key_op, encode_put, iter_ops, make_shard_log_name, make_shard_temp_name,
-                       shard_of)
 from ..errors import BackgroundError, ClosedError, CorruptionError, DiskError
 from ..fs import FileSystem
 from ..metrics import SampledRate
 from ..record import CACHE, HEADER_BYTES, RecordWriter, encode_record, frame_record, iter_records
+from .log import (
+    FORMAT_VERSION,
+    OP_DELETE,
+    OP_EVICT,
+    OP_EXPIRE,
+    OP_HEADER,
+    OP_PUT,
+    decode_header,
+    encode_header,
+    encode_key_op,
+    encode_put,
+    iter_ops,
+    make_shard_log_name,
+    make_shard_temp_name,
+    shard_of,
+)
 
 __all__ = ["Shard", "ShardConfig", "map_step"]
 
@@ -201,6 +214,7 @@ class Shard:
             if log is None or self._dir_dirty or log.file.size > self._log_limit:
                 self._prepare_log_locked(self._clock())  # may replace the heap
                 log = self._log
+                assert log is not None  # _prepare_log_locked opened one (or raised)
             m = self._map
             heap = self._heap
             now = self._clock() if ttl is not None or heap else 0.0

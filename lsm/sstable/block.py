@@ -34,8 +34,8 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Sequence
 
 from ..coding import U32
 from ..errors import CorruptionError
@@ -177,6 +177,8 @@ def read_entries(buf, lay: BlockLayout, a: int = 0, b: int | None = None
     m = n - a
     if m <= 0:
         return (), array("Q"), ()
+    keys: Sequence[bytes]
+    values: Sequence[bytes]
     if lay.koffs < 0:
         keys = column_struct(lay.kw, m).unpack_from(buf, lay.keys + a * lay.kw)
     else:
@@ -307,7 +309,7 @@ def decode_range_dels(payload: bytes, path: str = "?", offset: int = 0) -> list[
     if eo[-1] != len(payload):
         raise CorruptionError(path, offset, "range-deletion block sizes do not add up")
     out = [(payload[so[i]:so[i + 1]], payload[eo[i]:eo[i + 1]], seqs[i]) for i in range(count)]
-    for i, (s, e, _) in enumerate(out):
-        if not s < e:
+    for i, (start, stop, _) in enumerate(out):
+        if not start < stop:
             raise CorruptionError(path, offset, f"range tombstone {i} is empty or inverted")
     return out

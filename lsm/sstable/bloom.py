@@ -134,7 +134,7 @@ class BlockedBloom:
         self.pattern = patterns(probes)
 
     @classmethod
-    def decode(cls, payload: bytes) -> "BlockedBloom":
+    def decode(cls, payload: bytes) -> BlockedBloom:
         """Raises: ValueError when the payload is malformed (the reader adds the location)."""
         if len(payload) < HEAD_BYTES:
             raise ValueError(f"filter of {len(payload)} bytes is shorter than its {HEAD_BYTES}-byte header")

@@ -58,7 +58,8 @@ EMPTY_HANDLE = BlockHandle(0, 0)
 
 
 class Footer(NamedTuple):
-    index: BlockHandle
+    # shadows tuple.index(), which nothing calls on a Footer; the name matches the block's
+    index: BlockHandle  # type: ignore[assignment]
     filter: BlockHandle
     props: BlockHandle
     version: int

@@ -13,7 +13,8 @@ from __future__ import annotations
 from ..coding import DecodeError, decode_varint, encode_varint, get_length_prefixed, put_length_prefixed
 from ..errors import CorruptionError
 
-__all__ = ["BYTES_PROPS", "EXTERNAL_PROP", "FLAG_PROPS", "INT_PROPS", "OPTIONAL_INT_PROPS", "decode_props", "encode_props"]
+__all__ = ["BYTES_PROPS", "EXTERNAL_PROP", "FLAG_PROPS", "INT_PROPS", "OPTIONAL_INT_PROPS", "decode_props",
+           "encode_props"]
 
 INT_PROPS = ("entries", "deletions", "ttl_entries", "data_blocks", "raw_key_bytes",
              "raw_value_bytes", "data_bytes", "min_seq", "max_seq", "bloom_bits_per_key",
@@ -67,6 +68,6 @@ def decode_props(payload: bytes, path: str, offset: int) -> dict[str, int | byte
     missing = [n for n in INT_PROPS + BYTES_PROPS if n not in props]
     if missing:
         raise CorruptionError(path, offset, f"properties block lacks {', '.join(missing)}")
-    for name, default in OPTIONAL_INT_PROPS.items():
-        props.setdefault(name, default)
+    for prop, default in OPTIONAL_INT_PROPS.items():
+        props.setdefault(prop, default)
     return props

@@ -19,19 +19,31 @@ open trust those checks. A new open (a new reader) checks again.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import sys
 from bisect import bisect_left
-from typing import Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from ..coding import U32, checksum
 from ..errors import CorruptionError
 from ..fs import RandomAccessFile
-from .block import (BLOCK_HEADER, VARIABLE_KEY, VARIABLE_VALUE, BlockLayout, IndexBlock, _column, block_layout,
-                    column_struct, convert_v1_block, decode_range_dels, read_entries)
-from .bloom import BlockedBloom, ClassicBloom, decode_filter
-from .format import (BLOCK_TRAILER_BYTES, COMPRESSION_NONE, MAX_FOOTER_BYTES, BlockHandle, decode_footer,
-                     unwrap_block)
+from .block import (
+    BLOCK_HEADER,
+    VARIABLE_KEY,
+    VARIABLE_VALUE,
+    BlockLayout,
+    IndexBlock,
+    _column,
+    block_layout,
+    column_struct,
+    convert_v1_block,
+    decode_range_dels,
+    read_entries,
+)
+from .bloom import BlockedBloom, decode_filter
+from .format import BLOCK_TRAILER_BYTES, COMPRESSION_NONE, MAX_FOOTER_BYTES, BlockHandle, decode_footer, unwrap_block
 from .props import decode_props
 
 __all__ = ["READER_BYTES", "GlobalSeqReader", "TableReader", "read_props"]
@@ -112,10 +124,10 @@ class TableReader:
                            if footer.range_del.size else [])
         if len(index) != self.props["data_blocks"]:
             raise CorruptionError(path, footer.index.offset, "index entry count "
-                                  f"{len(index)} != data_blocks {self.props['data_blocks']}")
+                                  f"{len(index)} != data_blocks {self.props['data_blocks']!r}")
         if len(self.range_dels) != self.props.get("range_deletions", 0):
             raise CorruptionError(path, footer.range_del.offset, "range-deletion count "
-                                  f"{len(self.range_dels)} != range_deletions {self.props.get('range_deletions')}")
+                                  f"{len(self.range_dels)} != range_deletions {self.props.get('range_deletions')!r}")
         self.ikeys = index.keys
         self.offsets = index.offsets
         self.sizes = index.sizes
@@ -225,6 +237,7 @@ class TableReader:
         if i == len(self.ikeys):
             return None
         if self.state[i] == MAPPED:
+            assert self.buf is not None  # a block is MAPPED only in a mapped file
             buf, o = self.buf, self.offsets[i]
         else:
             buf, o = self._slow_block(i)
@@ -272,7 +285,7 @@ class TableReader:
         i = 0
         cur = -1
         fixed = False
-        buf = None
+        buf: bytes | mmap.mmap = b""  # the current block's buffer, read only once `fixed` is set
         t = ks = vs = kw = vw = 0
         for key in keys:
             i = bisect_left(ikeys, key, i)
@@ -282,6 +295,7 @@ class TableReader:
             if i != cur:
                 cur = i
                 if state[i] == MAPPED:
+                    assert self.buf is not None  # a block is MAPPED only in a mapped file
                     buf, o = self.buf, self.offsets[i]
                 else:
                     buf, o = self._slow_block(i)
@@ -296,9 +310,9 @@ class TableReader:
             if len(key) != kw:
                 add(None)
                 continue
-            p = buf.find(key, ks, vs)  # type: ignore[union-attr]
+            p = buf.find(key, ks, vs)
             while p >= 0 and (p - ks) % kw:
-                p = buf.find(key, p + 1, vs)  # type: ignore[union-attr]
+                p = buf.find(key, p + 1, vs)
             if p < 0:
                 add(None)
                 continue
@@ -308,7 +322,7 @@ class TableReader:
                 add(self.find(key, seq))  # a version newer than the reader's view first
                 continue
             s = vs + j * vw
-            add((tag, buf[s:s + vw]))  # type: ignore[index]
+            add((tag, buf[s:s + vw]))
         return out
 
     def _get_variable(self, buf, o: int, n: int, kw: int, vw: int, key: bytes,
@@ -373,6 +387,7 @@ class TableReader:
         Fixed-width blocks cut the keys with one ``struct`` call and only the
         values in range with another: the scan path's inner step."""
         if self.state[i] == MAPPED:
+            assert self.buf is not None  # a block is MAPPED only in a mapped file
             buf, o = self.buf, self.offsets[i]
         else:
             buf, o = self._slow_block(i)
@@ -380,12 +395,12 @@ class TableReader:
         if kw != VARIABLE_KEY and vw != VARIABLE_VALUE:
             t = o + 10
             ks = t + 8 * n
-            keys = column_struct(kw, n).unpack_from(buf, ks)
+            keys: Sequence[bytes] = column_struct(kw, n).unpack_from(buf, ks)
             a = bisect_left(keys, lo) if lo and keys[0] < lo else 0
             b = n if hi is None or keys[-1] < hi else bisect_left(keys, hi)
             if a >= b:
                 return (), None, (), a > 0, b < n
-            values = column_struct(vw, b - a).unpack_from(buf, ks + kw * n + vw * a)
+            values: Sequence[bytes] = column_struct(vw, b - a).unpack_from(buf, ks + kw * n + vw * a)
             tags = _column("Q", buf, t + 8 * a, b - a) if with_tags else None
             return (keys[a:b] if a or b < n else keys), tags, values, a > 0, b < n
         keys, tags, values = read_entries(buf, layout_of(buf, o))

@@ -16,17 +16,26 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections.abc import Sequence
 from itertools import accumulate
 from operator import add
-from typing import Sequence
 
 from ..fs import WritableFile
 from ..keys import DELETE, PUT_TTL
 from ..rangedel import end_bound
 from .block import encode_data_block, encode_index_block, encode_range_dels
 from .bloom import build_blocked
-from .format import (COMPRESSION_NONE, COMPRESSION_ZSTD, EMPTY_HANDLE, FORMAT_VERSION, BlockHandle, Footer,
-                     encode_block_record, encode_footer, new_compressor)
+from .format import (
+    COMPRESSION_NONE,
+    COMPRESSION_ZSTD,
+    EMPTY_HANDLE,
+    FORMAT_VERSION,
+    BlockHandle,
+    Footer,
+    encode_block_record,
+    encode_footer,
+    new_compressor,
+)
 from .props import encode_props
 
 __all__ = ["TableWriter"]

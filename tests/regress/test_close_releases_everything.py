@@ -9,9 +9,8 @@ import errno
 import pytest
 
 import lsm
-from lsm import Options
-
 from faultfs import FaultFS
+from lsm import Options
 
 
 def _released(db, path):

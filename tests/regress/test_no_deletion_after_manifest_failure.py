@@ -12,10 +12,9 @@ import threading
 import pytest
 
 import lsm
+from faultfs import FaultFS
 from lsm import Options
 from lsm.manifest import VersionEdit
-
-from faultfs import FaultFS
 
 
 class GatedCompactionFS(FaultFS):

@@ -12,9 +12,8 @@ import time
 import pytest
 
 import lsm
-from lsm import Options
-
 from faultfs import FaultFS
+from lsm import Options
 
 SMALL = dict(sync_mode="never", memtable_bytes=2048, max_immutable_memtables=1, l0_compaction_trigger=2)
 

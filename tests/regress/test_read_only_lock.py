@@ -13,7 +13,6 @@ import pytest
 
 import lsm
 from lsm import cli, dump
-from lsm.fs import OsFileSystem
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 

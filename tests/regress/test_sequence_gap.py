@@ -16,11 +16,10 @@ import threading
 import pytest
 
 import lsm
+from faultfs import FaultFS
 from lsm.batch import encode_batch
 from lsm.keys import PUT
 from lsm.wal import BATCH, START, WalWriter, scan_log
-
-from faultfs import FaultFS
 
 
 class _Buf:
@@ -51,7 +50,7 @@ def _db_with_logs(path, *logs):
     n = min(int(f[:-4]) for f in os.listdir(path) if f.endswith(".log"))
     names = []
     for i, data in enumerate(logs):
-        name = os.path.join(str(path), "%06d.log" % (n + i))
+        name = os.path.join(str(path), f"{n + i:06d}.log")
         with open(name, "wb") as f:
             f.write(data)
         names.append(name)
@@ -136,7 +135,7 @@ def test_no_hole_in_what_the_engine_writes(tmp_path, sync_mode):
     """Many live logs (flushes held back), batches, CAS, empty batches, a
     reopen in between: the strictest mode replays them without a problem."""
     path = tmp_path / "db"
-    for round_ in range(2):
+    for _round in range(2):
         fs = GatedFS()
         db = lsm.DB(path, lsm.Options(sync_mode=sync_mode, memtable_bytes=1024, max_immutable_memtables=20),
                     fs=fs)

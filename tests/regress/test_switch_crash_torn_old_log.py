@@ -8,12 +8,11 @@ by records is a hole: replayed up to it when no later record says the lost
 writes were durable, refused when one does."""
 
 import os
+import struct
 
 import pytest
 
 import lsm
-import struct
-
 from lsm.batch import encode_batch
 from lsm.filenames import make_log_name
 from lsm.fs import OsFileSystem

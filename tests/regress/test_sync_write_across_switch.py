@@ -12,9 +12,8 @@ import threading
 import pytest
 
 import lsm
-from lsm import Options
-
 from faultfs import FaultFS
+from lsm import Options
 
 
 class GatedFS(FaultFS):

@@ -9,7 +9,6 @@ import time
 import pytest
 
 import lsm
-
 from faultfs import FaultFS
 
 
@@ -66,8 +65,8 @@ def test_expired_stays_expired_after_a_crash_once_an_edit_recorded_the_time(tmp_
 
 
 def test_the_clock_is_in_the_manifest(tmp_path, clock):
-    from lsm.manifest import read_current, read_manifest
     from lsm.fs import OsFileSystem
+    from lsm.manifest import read_current, read_manifest
     with lsm.open(tmp_path / "db") as db:
         db.put(b"k", b"v")
         clock.t += 5

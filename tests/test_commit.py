@@ -19,9 +19,9 @@ import threading
 import time
 
 import pytest
-from faultfs import FaultFS
 
 import lsm
+from faultfs import FaultFS
 from lsm import commit as commit_mod
 from lsm.batch import WriteBatch
 from lsm.commit import MAX_GROUP_BYTES, CommitQueue, Writer

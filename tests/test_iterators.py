@@ -18,8 +18,7 @@ import struct
 from bisect import bisect_left
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm.builder import meta_from_props
 from lsm.iterators import (

@@ -15,8 +15,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from lsm import version as version_mod
 from lsm.compaction import expand_l0, setup_compaction

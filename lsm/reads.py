@@ -39,6 +39,7 @@ SAMPLE_EVERY = 16  # metrics: every 16th call of an operation is timed and count
 _SAMPLE_EVERY = SAMPLE_EVERY
 _SAMPLE_MASK = SAMPLE_EVERY - 1
 _MULTI_WINDOW = 512  # multi_get: sorted keys per pass through the tables
+_MULTI_SMALL = 64  # multi_get: fewer keys than this left for the tables go key by key
 _clock = time.perf_counter
 
 
@@ -178,7 +179,8 @@ class Reads(DBState):
         memtables for every key, then the tables for the keys still unfound,
         sorted, 512 at a time: each table probes its filter and reads its
         blocks for them in one tight loop, in key order, with one filter
-        hash per key serving every table.
+        hash per key serving every table (fewer than 64 go key by key). It
+        pays from about 30 keys a call.
 
         >>> import lsm, tempfile
         >>> db = lsm.open(tempfile.mkdtemp(), sync_mode="never")
@@ -222,7 +224,18 @@ class Reads(DBState):
                 else:
                     found[k] = r
             pending = rest
-        if pending:
+        if pending and len(pending) < _MULTI_SMALL:
+            # Few keys: sorting and per-table passes cost more than they save;
+            # each key walks the tables as get() does (the same fallback on error).
+            try:
+                self._tables_get_each(sv.version, pending, found)
+            except (DiskError, ValueError) as e:
+                for k in pending:
+                    if k not in found:
+                        r = self._table_get_retry(e, sv, k, MAX_SEQUENCE)
+                        if r is not None:
+                            found[k] = r
+        elif pending:
             # The tables, in key order, a window of keys at a time: every
             # table's pass over a window finds its keys still in the cache.
             pending.sort()
@@ -253,6 +266,55 @@ class Reads(DBState):
             elif kind != DELETE and unpack(v)[0] > now:
                 values[k] = v[8:]
         return list(map(values.get, keys))
+
+    def _tables_get_each(self, version: Version, keys: list[bytes], found: dict) -> None:
+        """Add to ``found`` the newest version in the tables of ``version`` of
+        each of ``keys`` (each once, none in ``found``) that they hold, key by
+        key: ``get``'s inlined table walk (keep the two alike)."""
+        reader = self._tables.reader
+        l0 = version.levels[0]
+        deep = version.deep
+        for key in keys:
+            h = filter_hash(key)
+            hi = h >> 32
+            lo = h & 4095
+            r = None
+            for f in l0:
+                if f.smallest <= key <= f.largest:
+                    t = f.reader or reader(f)
+                    b = t.bloom
+                    if b is not None:
+                        words, nw, pat = b
+                        m = pat[lo]
+                        if words[(hi * nw) >> 32] & m != m:
+                            continue
+                    elif not t.may_contain(key):
+                        continue
+                    r = t.find(key, MAX_SEQUENCE)
+                    if r is not None:
+                        break
+            else:
+                for largest, files in deep:
+                    i = bisect_left(largest, key)
+                    if i == len(files):
+                        continue
+                    f = files[i]
+                    if key < f.smallest:
+                        continue
+                    t = f.reader or reader(f)
+                    b = t.bloom
+                    if b is not None:
+                        words, nw, pat = b
+                        m = pat[lo]
+                        if words[(hi * nw) >> 32] & m != m:
+                            continue
+                    elif not t.may_contain(key):
+                        continue
+                    r = t.find(key, MAX_SEQUENCE)
+                    if r is not None:
+                        break
+            if r is not None:
+                found[key] = r
 
     def _tables_get_many(self, version: Version, keys: list[bytes], found: dict) -> None:
         """Add to ``found`` the newest version in the tables of ``version`` of

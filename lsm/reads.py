@@ -228,7 +228,11 @@ class Reads(DBState):
             # Few keys: sorting and per-table passes cost more than they save;
             # each key walks the tables as get() does (the same fallback on error).
             try:
-                self._tables_get_each(sv.version, pending, found)
+                table_get, version = self._table_get, sv.version
+                for k in pending:
+                    r = table_get(version, k, MAX_SEQUENCE)
+                    if r is not None:
+                        found[k] = r
             except (DiskError, ValueError) as e:
                 for k in pending:
                     if k not in found:
@@ -266,55 +270,6 @@ class Reads(DBState):
             elif kind != DELETE and unpack(v)[0] > now:
                 values[k] = v[8:]
         return list(map(values.get, keys))
-
-    def _tables_get_each(self, version: Version, keys: list[bytes], found: dict) -> None:
-        """Add to ``found`` the newest version in the tables of ``version`` of
-        each of ``keys`` (each once, none in ``found``) that they hold, key by
-        key: ``get``'s inlined table walk (keep the two alike)."""
-        reader = self._tables.reader
-        l0 = version.levels[0]
-        deep = version.deep
-        for key in keys:
-            h = filter_hash(key)
-            hi = h >> 32
-            lo = h & 4095
-            r = None
-            for f in l0:
-                if f.smallest <= key <= f.largest:
-                    t = f.reader or reader(f)
-                    b = t.bloom
-                    if b is not None:
-                        words, nw, pat = b
-                        m = pat[lo]
-                        if words[(hi * nw) >> 32] & m != m:
-                            continue
-                    elif not t.may_contain(key):
-                        continue
-                    r = t.find(key, MAX_SEQUENCE)
-                    if r is not None:
-                        break
-            else:
-                for largest, files in deep:
-                    i = bisect_left(largest, key)
-                    if i == len(files):
-                        continue
-                    f = files[i]
-                    if key < f.smallest:
-                        continue
-                    t = f.reader or reader(f)
-                    b = t.bloom
-                    if b is not None:
-                        words, nw, pat = b
-                        m = pat[lo]
-                        if words[(hi * nw) >> 32] & m != m:
-                            continue
-                    elif not t.may_contain(key):
-                        continue
-                    r = t.find(key, MAX_SEQUENCE)
-                    if r is not None:
-                        break
-            if r is not None:
-                found[key] = r
 
     def _tables_get_many(self, version: Version, keys: list[bytes], found: dict) -> None:
         """Add to ``found`` the newest version in the tables of ``version`` of

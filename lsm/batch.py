@@ -27,6 +27,7 @@ from .keys import (
     DELETE,
     MAX_KEY_BYTES,
     MAX_SEQUENCE,
+    MAX_VALUE_BYTES,
     PUT,
     PUT_TTL,
     RANGE_DELETE,
@@ -54,6 +55,7 @@ _SMALL_VALUE = 4096
 _SMALL_KEY = 256
 VARINT = [encode_varint(n) for n in range(_SMALL_VALUE)]
 _PREFIX = [[bytes((k,)) + VARINT[n] for n in range(_SMALL_KEY)] for k in range(RANGE_DELETE + 1)]
+_PUT_PREFIX = _PREFIX[PUT]
 
 
 def op_prefix(kind: int, n: int) -> bytes:
@@ -97,8 +99,18 @@ class WriteBatch:
 
     def put(self, key: bytes, value: bytes, *, ttl: float | None = None) -> WriteBatch:
         """Queue ``key = value`` (expiring ``ttl`` seconds after the batch is built)."""
-        key = check_key(key)
-        value = check_value(value)
+        if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
+            key = check_key(key)
+        if type(value) is not bytes or len(value) > MAX_VALUE_BYTES:
+            value = check_value(value)
+        if ttl is None:  # the common case, written out (op_prefix and varint, inlined)
+            nk = len(key)
+            nv = len(value)
+            self.ops.append((PUT, key, value))
+            self._parts += (_PUT_PREFIX[nk] if nk < _SMALL_KEY else op_prefix(PUT, nk), key,
+                            VARINT[nv] if nv < _SMALL_VALUE else encode_varint(nv), value)
+            self.nbytes += nk + nv + _OP_BYTES
+            return self
         kind = PUT
         if ttl is not None:
             value = encode_ttl_value(ttl, value)

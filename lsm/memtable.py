@@ -123,13 +123,33 @@ class Memtable:
     def add_ops(self, first: int, ops: list[tuple[int, bytes, bytes]]) -> None:
         """Add ``ops`` (``(kind, key, value)``) at sequences ``first``, ``first + 1``, ...
         Requires: as :meth:`add`."""
+        # add(), written out for the loop (keep the two alike): the same
+        # steps in the same order for each op, which lock-free readers rely on.
         seq = first
-        add = self.add
+        d = self._d
+        dget = d.get
+        tail_add = self._tail.append
+        older_map = self._older
         for kind, key, value in ops:
             if kind == RANGE_DELETE:
                 self.add_range_del(seq, key, value)
+                seq += 1
+                continue
+            self.max_seq = seq
+            if kind != PUT:
+                self.special += 1
+            old = dget(key)
+            if old is None:
+                tail_add(key)
             else:
-                add(seq, kind, key, value)
+                older = older_map.get(key)
+                if older is None:
+                    older_map[key] = [old]
+                else:
+                    older.append(old)
+            d[key] = (seq << 8 | kind, value)
+            self.nbytes += len(key) + len(value) + ENTRY_OVERHEAD
+            self.entries += 1
             seq += 1
 
     def add_range_del(self, seq: int, start: bytes, end: bytes) -> None:

@@ -128,8 +128,7 @@ class WalWriter:
         n = len(payload)
         left = BLOCK_BYTES - pos % BLOCK_BYTES
         if n + FRAGMENT_HEADER <= left:  # the common case: one FULL fragment in this block
-            self.write(_FRAG.pack(_xxh32(payload, n << 8 | FULL), n, FULL))
-            self.write(payload)
+            self.write(_FRAG.pack(_xxh32(payload, n << 8 | FULL), n, FULL) + payload)  # one store
             self.pos = pos + FRAGMENT_HEADER + n
             return
         data = b"".join(frame_fragments(payload, pos))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 import time
 
-from .batch import WriteBatch, encode_ttl_value, op_prefix, varint
+from .batch import _PREFIX, _SMALL_KEY, _SMALL_VALUE, VARINT, WriteBatch, encode_ttl_value, op_prefix, varint
 from .commit import Writer
 from .dbstate import DBState
 from .errors import BackgroundError, ClosedError, Error, ReadOnlyError
@@ -138,9 +138,13 @@ class Writes(DBState):
                 return self._write_queued(kind, key, value, False)
             vs = self._versions
             seq = vs.last_sequence + 1
-            record = b"".join((_RECORD_HEAD.pack(BATCH, seq, 1, self._synced_seq), op_prefix(kind, len(key)),
-                               key, varint(len(value)), value) if kind != DELETE else
-                              (_RECORD_HEAD.pack(BATCH, seq, 1, self._synced_seq), op_prefix(kind, len(key)), key))
+            nk = len(key)
+            nv = len(value)
+            # op_prefix and varint, inlined for the common sizes
+            prefix = _PREFIX[kind][nk] if nk < _SMALL_KEY else op_prefix(kind, nk)
+            record = b"".join((_RECORD_HEAD.pack(BATCH, seq, 1, self._synced_seq), prefix, key,
+                               VARINT[nv] if nv < _SMALL_VALUE else varint(nv), value) if kind != DELETE else
+                              (_RECORD_HEAD.pack(BATCH, seq, 1, self._synced_seq), prefix, key))
             log = self._log
             assert log is not None  # None only in a read-only DB, which never writes
             try:

@@ -361,21 +361,24 @@ def test_reads_never_see_part_of_a_batch(tmp_path, monkeypatch):
     """A batch becomes visible to get/get_entry all at once, when its sequence
     is published (LevelDB reads at the last published sequence too), never
     op by op while the leader inserts it into the memtable."""
-    from lsm.memtable import Memtable
-
     db = lsm.open(tmp_path / "db", sync_mode="never")
     db.put(b"a", b"old")
     db.put(b"b", b"old")
     inserted_a, gate = threading.Event(), threading.Event()
-    orig_add = Memtable.add
 
-    def add(self, seq, kind, key, value):
-        orig_add(self, seq, kind, key, value)
-        if key == b"a" and value == b"new":
-            inserted_a.set()
-            gate.wait(10)
+    class Pausing(dict):
+        """The memtable's key -> newest version map, holding the writer right
+        after it stored the batch's first op (every insert path stores there)."""
 
-    monkeypatch.setattr(Memtable, "add", add)
+        def __setitem__(self, key, version):
+            super().__setitem__(key, version)
+            if key == b"a" and version[1] == b"new":
+                inserted_a.set()
+                gate.wait(10)
+
+    mem = db._sv.mem
+    mem._d = Pausing(mem._d)
+    mem._dget = mem._d.get
 
     def writer():
         with db.write_batch() as b:

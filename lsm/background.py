@@ -25,6 +25,7 @@ from .compaction import (
     pick_cleanup,
     pick_compaction,
     run_job,
+    seek_level,
     setup_compaction,
 )
 from .dbstate import DBState
@@ -201,6 +202,8 @@ class Background(DBState):
             return False
         v = self._sv.version
         if level_scores(v, self._opts)[0][0] >= 1:
+            return True
+        if v.seek_file is not None and seek_level(v) is not None:
             return True
         return bool(v.rd_files) and pick_cleanup(v, self._oldest_snapshot_locked()) is not None
 
@@ -469,6 +472,7 @@ class Background(DBState):
         k["compactions"] += 1
         k["compactions_in_worker"] += 1 if use_worker else 0
         k["intra_l0_compactions"] += 1 if c.is_intra_l0() else 0
+        k["seek_compactions"] += 1 if c.reason.endswith(" seeks") else 0
         k["compaction_bytes_read"] += input_bytes
         k["compaction_bytes_written"] += sum(m.size for m in metas)
         k["entries_dropped"] += dropped
@@ -575,6 +579,7 @@ class Background(DBState):
                            "obsolete_file_note": self._obsolete_note,
                            "trivial_moves": c["trivial_moves"],
                            "intra_l0": c["intra_l0_compactions"],
+                           "seek": c["seek_compactions"],
                            "bytes_read": c["compaction_bytes_read"],
                            "bytes_written": c["compaction_bytes_written"],
                            "flush_bytes_written": c["flush_bytes_written"],

@@ -29,7 +29,7 @@ from .sstable.reader import read_props
 from .version import NUM_LEVELS, Version
 
 __all__ = ["INTRA_L0_RATIO", "Compaction", "JobSpec", "drop_obsolete", "intra_l0_instead", "pick_cleanup",
-           "pick_compaction", "run_job"]
+           "pick_compaction", "pick_seek", "run_job", "seek_level"]
 
 _F64 = struct.Struct("<d")
 
@@ -136,7 +136,7 @@ def pick_compaction(version: Version, options: Options, pointers: dict[int, byte
     """
     score, level = level_scores(version, options)[0]
     if score < 1:
-        return pick_cleanup(version, oldest_snapshot)
+        return pick_seek(version, options) or pick_cleanup(version, oldest_snapshot)
     files = version.levels[level]
     if level == 0:
         c = setup_compaction(version, options, 0, [files[-1]], f"L0 files {len(files)}")
@@ -149,6 +149,33 @@ def pick_compaction(version: Version, options: Options, pointers: dict[int, byte
                 pick = f
                 break
     return setup_compaction(version, options, level, [pick], f"L{level} score {score:.2f}")
+
+
+def seek_level(version: Version) -> int | None:
+    """The level of ``version.seek_file`` when a compaction can push it down
+    (it is still in this version, with a level below it), else None."""
+    f = version.seek_file
+    if f is None:
+        return None
+    for level in range(NUM_LEVELS - 1):
+        if any(g is f for g in version.levels[level]):
+            return level
+    return None
+
+
+def pick_seek(version: Version, options: Options) -> Compaction | None:
+    """LevelDB's seek compaction: the table point reads looked in first and
+    then passed by so often that it used up its ``allowed_seeks``
+    (:class:`~lsm.manifest.FileMeta`), merged into the level below with what
+    overlaps it there, so that those reads find one table fewer in their way.
+    An L0 table takes its overlapping L0 cluster along; never intra-L0.
+    Only when no level needs compacting by size."""
+    level = seek_level(version)
+    if level is None:
+        return None
+    f = version.seek_file
+    assert f is not None
+    return setup_compaction(version, options, level, [f], f"L{level} seeks")
 
 
 def pick_cleanup(version: Version, oldest_snapshot: int | None) -> Compaction | None:

@@ -178,7 +178,8 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
             "compactions": 0, "flushes": 0, "compaction_bytes_read": 0, "compaction_bytes_written": 0,
             "flush_bytes_written": 0,
             "stall_seconds": 0.0, "slowdown_writes": 0,
-            "trivial_moves": 0, "intra_l0_compactions": 0, "entries_dropped": 0, "compactions_in_worker": 0,
+            "trivial_moves": 0, "intra_l0_compactions": 0, "seek_compactions": 0, "entries_dropped": 0,
+            "compactions_in_worker": 0,
             "flushes_in_worker": 0,
             "obsolete_file_errors": 0,
         }

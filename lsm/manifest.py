@@ -65,6 +65,10 @@ TAG_CLOCK = 10
 _CURRENT_RE = re.compile(rb"MANIFEST-(\d{6,})\n")
 
 
+SEEK_BYTES = 16 << 10  # FileMeta.allowed_seeks: one seek per this many bytes of the table ...
+SEEK_MIN = 100  # ... and at least this many
+
+
 class FileMeta:
     """What the manifest records about one SSTable. Immutable by convention.
 
@@ -79,7 +83,7 @@ class FileMeta:
     """
 
     __slots__ = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "global_seq",
-                 "range_dels", "reader")
+                 "range_dels", "reader", "allowed_seeks")
     _FIELDS = ("number", "size", "entries", "smallest", "largest", "min_seq", "max_seq", "global_seq", "range_dels")
 
     def __init__(self, number: int, size: int, entries: int, smallest: bytes, largest: bytes,
@@ -98,6 +102,13 @@ class FileMeta:
         # table cache holds it (lsm.tablecache.TableCache sets and clears it), so
         # that a read reaches the table with one attribute load.
         self.reader: TableReader | None = None
+        # Not recorded either: point reads that may still look in this table
+        # first and then go on to another before a compaction pushes it down
+        # (LevelDB's seek compaction; lsm.reads charges it, lsm.compaction
+        # picks the table once it reaches zero). One seek costs about what
+        # compacting 16 KiB does, so a table is worth compacting after
+        # size / 16 KiB of them (at least 100).
+        self.allowed_seeks = max(SEEK_MIN, size // SEEK_BYTES)
 
     def __repr__(self) -> str:
         return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "

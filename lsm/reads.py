@@ -25,6 +25,7 @@ from .dbstate import DBState
 from .errors import DiskError
 from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor, read_range
 from .keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, check_key
+from .manifest import FileMeta
 from .rangedel import Visible
 from .snapshot import Entry, ScanChunks, ScanIterator, Snapshot, SuperVersion, View
 from .sstable.bloom import filter_hash
@@ -88,8 +89,15 @@ class Reads(DBState):
                     hi = h >> 32
                     lo = h & 4095
                     reader = self._tables.reader
+                    first = None  # the first table looked in: charged a seek if another follows
+                    charged = False
                     for f in version.levels[0]:
                         if f.smallest <= key <= f.largest:
+                            if first is None:
+                                first = f
+                            elif not charged:
+                                _charge_seek(version, first)
+                                charged = True
                             t = f.reader or reader(f)
                             b = t.bloom
                             if b is not None:
@@ -110,6 +118,11 @@ class Reads(DBState):
                             f = files[i]
                             if key < f.smallest:
                                 continue
+                            if first is None:
+                                first = f
+                            elif not charged:
+                                _charge_seek(version, first)
+                                charged = True
                             t = f.reader or reader(f)
                             b = t.bloom
                             if b is not None:
@@ -416,8 +429,15 @@ class Reads(DBState):
         checked = useful = 0
         r = None
         reader = self._tables.reader
+        first = None  # as in get: the first table looked in, charged a seek if another follows
+        charged = False
         for f in version.levels[0]:
             if f.smallest <= key <= f.largest:
+                if first is None:
+                    first = f
+                elif not charged:
+                    _charge_seek(version, first)
+                    charged = True
                 t = f.reader or reader(f)
                 checked += 1
                 b = t.bloom
@@ -442,6 +462,11 @@ class Reads(DBState):
                 f = files[i]
                 if key < f.smallest:
                     continue
+                if first is None:
+                    first = f
+                elif not charged:
+                    _charge_seek(version, first)
+                    charged = True
                 t = f.reader or reader(f)
                 checked += 1
                 b = t.bloom
@@ -644,6 +669,18 @@ class Reads(DBState):
         with self._views_mu:
             self._views.discard(view)
         self._obsolete_due = True
+
+
+def _charge_seek(version: Version, f: FileMeta) -> None:
+    """A point read looked in ``f`` first and then in another table: count
+    one of ``f``'s allowed seeks, and once they are used up name it the
+    version's ``seek_file`` (LevelDB's seek compaction, lsm.compaction.pick_seek;
+    the compaction thread notices within its one-second wait). No lock: a
+    race between readers loses a count, which only delays the compaction."""
+    n = f.allowed_seeks - 1
+    f.allowed_seeks = n
+    if n <= 0 and version.seek_file is None:
+        version.seek_file = f
 
 
 def _probe(t, keys: list[bytes], hashes: list[int], a: int, b: int, found: dict) -> None:

@@ -41,13 +41,15 @@ MANIFEST_ROLL_BYTES = 4 << 20  # write a fresh snapshot manifest past this size
 
 
 class Version:
-    """The table files of each level at one moment. Immutable.
+    """The table files of each level at one moment. Immutable, but for the
+    ``seek_file`` hint.
 
     L0 files may overlap and are ordered newest first (by ``max_seq``); each
     deeper level is sorted by ``smallest`` with no two files overlapping.
     """
 
-    __slots__ = ("levels", "_largest", "smallest", "deep_levels", "deep", "rd_files", "_frags", "__weakref__")
+    __slots__ = ("levels", "_largest", "smallest", "deep_levels", "deep", "rd_files", "_frags", "seek_file",
+                 "__weakref__")
 
     def __init__(self, levels: list[list[FileMeta]]) -> None:
         self.levels = levels
@@ -61,6 +63,9 @@ class Version:
         # the tables holding range tombstones, and (built on first use) their fragments
         self.rd_files = [f for lvl in levels for f in lvl if f.range_dels]
         self._frags: Fragments | None = None
+        # The one mutable hint: a table whose allowed seeks point reads used
+        # up (set by a reader, without a lock; read by the compaction picker).
+        self.seek_file: FileMeta | None = None
 
     def fragments(self) -> Fragments | None:
         """Every range tombstone of this version's tables (the manifest's

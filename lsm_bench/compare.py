@@ -676,6 +676,11 @@ class Session:
                             self.runs.append(error_record(wl, name, rnd, exc))
                             broken.add((wl, name))
                 self.round_line("reads", rnd, order, workloads)
+            for name, o in opened.items():
+                try:
+                    self.databases[name]["stats_after"] = o.db.stats()
+                except Exception as exc:  # stats are informative only
+                    self.databases[name]["stats_after"] = {"error": repr(exc)}
         finally:
             for o in opened.values():
                 o.close()

@@ -271,14 +271,17 @@ def _database_section(report: Report, engines: list[str]) -> list[str]:
         warm = info.get("warm") or {}
         gets = warm.get("gets") or 0
         warm_us = warm.get("cpu_seconds", 0) / gets * 1e6 if gets else None
+        after = info.get("stats_after")
         rows.append([e, _sec(info.get("load_seconds")), _sec(info.get("settle_seconds")),
                      _mb(info.get("disk_bytes")), f"{gets:,}", fmt_us(warm_us),
-                     shape_text(e, info.get("stats"))])
+                     shape_text(e, info.get("stats")), shape_text(e, after) if after else ""])
     return ["", "## Read databases (loaded once, untimed)", "",
             "Load: wall seconds to write every key; settle: wall seconds of the settling step; "
-            "warm-up: random gets before round 1 (thread CPU us per get).", ""] + md_table(
-        ["engine", "load s", "settle s", "disk MB", "warm-up gets", "us/get", "shape"], rows,
-        right_from=1, right_to=6)
+            "warm-up: random gets before round 1 (thread CPU us per get). Shape after the reads: "
+            "the engines' own compactions (LevelDB's and lsm's seek compactions) may change it "
+            "while the rounds run.", ""] + md_table(
+        ["engine", "load s", "settle s", "disk MB", "warm-up gets", "us/get", "shape after settling",
+         "shape after the reads"], rows, right_from=1, right_to=6)
 
 
 def _per_round_section(report: Report, engines: list[str], peers: list[str],

@@ -268,6 +268,7 @@ def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: l
                 counters["dropped"] = counters.get("dropped", 0) + 1
             continue
         last_stripe = stripe
+        # keys.split_ttl, inlined (the expiry only)
         if stripe == 0 and (kind == DELETE or (kind == PUT_TTL and _F64.unpack_from(value)[0] <= now)) \
                 and is_bottommost(key):
             dropped_rest = True

@@ -32,16 +32,10 @@ from .options import Options
 from .rangedel import Fragments, clip, key_successor
 from .sstable import TableWriter
 
-__all__ = ["ColumnTables", "FlushJob", "build_memtable", "drop_obsolete", "drop_range_dels", "meta_from_props",
-           "run_flush", "write_tables"]
+__all__ = ["ColumnTables", "FlushJob", "build_memtable", "drop_obsolete", "drop_range_dels", "run_flush",
+           "write_tables"]
 
 _F64 = struct.Struct("<d")
-
-
-def meta_from_props(number: int, props: dict) -> FileMeta:
-    """The manifest's record of a table, from what ``TableWriter.finish`` returned."""
-    return FileMeta(number, props["file_size"], props["entries"], props["smallest"], props["largest"],
-                    props["min_seq"], props["max_seq"], range_dels=props.get("range_dels", ()))
 
 
 def _new_writer(fs: FileSystem, dbpath: str, number: int, options: Options) -> TableWriter:
@@ -83,7 +77,7 @@ def write_tables(fs: FileSystem, dbpath: str, entries: Iterable[tuple[bytes, int
         assert writer is not None
         for start, end, seq_ in clip(range_dels, lower, upper):
             writer.add_range_del(start, end, seq_)
-        metas.append(meta_from_props(numbers[-1], writer.finish()))
+        metas.append(FileMeta.from_props(numbers[-1], writer.finish()))
         writer = None
         lower = upper
 
@@ -157,7 +151,7 @@ class ColumnTables:
     def _finish(self) -> None:
         w, self.writer = self.writer, None
         if w is not None:
-            self.metas.append(meta_from_props(self.numbers[-1], w.finish()))
+            self.metas.append(FileMeta.from_props(self.numbers[-1], w.finish()))
 
     def __enter__(self) -> ColumnTables:
         return self
@@ -274,6 +268,7 @@ def drop_obsolete(entries: Iterable[tuple[bytes, int, int, bytes]], snapshots: l
                 counters["dropped"] = counters.get("dropped", 0) + 1
             continue
         last_stripe = stripe
+        # keys.split_ttl, inlined (the expiry only)
         if stripe == 0 and (kind == DELETE or (kind == PUT_TTL and _F64.unpack_from(value)[0] <= now)) \
                 and is_bottommost(key):
             dropped_rest = True

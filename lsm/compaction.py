@@ -541,6 +541,7 @@ def _drop_dead(keys: list, tags: list, values: list, now: float) -> tuple[list, 
     low = array("Q", tags).tobytes()[0 if sys.byteorder == "little" else 7::8]  # each tag's kind
     if DELETE not in low and PUT_TTL not in low:
         return keys, tags, values
+    # keys.split_ttl, inlined (the expiry only)
     keep = [k != DELETE and (k != PUT_TTL or _F64.unpack_from(v)[0] > now) for k, v in zip(low, values)]
     return (list(compress(keys, keep)), list(compress(tags, keep)), list(compress(values, keep)))
 

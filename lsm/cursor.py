@@ -27,7 +27,8 @@ key, ``next()`` after moving backward forward sources above it.
 
 The DB creates cursors (``DB.cursor``, ``Snapshot.cursor``); this module
 calls back into it only through ``_window_sources``, ``_get_entry``,
-``_tables``, ``_closed``/``_closed_error`` and ``_release_view``.
+``_tables``, ``_closed``/``_closed_error`` and ``_release_view``, the
+members :class:`lsm.snapshot.CursorOwner` declares.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from .keys import MAX_KEY_BYTES, check_key
 
 if TYPE_CHECKING:  # annotations only
     from .manifest import FileMeta
-    from .snapshot import Entry, View
+    from .snapshot import CursorOwner, Entry, View
 
 __all__ = ["Cursor", "cursor_bounds"]
 
@@ -99,7 +100,7 @@ class Cursor:
     __slots__ = ("_db", "_view", "_owned", "_lower", "_upper", "_now", "_keys", "_values", "_i", "_gen",
                  "_resume", "_reverse", "_closed", "__weakref__")
 
-    def __init__(self, db: Any, view: View, lower: bytes, upper: bytes | None, now: float, owned: bool) -> None:
+    def __init__(self, db: CursorOwner, view: View, lower: bytes, upper: bytes | None, now: float, owned: bool) -> None:
         self._db = db
         self._view = view
         self._owned = owned  # release the view at close (a DB's cursor; a snapshot's keeps it)
@@ -150,6 +151,7 @@ class Cursor:
         except IndexError:
             raise self._invalid("entry") from None
         view = self._view
+        assert view.sv is not None  # a cursor's view pins its super version
         e = self._db._get_entry(view.sv, key, view.seq, now=self._now)
         if e is None:  # cannot happen: the same view and clock found the key live
             raise AssertionError(f"cursor key {key!r} has no entry in its own view")
@@ -301,6 +303,7 @@ class Cursor:
             return self._unposition()
         view = self._view
         self._resume = None
+        assert view.sv is not None  # a cursor's view pins its super version
         self._gen = merge_windows(_seek_sources(self._db._window_sources(view.sv, view.seq, lo, upper, False,
                                                                          self._now)), False)
         return self._pull()
@@ -313,6 +316,7 @@ class Cursor:
             return self._unposition()
         view = self._view
         self._resume = None
+        assert view.sv is not None  # a cursor's view pins its super version
         self._gen = merge_windows(_seek_sources(self._db._window_sources(view.sv, view.seq, lower, hi, True,
                                                                          self._now)), True)
         return self._pull()

@@ -6,19 +6,16 @@ re-exports every public name, which is where users find them.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .keys import PUT_TTL, TTL_PREFIX_BYTES, Kind
+from .keys import PUT_TTL, TTL_PREFIX_BYTES, Kind, split_ttl
 
 if TYPE_CHECKING:
     from .manifest import FileMeta
 
 __all__ = ["BlockInfo", "BloomInfo", "Damage", "EditInfo", "Finding", "ManifestInfo", "RepairReport",
            "TableEntry", "TableFile", "TableInfo", "WalOp", "kind_name"]
-
-_F64 = struct.Struct("<d")
 
 
 @dataclass(frozen=True)
@@ -205,5 +202,6 @@ def kind_name(kind: int) -> str:
 
 def _user_value(kind: int, stored: bytes) -> tuple[bytes, float | None]:
     if kind == PUT_TTL and len(stored) >= TTL_PREFIX_BYTES:
-        return stored[TTL_PREFIX_BYTES:], _F64.unpack_from(stored)[0]
+        expires_at, value = split_ttl(stored)
+        return value, expires_at
     return stored, None

@@ -226,8 +226,8 @@ class TableFileWriter:
         if w is None:
             return
         props = w.finish()  # fsyncs and closes
-        self._infos.append(TableFileInfo(self._finals[len(self._infos)], props["smallest"], props["largest"],
-                                         props["entries"], props["file_size"], props["deletions"]))
+        self._infos.append(TableFileInfo(self._finals[len(self._infos)], props.smallest, props.largest,
+                                         props.entries, props.file_size, props.deletions))
 
     # -- the end ----------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 
-from .keys import DELETE, PUT, PUT_TTL
+from .keys import DELETE, PUT, PUT_TTL, split_ttl
 from .rangedel import Visible
 
 __all__ = ["EAGER_BLOCKS", "TOMB", "MemWindows", "TableWindows", "WINDOW", "merge", "merge_parts", "merge_windows",
@@ -78,7 +78,7 @@ def resolve(keys: Sequence[bytes], tags: Sequence[int], values: Sequence[bytes],
         elif kind == DELETE:
             out_v.append(TOMB)
         elif kind == PUT_TTL:
-            out_v.append(v[8:] if _F64.unpack_from(v)[0] > now else TOMB)
+            out_v.append(v[8:] if _F64.unpack_from(v)[0] > now else TOMB)  # keys.split_ttl, inlined
         else:
             raise AssertionError(f"unknown entry kind {kind}")
     return out_k, out_v
@@ -104,7 +104,7 @@ def resolve_masked(keys: Sequence[bytes], tags: Sequence[int], values: Sequence[
         elif kind == DELETE:
             out_v.append(TOMB)
         elif kind == PUT_TTL:
-            out_v.append(v[8:] if _F64.unpack_from(v)[0] > now else TOMB)
+            out_v.append(v[8:] if _F64.unpack_from(v)[0] > now else TOMB)  # keys.split_ttl, inlined
         else:
             raise AssertionError(f"unknown entry kind {kind}")
     vis.mask(out_k, out_s, out_v, TOMB)
@@ -250,7 +250,7 @@ def resolve_mem(mem, keys: list[bytes], seq: int, now: float,
         elif kind == DELETE:
             out_v.append(TOMB)
             tomb = True
-        elif _F64.unpack_from(v[1])[0] > now:
+        elif _F64.unpack_from(v[1])[0] > now:  # keys.split_ttl, inlined
             out_v.append(v[1][8:])
         else:
             out_v.append(TOMB)
@@ -484,8 +484,9 @@ def visible(entries: Iterable[tuple], seq: int, now: float, reverse: bool,
         if kind == PUT:
             yield key if keys_only else (key, value)
         elif kind == PUT_TTL:
-            if _F64.unpack_from(value)[0] > now:
-                yield key if keys_only else (key, value[8:])
+            expires, user_value = split_ttl(value)
+            if expires > now:
+                yield key if keys_only else (key, user_value)
         elif kind != DELETE:
             raise AssertionError(f"unknown entry kind {kind}")
 

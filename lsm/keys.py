@@ -9,12 +9,13 @@ the memtable, the WAL and SSTables unchanged.
 
 from __future__ import annotations
 
+import struct
 from enum import IntEnum
 
 from .errors import Error
 
 __all__ = ["DELETE", "Kind", "MAX_KEY_BYTES", "MAX_SEQUENCE", "MAX_VALUE_BYTES", "PUT", "PUT_TTL", "RANGE_DELETE",
-           "TTL_PREFIX_BYTES", "check_key", "check_value"]
+           "TTL_PREFIX_BYTES", "check_key", "check_value", "join_ttl", "split_ttl"]
 
 
 class Kind(IntEnum):
@@ -38,6 +39,30 @@ MAX_SEQUENCE = (1 << 56) - 1  # seq and kind share one u64 in SSTable blocks: se
 MAX_KEY_BYTES = 65535  # keys are length-prefixed with a u16 in SSTable blocks
 MAX_VALUE_BYTES = 256 << 20  # values up to 256 MiB (doc/format.md)
 TTL_PREFIX_BYTES = 8
+
+_F64 = struct.Struct("<d")
+
+
+def join_ttl(expires_at: float, value: bytes) -> bytes:
+    """The stored value of a ``PUT_TTL`` entry: ``expires_at:f64le + value``
+    (``batch.encode_ttl_value``, on every put with a ttl, inlines it).
+
+    >>> split_ttl(join_ttl(1.5, b"v"))
+    (1.5, b'v')
+    """
+    return _F64.pack(expires_at) + value
+
+
+def split_ttl(stored: bytes) -> tuple[float, bytes]:
+    """``(expires_at, user value)`` of a ``PUT_TTL`` entry's stored value.
+
+    Raises struct.error if ``stored`` is shorter than ``TTL_PREFIX_BYTES``
+    (batch decoding refuses such a value; a table could only hold one if
+    damaged). The hot read paths (``Reads.get``, the scan windows in
+    lsm/iterators.py, compaction's drop checks) inline this, marked
+    ``# keys.split_ttl, inlined``.
+    """
+    return _F64.unpack_from(stored)[0], stored[TTL_PREFIX_BYTES:]
 
 _BYTES_TYPES = (bytes, bytearray, memoryview)
 

@@ -28,7 +28,7 @@ from .fs import FileSystem
 from .record import EDIT, RecordWriter, iter_records
 
 if TYPE_CHECKING:  # annotations only
-    from .sstable import TableReader
+    from .sstable import TableProps, TableReader
 
 __all__ = ["FORMAT_VERSION", "KNOWN_VERSIONS", "FileMeta", "ManifestWriter", "VersionEdit", "install_current",
            "read_current", "read_manifest"]
@@ -109,6 +109,27 @@ class FileMeta:
         # compacting 16 KiB does, so a table is worth compacting after
         # size / 16 KiB of them (at least 100).
         self.allowed_seeks = max(SEEK_MIN, size // SEEK_BYTES)
+
+    @classmethod
+    def from_props(cls, number: int, props: TableProps) -> FileMeta:
+        """The record of table ``number``, from what ``TableWriter.finish`` returned."""
+        return cls(number, props.file_size, props.entries, props.smallest, props.largest,
+                   props.min_seq, props.max_seq, range_dels=props.range_dels)
+
+    def to_wire(self) -> list:
+        """JSON-friendly values for the worker protocol (lsm/worker.py):
+        ``[number, size, entries, smallest_hex, largest_hex, min_seq, max_seq,
+        [[start_hex, end_hex, seq]]]``. ``global_seq`` is not carried: only
+        tables a job wrote cross, and those have none. :meth:`from_wire` reads it."""
+        return [self.number, self.size, self.entries, self.smallest.hex(), self.largest.hex(),
+                self.min_seq, self.max_seq, [[a.hex(), b.hex(), q] for a, b, q in self.range_dels]]
+
+    @classmethod
+    def from_wire(cls, w: list) -> FileMeta:
+        """The inverse of :meth:`to_wire`."""
+        n, size, entries, sm, lg, mn, mx, rd = w
+        return cls(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx,
+                   range_dels=tuple((bytes.fromhex(a), bytes.fromhex(b), q) for a, b, q in rd))
 
     def __repr__(self) -> str:
         return (f"FileMeta(#{self.number}, {self.size}B, {self.entries} entries, "

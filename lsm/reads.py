@@ -24,7 +24,7 @@ from .cursor import Cursor, cursor_bounds
 from .dbstate import DBState
 from .errors import DiskError
 from .iterators import MemWindows, TableWindows, merge_windows, prefix_successor, read_range
-from .keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, check_key
+from .keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, check_key, split_ttl
 from .manifest import FileMeta
 from .rangedel import Visible
 from .snapshot import Entry, ScanChunks, ScanIterator, Snapshot, SuperVersion, View
@@ -147,7 +147,7 @@ class Reads(DBState):
         if kind == DELETE:
             return default
         value = r[1]
-        if _F64.unpack_from(value)[0] > self._now():
+        if _F64.unpack_from(value)[0] > self._now():  # keys.split_ttl, inlined
             return value[8:]
         return default
 
@@ -178,6 +178,7 @@ class Reads(DBState):
                 return r[1]  # type: ignore[index]
             if kind == DELETE:
                 return default
+            # keys.split_ttl, inlined
             return r[1][8:] if _F64.unpack_from(r[1])[0] > self._now() else default  # type: ignore[index]
         finally:
             self._metrics.record("get", _clock() - t, n=_SAMPLE_EVERY)  # type: ignore[union-attr]
@@ -271,7 +272,7 @@ class Reads(DBState):
                     break
                 found.update(got)
         now = self._now()
-        unpack = _F64.unpack_from
+        unpack = _F64.unpack_from  # keys.split_ttl, inlined below
         ranged = sv.range_dels or sv.mem.range_dels
         values: dict[bytes, bytes] = {}
         for k, (tag, v) in found.items():
@@ -377,10 +378,10 @@ class Reads(DBState):
             return None
         if kind == PUT:
             return Entry(value, tag >> 8, None)
-        expires = _F64.unpack_from(value)[0]
+        expires, user_value = split_ttl(value)
         if expires <= (self._now() if now is None else now):
             return None
-        return Entry(value[8:], tag >> 8, expires)
+        return Entry(user_value, tag >> 8, expires)
 
     def _range_deleted(self, sv: SuperVersion, key: bytes, seq: int, version: int) -> bool:
         """Whether a range tombstone of ``sv`` visible at ``seq`` hides the

@@ -4,9 +4,11 @@
 
 A view pins its super version: its memtables and its ``Version`` stay alive,
 so the tables it reads are not deleted while it is open (doc/design.md#read-path).
-These classes call back into the DB only through ``_get_entry``,
+``Snapshot`` calls back into the DB only through ``_get_entry``,
 ``_scan``, ``_scan_range``, ``_read_range``, ``_scan_chunks``,
-``_snapshot_cursor`` and ``_release_view``.
+``_snapshot_cursor`` and ``_release_view``. A scan is handed its merged
+source already built, and a ``release`` callable; what it and a cursor ask
+of the DB itself is declared by :class:`ScanOwner` and :class:`CursorOwner`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, overload
 
 from .errors import ClosedError
 from .keys import check_key
@@ -23,10 +25,11 @@ from .memtable import Memtable
 from .rangedel import Fragments
 from .version import Version
 
-if TYPE_CHECKING:  # annotations only: cursor sits above snapshot
+if TYPE_CHECKING:  # annotations only: cursor sits above snapshot, tablecache beside it
     from .cursor import Cursor
+    from .tablecache import TableCache
 
-__all__ = ["Entry", "ScanIterator", "Snapshot", "SuperVersion", "View"]
+__all__ = ["CursorOwner", "Entry", "ScanIterator", "ScanOwner", "Snapshot", "SuperVersion", "View"]
 
 
 class SuperVersion:
@@ -235,6 +238,33 @@ class _Raiser:
         raise ClosedError(str(self.error))
 
 
+class ScanOwner(Protocol):
+    """What a scan (:class:`ScanChunks`) asks of the DB it reads: whether the
+    DB is closed, checked once per chunk, and the error that then ends the
+    scan. Its entries come from a source built before it starts."""
+
+    _closed: bool
+
+    def _closed_error(self) -> ClosedError: ...
+
+
+class CursorOwner(ScanOwner, Protocol):
+    """What a :class:`lsm.Cursor` asks of the DB it reads: besides closure,
+    the window sources it merges from each seek, the table readers its seek
+    chunks read, a point read for ``Cursor.entry``, and the release of its
+    view when it closes."""
+
+    _tables: TableCache
+
+    def _window_sources(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes | None, reverse: bool,
+                        now: float | None = None) -> list: ...
+
+    def _get_entry(self, sv: SuperVersion, key: bytes, seq: int, count: int = 0,
+                   now: float | None = None) -> Entry[bytes] | None: ...
+
+    def _release_view(self, view: View) -> None: ...
+
+
 _OPEN, _EXHAUSTED, _CLOSED = 0, 1, 2
 
 
@@ -250,7 +280,8 @@ class ScanChunks:
 
     __slots__ = ("db", "gen", "keys_only", "current", "state", "release", "raiser", "__weakref__")
 
-    def __init__(self, db: Any, gen: Iterator[tuple[list, Sequence]], keys_only: bool, release) -> None:
+    def __init__(self, db: ScanOwner, gen: Iterator[tuple[list, Sequence]], keys_only: bool,
+                 release: Callable[[], None] | None) -> None:
         self.db = db
         self.gen = gen
         self.keys_only = keys_only

@@ -12,8 +12,9 @@ Protocol (one JSON object per line, over the child's stdin/stdout):
                    "first_number", "reserved", "split", "global_seqs": [[n, seq]]}
     flush    := {"job": "flush", "dbpath", "options", "snapshots", "first_number", "reserved",
                  "payload_bytes": n}, followed by n bytes: Memtable.export()
-    response := {"ok": true, "metas": [[number, size, entries, smallest_hex, largest_hex,
-                                         min_seq, max_seq, [[start_hex, end_hex, seq]]]], "dropped": n}
+    response := {"ok": true, "metas": [FileMeta.to_wire()], "dropped": n}
+                (a FileMeta as [number, size, entries, smallest_hex, largest_hex,
+                 min_seq, max_seq, [[start_hex, end_hex, seq]]])
               | {"ok": false, "type": "CorruptionError" | "DiskError" | "Error",
                  "message", "path", "offset", "errno"}
 
@@ -128,9 +129,7 @@ def main() -> None:
             else:
                 metas, dropped = run_job(fs, job)
             resp = {"ok": True, "dropped": dropped,
-                    "metas": [[m.number, m.size, m.entries, m.smallest.hex(), m.largest.hex(),
-                               m.min_seq, m.max_seq, [[a.hex(), b.hex(), q] for a, b, q in m.range_dels]]
-                              for m in metas]}
+                    "metas": [m.to_wire() for m in metas]}
         except CorruptionError as e:
             resp = {"ok": False, "type": "CorruptionError", "message": e.reason, "path": e.path,
                     "offset": e.offset}
@@ -210,9 +209,7 @@ class CompactionWorker:
                 raise WorkerUnavailable(f"worker failed (exit {proc.returncode}): {err}")
         resp = json.loads(line)
         if resp["ok"]:
-            metas = [FileMeta(n, size, entries, bytes.fromhex(sm), bytes.fromhex(lg), mn, mx,
-                              range_dels=tuple((bytes.fromhex(a), bytes.fromhex(b), q) for a, b, q in rd))
-                     for n, size, entries, sm, lg, mn, mx, rd in resp["metas"]]
+            metas = [FileMeta.from_wire(m) for m in resp["metas"]]
             return metas, resp["dropped"]
         if resp["type"] == "CorruptionError":
             raise CorruptionError(resp["path"], resp["offset"], resp["message"])

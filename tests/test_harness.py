@@ -46,11 +46,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lsm
-from lsm.builder import meta_from_props
 from lsm.iterators import MemWindows, TableWindows, merge_parts, merge_windows, prefix_successor, read_range, resolve
 from lsm.keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, PUT, PUT_TTL
+from lsm.manifest import FileMeta
 from lsm.memtable import Memtable
-from lsm.sstable import TableReader, TableWriter
+from lsm.sstable import TableProps, TableReader, TableWriter
 from lsm.sstable.block import block_layout, encode_data_block, read_entries
 from v1format import write_v1_table
 
@@ -358,10 +358,10 @@ class TableLayer(Layer):
             self.reader = TableReader(MemFile(data=bytes(f.buf), mapped=True), 7)
             assert self.reader.buf is not None  # searched in place
         p = self.reader.props
-        self.meta = meta_from_props(7, dict(p, file_size=self.reader.file_size))
+        self.meta = FileMeta.from_props(7, TableProps.from_block(p, self.reader.file_size))
         self.meta.reader = self.reader
         if version == 2:
-            assert (props["entries"], props["smallest"], props["largest"]) == (len(entries), p["smallest"],
+            assert (props.entries, props.smallest, props.largest) == (len(entries), p["smallest"],
                                                                               p["largest"])
 
     def version(self, key: bytes, seq: int):

@@ -20,7 +20,6 @@ from bisect import bisect_left
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lsm.builder import meta_from_props
 from lsm.iterators import (
     TOMB,
     MemWindows,
@@ -35,9 +34,10 @@ from lsm.iterators import (
     visible,
 )
 from lsm.keys import DELETE, PUT, PUT_TTL
+from lsm.manifest import FileMeta
 from lsm.memtable import Memtable
 from lsm.rangedel import Fragments, Visible
-from lsm.sstable import TableReader, TableWriter
+from lsm.sstable import TableProps, TableReader, TableWriter
 
 NOW = 1000.0
 LIVE = struct.pack("<d", NOW + 500)  # a TTL that has not expired at NOW
@@ -126,7 +126,7 @@ def table(entries) -> object:
     w.finish()
     number = next(_numbers)
     r = TableReader(MemFile(bytes(f.buf)), number)
-    meta = meta_from_props(number, dict(r.props, file_size=r.file_size))
+    meta = FileMeta.from_props(number, TableProps.from_block(r.props, r.file_size))
     meta.reader = r
     return meta
 

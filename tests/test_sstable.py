@@ -20,7 +20,8 @@ from lsm.coding import checksum
 from lsm.errors import CorruptionError
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, MAX_KEY_BYTES, MAX_SEQUENCE, MAX_VALUE_BYTES, PUT, PUT_TTL
-from lsm.sstable import TableReader, TableWriter
+from lsm.manifest import FileMeta
+from lsm.sstable import TableProps, TableReader, TableWriter
 from lsm.sstable.block import (
     IndexBlock,
     block_layout,
@@ -105,7 +106,7 @@ def write_table(entries: list[Entry], **kw) -> bytes:
     for key, seq, kind, value in entries:
         w.add(key, seq, kind, value)
     props = w.finish()
-    assert f.synced and f.closed and props["file_size"] == len(f.buf)
+    assert f.synced and f.closed and props.file_size == len(f.buf)
     return bytes(f.buf)
 
 
@@ -500,6 +501,27 @@ def test_props_round_trip_and_unknown_names_ignored() -> None:
     assert decode_props(extra, PATH, 0) == p
 
 
+def test_table_props_hold_what_the_block_holds() -> None:
+    p = _props(range_deletions=2, external=1)
+    t = TableProps.from_block(p, 99, ((b"a", b"c", 4),))
+    assert t.extra == (("external", 1),) and t.file_size == 99 and t.range_dels == ((b"a", b"c", 4),)
+    assert t.block_props() == p
+    assert decode_props(encode_props(t.block_props()), PATH, 0) == p
+
+
+def test_finish_returns_what_the_table_reads_back_and_the_manifest_records() -> None:
+    f = MemFile()
+    w = TableWriter(f, extra_props={"external": 1})
+    w.add(b"k", 3, PUT, b"v")
+    w.add_range_del(b"a", b"c", 9)
+    props = w.finish()
+    r = open_table(bytes(f.buf))
+    assert props.block_props() == r.props and props.file_size == len(f.buf)
+    assert TableProps.from_block(r.props, r.file_size, tuple(r.range_dels)) == props
+    m = FileMeta.from_props(12, props)
+    assert m == FileMeta(12, len(f.buf), 1, b"a", b"k", 3, 9, range_dels=((b"a", b"c", 9),))
+
+
 @pytest.mark.parametrize("case", ["missing", "bad-lp", "non-ascii", "int-trailing", "int-empty"])
 def test_props_malformed_raises(case: str) -> None:
     good = encode_props(_props())
@@ -581,7 +603,7 @@ def test_table_on_real_files_is_mapped(tmp_path) -> None:
     for e in entries:
         w.add(*e)
     props = w.finish()
-    assert props["file_size"] == fs.file_size(path)
+    assert props.file_size == fs.file_size(path)
     r = TableReader(fs.open_readable(path), 7)
     assert r.buf is not None  # an mmap
     assert list(r.iter_entries()) == entries
@@ -610,8 +632,9 @@ def test_range_tombstones_widen_the_table_and_are_read_back() -> None:
     w.add_range_del(b"c", b"k", 7)
     w.add_range_del(b"p", b"z", 2)
     props = w.finish()
-    assert (props["smallest"], props["largest"], props["range_deletions"]) == (b"c", b"z", 2)
-    assert (props["min_seq"], props["max_seq"]) == (2, 7)
+    assert (props.smallest, props.largest, props.range_deletions) == (b"c", b"z", 2)
+    assert (props.min_seq, props.max_seq) == (2, 7)
+    assert props.range_dels == ((b"c", b"k", 7), (b"p", b"z", 2))
     r = open_table(bytes(f.buf))
     assert r.range_dels == [(b"c", b"k", 7), (b"p", b"z", 2)] and not r.plain
     assert r.get(b"m", 10) == (5, PUT, b"v")

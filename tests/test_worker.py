@@ -5,6 +5,7 @@ nothing is lost)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import struct
@@ -21,6 +22,7 @@ from lsm.errors import Error
 from lsm.filenames import make_table_name
 from lsm.fs import OsFileSystem
 from lsm.keys import DELETE, PUT, PUT_TTL
+from lsm.manifest import FileMeta
 from lsm.memtable import Memtable
 from lsm.options import Options
 from lsm.sstable import TableReader
@@ -77,6 +79,19 @@ def test_flush_request_round_trips_and_a_short_payload_is_refused():
     assert got.options == Options()
     with pytest.raises(EOFError):
         decode_request(line, lambda n: payload[:-1])
+
+
+_keys = st.binary(max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 1 << 40), st.integers(0, 1 << 40), st.integers(0, 1 << 30), _keys, _keys,
+       st.integers(0, (1 << 56) - 1), st.integers(0, (1 << 56) - 1),
+       st.lists(st.tuples(_keys, _keys, st.integers(0, (1 << 56) - 1)), max_size=3))
+def test_file_meta_crosses_the_worker_protocol_unchanged(number, size, entries, lo, hi, mn, mx, dels):
+    m = FileMeta(number, size, entries, lo, hi, mn, mx, range_dels=tuple(dels))
+    wire = json.loads(json.dumps(m.to_wire()))  # as the response line carries it
+    assert FileMeta.from_wire(wire) == m
 
 
 @settings(max_examples=40, deadline=None)

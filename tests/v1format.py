@@ -15,7 +15,7 @@ from lsm.manifest import FileMeta
 from lsm.sstable.block import encode_index_block
 from lsm.sstable.bloom import build_classic
 from lsm.sstable.format import MAGIC, BlockHandle, encode_block_record, new_compressor
-from lsm.sstable.props import encode_props
+from lsm.sstable.props import TableProps, encode_props
 from lsm.sstable.writer import TableWriter
 
 _U32 = struct.Struct("<I")
@@ -37,6 +37,12 @@ def encode_v1_footer(index: BlockHandle, filt: BlockHandle, props: BlockHandle) 
 def write_v1_table(entries, *, block_bytes: int = 16 << 10, bloom_bits_per_key: int = 10,
                    compression: str = "zstd") -> bytes:
     """The bytes of a format 1 table of ``(key, seq, kind, value)`` in table order."""
+    return _v1_table(entries, block_bytes=block_bytes, bloom_bits_per_key=bloom_bits_per_key,
+                     compression=compression)[0]
+
+
+def _v1_table(entries, *, block_bytes: int, bloom_bits_per_key: int, compression: str) -> tuple[bytes, dict]:
+    """The bytes of a format 1 table and the values of its properties block."""
     out = bytearray()
     comp = new_compressor() if compression == "zstd" else None
     index_keys, handles, filter_keys = [], [], []
@@ -88,7 +94,7 @@ def write_v1_table(entries, *, block_bytes: int = 16 << 10, bloom_bits_per_key: 
     ph = put_block(encode_props(props), False)
     ih = put_block(encode_index_block(index_keys, handles), False)
     out.extend(encode_v1_footer(ih, filt, ph))
-    return bytes(out)
+    return bytes(out), props
 
 
 def v1_meta(number: int, data: bytes, entries) -> FileMeta:
@@ -128,7 +134,7 @@ class V1TableWriter:
     def add_range_del(self, start: bytes, end: bytes, seq: int) -> None:
         self.range_dels.append((start, end, seq))
 
-    def finish(self) -> dict:
+    def finish(self) -> TableProps:
         if self.range_dels:
             w = TableWriter(self.file, block_bytes=self.block_bytes, bloom_bits_per_key=self.bloom_bits_per_key,
                             compression=self.compression)
@@ -137,14 +143,12 @@ class V1TableWriter:
             for d in self.range_dels:
                 w.add_range_del(*d)
             return w.finish()
-        data = write_v1_table(self.entries, block_bytes=self.block_bytes,
-                              bloom_bits_per_key=self.bloom_bits_per_key, compression=self.compression)
+        data, props = _v1_table(self.entries, block_bytes=self.block_bytes,
+                                bloom_bits_per_key=self.bloom_bits_per_key, compression=self.compression)
         self.file.write(data)
         self.file.sync()
         self.file.close()
-        seqs = [e[1] for e in self.entries]
-        return {"file_size": len(data), "entries": len(self.entries), "smallest": self.entries[0][0],
-                "largest": self.entries[-1][0], "min_seq": min(seqs), "max_seq": max(seqs)}
+        return TableProps.from_block(props, len(data))
 
     def abandon(self) -> None:
         try:

@@ -4,7 +4,8 @@
 iteration from one. Both live in their own modules; this package re-exports them.
 """
 
+from .props import TableProps
 from .reader import TableReader
 from .writer import TableWriter
 
-__all__ = ["TableReader", "TableWriter"]
+__all__ = ["TableProps", "TableReader", "TableWriter"]

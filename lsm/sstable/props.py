@@ -10,11 +10,14 @@ not know, so adding a property does not need a format version bump.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+
 from ..coding import DecodeError, decode_varint, encode_varint, get_length_prefixed, put_length_prefixed
 from ..errors import CorruptionError
 
-__all__ = ["BYTES_PROPS", "EXTERNAL_PROP", "FLAG_PROPS", "INT_PROPS", "OPTIONAL_INT_PROPS", "decode_props",
-           "encode_props"]
+__all__ = ["BYTES_PROPS", "EXTERNAL_PROP", "FLAG_PROPS", "INT_PROPS", "OPTIONAL_INT_PROPS", "TableProps",
+           "decode_props", "encode_props"]
 
 INT_PROPS = ("entries", "deletions", "ttl_entries", "data_blocks", "raw_key_bytes",
              "raw_value_bytes", "data_bytes", "min_seq", "max_seq", "bloom_bits_per_key",
@@ -32,7 +35,60 @@ OPTIONAL_INT_PROPS = {"range_deletions": 0}
 FLAG_PROPS = (EXTERNAL_PROP,)
 
 
-def encode_props(props: dict[str, int | bytes]) -> bytes:
+@dataclass(frozen=True)
+class TableProps:
+    """What ``TableWriter.finish`` reports about the table it wrote: the
+    properties block's values (``INT_PROPS``, ``BYTES_PROPS``,
+    ``range_deletions`` and the ``extra`` names the writer was asked to
+    record, e.g. ``EXTERNAL_PROP``), plus two things the block does not
+    hold: the table's ``range_dels`` (for the manifest; the range-deletion
+    block holds them) and its ``file_size``.
+
+    ``lsm.manifest.FileMeta.from_props`` turns one into the manifest's record.
+    """
+
+    entries: int
+    deletions: int
+    ttl_entries: int
+    data_blocks: int
+    raw_key_bytes: int
+    raw_value_bytes: int
+    data_bytes: int
+    min_seq: int
+    max_seq: int
+    bloom_bits_per_key: int
+    compression: int
+    unique_keys: int
+    smallest: bytes
+    largest: bytes
+    range_deletions: int = 0
+    extra: tuple[tuple[str, int], ...] = ()  # further integer properties, (name, value), as written
+    range_dels: tuple[tuple[bytes, bytes, int], ...] = ()  # (start, end, seq), sorted
+    file_size: int = 0
+
+    def block_props(self) -> dict[str, int | bytes]:
+        """The values of the properties block, as ``encode_props`` takes and
+        ``decode_props`` returns them (``extra`` names override the others)."""
+        d: dict[str, int | bytes] = {name: getattr(self, name) for name in (*INT_PROPS, *BYTES_PROPS)}
+        d["range_deletions"] = self.range_deletions
+        d.update(self.extra)
+        return d
+
+    def with_file_size(self, file_size: int) -> TableProps:
+        return replace(self, file_size=file_size)
+
+    @classmethod
+    def from_block(cls, props: Mapping[str, int | bytes], file_size: int = 0,
+                   range_dels: tuple[tuple[bytes, bytes, int], ...] = ()) -> TableProps:
+        """From a decoded properties block (``decode_props``, ``TableReader.props``):
+        names that are not fields go to ``extra``."""
+        names = {f.name for f in fields(cls)} - {"extra", "range_dels", "file_size"}
+        known = {k: v for k, v in props.items() if k in names}
+        extra = tuple((k, int(v)) for k, v in props.items() if k not in names)
+        return cls(**known, extra=extra, range_dels=range_dels, file_size=file_size)  # type: ignore[arg-type]
+
+
+def encode_props(props: Mapping[str, int | bytes]) -> bytes:
     out = bytearray()
     for name in INT_PROPS:
         put_length_prefixed(out, name.encode())

@@ -36,7 +36,7 @@ from .format import (
     encode_footer,
     new_compressor,
 )
-from .props import encode_props
+from .props import TableProps, encode_props
 
 __all__ = ["TableWriter"]
 
@@ -201,10 +201,10 @@ class TableWriter:
         self._keys, self._tags, self._values = [], [], []
         self._pending = 0
 
-    def finish(self) -> dict:
+    def finish(self) -> TableProps:
         """Write the filter, properties, index and footer; fsync and close.
 
-        Returns the table's properties (see ``props.INT_PROPS``) plus ``file_size``.
+        Returns the table's properties, its range tombstones and its size.
         """
         self._flush_block()
         dels = sorted(self._range_dels, key=lambda d: (d[0], -d[2]))
@@ -220,25 +220,23 @@ class TableWriter:
             self.min_seq = min(self.min_seq, *seqs)
             self.max_seq = max(self.max_seq, *seqs)
         filt = self._write_block(build_blocked(self._filter_keys, self.bloom_bits_per_key), False)
-        props: dict = {
-            "entries": self.entries, "deletions": self.deletions, "ttl_entries": self.ttl_entries,
-            "data_blocks": len(self._index_handles), "raw_key_bytes": self.raw_key_bytes,
-            "raw_value_bytes": self.raw_value_bytes, "data_bytes": self.data_bytes,
-            "min_seq": self.min_seq if self.entries or dels else 0, "max_seq": self.max_seq,
-            "bloom_bits_per_key": self.bloom_bits_per_key, "compression": self.compression,
-            "unique_keys": len(self._filter_keys),
-            "smallest": smallest, "largest": largest, "range_deletions": len(dels),
-            **self.extra_props,
-        }
-        prop_handle = self._write_block(encode_props(props), False)
-        props["range_dels"] = tuple(dels)  # for the manifest (not a property: the range-del block holds them)
+        props = TableProps(
+            entries=self.entries, deletions=self.deletions, ttl_entries=self.ttl_entries,
+            data_blocks=len(self._index_handles), raw_key_bytes=self.raw_key_bytes,
+            raw_value_bytes=self.raw_value_bytes, data_bytes=self.data_bytes,
+            min_seq=self.min_seq if self.entries or dels else 0, max_seq=self.max_seq,
+            bloom_bits_per_key=self.bloom_bits_per_key, compression=self.compression,
+            unique_keys=len(self._filter_keys),
+            smallest=smallest, largest=largest, range_deletions=len(dels),
+            extra=tuple(self.extra_props.items()), range_dels=tuple(dels),
+        )
+        prop_handle = self._write_block(encode_props(props.block_props()), False)
         index = self._write_block(encode_index_block(self._index_keys, self._index_handles), False)
         self._out.append(encode_footer(Footer(index, filt, prop_handle, FORMAT_VERSION, range_del)))
         self._drain()
         self.file.sync()
         self.file.close()
-        props["file_size"] = self.file.size
-        return props
+        return props.with_file_size(self.file.size)
 
     def abandon(self) -> None:
         """Close without finishing (the caller deletes the file)."""

@@ -185,7 +185,7 @@ def range_bounds(sample: Iterable[bytes], npartitions: int) -> list[bytes]:
 
 def _sample_keys(rows, k: int, seed: int) -> list:
     keys = rows.keys if isinstance(rows, Columns) else [r[0] for r in rows]
-    keys = [k if type(k) is bytes else bytes(k) for k in keys] if not set(map(type, keys)) <= _BYTES else keys
+    keys = [k if type(k) is bytes else check_key(k) for k in keys] if not set(map(type, keys)) <= _BYTES else keys
     return _Rows(random.Random(seed).sample(keys, min(k, len(keys))))
 
 
@@ -338,6 +338,13 @@ def dask_build(db_or_path: DB | str | os.PathLike, data: Any, *, shared_dir: str
         if cols is None or key not in cols or value not in cols:
             raise TypeError(f"data must be a dask Bag of (key, value) pairs or a dask DataFrame with columns "
                             f"{key!r} and {value!r}, not {type(data).__name__}")
+        for col in (key, value):
+            # Dask turns object columns into strings by default (the
+            # "dataframe.convert-string" setting), decoding bytes as UTF-8.
+            if str(data[col].dtype).startswith("str"):
+                raise TypeError(f"column {col!r} holds strings ({data[col].dtype}), not bytes: build the "
+                                f"DataFrame under dask.config.set({{'dataframe.convert-string': False}}) "
+                                f"so binary columns stay bytes")
         data = data[[key, value]].to_bag(format="tuple")
     client = _client()
     if persist and client is not None:

@@ -52,6 +52,7 @@ from lsm.manifest import FileMeta
 from lsm.memtable import Memtable
 from lsm.sstable import TableProps, TableReader, TableWriter
 from lsm.sstable.block import block_layout, encode_data_block, read_entries
+from memfile import MemFile
 from v1format import write_v1_table
 
 T0 = 2_000_000_000.0  # the clock while the history is written
@@ -246,32 +247,6 @@ def probe_bounds(model: Model, rng: random.Random) -> list[tuple[bytes, bytes | 
 
 
 # --- the layers ----------------------------------------------------------------------------------
-
-class MemFile:
-    """An in-memory table file: written by TableWriter, read by TableReader
-    through ``read_at``; ``mapped`` offers ``buffer()`` as a memory map does,
-    so the reader searches its blocks in place."""
-
-    def __init__(self, path: str = "/db/000007.sst", data: bytes = b"", mapped: bool = False) -> None:
-        self.path = path
-        self.buf = bytearray(data)
-        self.size = len(data)
-        if mapped:
-            self.buffer = lambda: bytes(self.buf)
-
-    def write(self, data: bytes) -> None:
-        self.buf += data
-        self.size = len(self.buf)
-
-    def sync(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        return bytes(self.buf[offset:offset + n])
-
 
 class Layer:
     """The harness's interface. A layer implements what it can serve:

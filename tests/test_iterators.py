@@ -38,6 +38,7 @@ from lsm.manifest import FileMeta
 from lsm.memtable import Memtable
 from lsm.rangedel import Fragments, Visible
 from lsm.sstable import TableProps, TableReader, TableWriter
+from memfile import MemFile
 
 NOW = 1000.0
 LIVE = struct.pack("<d", NOW + 500)  # a TTL that has not expired at NOW
@@ -90,30 +91,6 @@ def random_history(rng: random.Random, n: int, nkeys: int, tomb_rate: float = 0.
 
 # --- sources built from a history -------------------------------------------------------------------
 
-class MemFile:
-    """A table file in memory, searched in place by TableReader."""
-
-    def __init__(self, data: bytes = b"") -> None:
-        self.path = "/db/000001.sst"
-        self.buf = bytearray(data)
-        self.size = len(data)
-        if data:
-            self.buffer = lambda: bytes(self.buf)
-
-    def write(self, data: bytes) -> None:
-        self.buf += data
-        self.size = len(self.buf)
-
-    def sync(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        return bytes(self.buf[offset:offset + n])
-
-
 _numbers = iter(range(100, 1 << 30))
 
 
@@ -125,7 +102,7 @@ def table(entries) -> object:
         w.add(*e)
     w.finish()
     number = next(_numbers)
-    r = TableReader(MemFile(bytes(f.buf)), number)
+    r = TableReader(MemFile(data=bytes(f.buf), mapped=True), number)
     meta = FileMeta.from_props(number, TableProps.from_block(r.props, r.file_size))
     meta.reader = r
     return meta

@@ -58,7 +58,7 @@ class Reads(DBState):
         """The value of ``key``, or ``default`` when absent, deleted or expired."""
         if self._closed:
             raise self._closed_error()
-        if type(key) is not bytes:
+        if type(key) is not bytes or len(key) > MAX_KEY_BYTES:
             key = check_key(key)
         n = self._gets + 1
         self._gets = n

@@ -74,3 +74,19 @@ def test_prefixed_multi_get(tmp_path) -> None:
             p.multi_get([b"a", 5])
         with pytest.raises(TypeError, match="keys"):
             p.multi_get(b"abc")
+
+
+def test_reads_refuse_a_key_longer_than_any_key_can_be(tmp_path) -> None:
+    """As put does: a key past MAX_KEY_BYTES is a ValueError naming it, not None."""
+    from lsm.keys import MAX_KEY_BYTES
+
+    long_key = b"x" * (MAX_KEY_BYTES + 1)
+    with lsm.open(tmp_path, sync_mode="never") as db:
+        with pytest.raises(ValueError, match="key"):
+            db.put(long_key, b"v")
+        for read in (db.get, db.get_entry):
+            with pytest.raises(ValueError, match="key"):
+                read(long_key)
+        with pytest.raises(ValueError, match=r"keys\[0\]"):
+            db.multi_get([long_key])
+        assert db.get(b"x" * MAX_KEY_BYTES) is None

@@ -589,7 +589,7 @@ class Background(DBState):
                            "pending": self._compaction_due_locked() if not self._opts.read_only else False},
             "bloom": {"checked": self._bloom_checked, "useful": self._bloom_useful},
             "block_cache": self._block_cache.stats() if self._block_cache else
-            {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0},
+            {"hits": 0, "misses": 0, "bytes": 0, "capacity": 0, "blocks": 0},  # the same keys as BlockCache.stats()
             "disk": {"live_bytes": live_bytes, "total_bytes": total,
                      "space_amplification": (live_bytes / bottom_bytes) if bottom_bytes else 1.0},
             "memory": self._memory_stats(sv),

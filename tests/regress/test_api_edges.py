@@ -90,3 +90,9 @@ def test_reads_refuse_a_key_longer_than_any_key_can_be(tmp_path) -> None:
         with pytest.raises(ValueError, match=r"keys\[0\]"):
             db.multi_get([long_key])
         assert db.get(b"x" * MAX_KEY_BYTES) is None
+
+
+def test_block_cache_stats_have_one_shape(tmp_path) -> None:
+    with lsm.open(tmp_path / "on", sync_mode="never") as on, \
+            lsm.open(tmp_path / "off", sync_mode="never", block_cache_bytes=0) as off:
+        assert set(on.stats()["block_cache"]) == set(off.stats()["block_cache"])

@@ -97,9 +97,12 @@ class TableFileWriter:
                  prefix: str | None = None, fs: FileSystem | None = None) -> None:
         if compression not in ("none", "zstd"):
             raise ValueError(f"compression must be 'none' or 'zstd', not {compression!r}")
-        for name, v in (("block_bytes", block_bytes), ("bloom_bits_per_key", bloom_bits_per_key)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (name == "block_bytes" and v < 1):
-                raise ValueError(f"{name} must be a positive int, not {v!r}")
+        for name, v, low in (("block_bytes", block_bytes, 256), ("bloom_bits_per_key", bloom_bits_per_key, 0)):
+            # the checks lsm.Options makes of the same settings
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be int, not {type(v).__name__}")
+            if v < low:
+                raise ValueError(f"{name} must be >= {low}; got {v}")
         if target_file_bytes is not None and (isinstance(target_file_bytes, bool)
                                               or not isinstance(target_file_bytes, int) or target_file_bytes < 1):
             raise ValueError(f"target_file_bytes must be a positive int or None, not {target_file_bytes!r}")

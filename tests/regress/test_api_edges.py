@@ -96,3 +96,21 @@ def test_block_cache_stats_have_one_shape(tmp_path) -> None:
     with lsm.open(tmp_path / "on", sync_mode="never") as on, \
             lsm.open(tmp_path / "off", sync_mode="never", block_cache_bytes=0) as off:
         assert set(on.stats()["block_cache"]) == set(off.stats()["block_cache"])
+
+
+@pytest.mark.parametrize("kwargs, name, error", [
+    (dict(block_bytes=255), "block_bytes", ValueError), (dict(block_bytes=True), "block_bytes", TypeError),
+    (dict(bloom_bits_per_key=-1), "bloom_bits_per_key", ValueError),
+    (dict(bloom_bits_per_key=1.5), "bloom_bits_per_key", TypeError),
+])
+def test_table_file_writer_checks_options_as_options_does(tmp_path, kwargs, name, error) -> None:
+    with pytest.raises(error, match=name):
+        lsm.Options(**kwargs)
+    with pytest.raises(error, match=name):
+        lsm.TableFileWriter(str(tmp_path / "t.sst"), **kwargs)
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_table_file_writer_takes_what_options_takes(tmp_path) -> None:
+    with lsm.TableFileWriter(str(tmp_path / "t.sst"), block_bytes=256, bloom_bits_per_key=0) as w:
+        w.put(b"a", b"1")

@@ -47,7 +47,7 @@ from .prefixed import PrefixedDB
 from .reads import Reads
 from .recovery import RecoveryStats, lock_and_load, replay_logs
 from .sizes import Sizes
-from .snapshot import Entry, Snapshot, SuperVersion, View
+from .snapshot import Entry, Snapshot, SuperVersion, View, delete_present
 from .tablecache import BlockCache, TableCache
 from .typed import TypedView
 from .version import apply_edit
@@ -478,9 +478,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         self.put(key, value)
 
     def __delitem__(self, key: bytes) -> None:
-        if self.get(key, _MISSING) is _MISSING:
-            raise KeyError(key)
-        self.delete(key)
+        delete_present(self, key)
 
     def __contains__(self, key: object) -> bool:
         return self.get(key, _MISSING) is not _MISSING  # type: ignore[call-overload]  # Mapping's key: object

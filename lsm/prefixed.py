@@ -41,7 +41,7 @@ from .dbstate import DBState
 from .iterators import prefix_successor
 from .keys import MAX_KEY_BYTES, check_key
 from .sizes import check_ranges
-from .snapshot import Entry, Snapshot
+from .snapshot import Entry, Snapshot, delete_present
 from .typed import TypedView
 
 if TYPE_CHECKING:  # annotations only: lsm.db imports this module
@@ -302,9 +302,7 @@ class PrefixedDB(_Namespace, MutableMapping):
         self.put(key, value)
 
     def __delitem__(self, key: bytes) -> None:
-        if key not in self:
-            raise KeyError(key)
-        self.delete(key)
+        delete_present(self, key)
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.scan(keys_only=True))

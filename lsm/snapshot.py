@@ -29,7 +29,21 @@ if TYPE_CHECKING:  # annotations only: cursor sits above snapshot, tablecache be
     from .cursor import Cursor
     from .tablecache import TableCache
 
-__all__ = ["CursorOwner", "Entry", "ScanIterator", "ScanOwner", "Snapshot", "SuperVersion", "View"]
+__all__ = ["CursorOwner", "Entry", "ScanIterator", "ScanOwner", "Snapshot", "SuperVersion", "View", "delete_present"]
+
+
+def delete_present(store: Any, key: Any) -> None:
+    """``del store[key]`` for a DB or a view of one: delete ``key`` if it is
+    there, else raise KeyError, as one step. A compare-and-swap of the
+    version read: a write in between makes it look again, so it never
+    deletes a key another writer removed (no KeyError) or wrote anew after
+    the look, as a get followed by a delete could."""
+    while True:
+        e = store.get_entry(key)
+        if e is None:
+            raise KeyError(key)
+        if store.compare_and_swap(key, e.version, None) is not None:
+            return
 
 
 class SuperVersion:

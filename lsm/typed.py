@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .serde import Bytes, Serializer, Str, Tuple, decode_key, decode_value, encode_key, encode_value
-from .snapshot import Entry, Snapshot
+from .snapshot import Entry, Snapshot, delete_present
 
 if TYPE_CHECKING:  # annotations only: lsm.db imports this module
     from .db import DB
@@ -197,9 +197,7 @@ class TypedView(_TypedReader[K, V]):
         self.put(key, value)
 
     def __delitem__(self, key: K) -> None:
-        if key not in self:
-            raise KeyError(key)
-        self.delete(key)
+        delete_present(self, key)
 
 
 class TypedBatch(Generic[K, V]):

@@ -114,3 +114,45 @@ def test_table_file_writer_checks_options_as_options_does(tmp_path, kwargs, name
 def test_table_file_writer_takes_what_options_takes(tmp_path) -> None:
     with lsm.TableFileWriter(str(tmp_path / "t.sst"), block_bytes=256, bloom_bits_per_key=0) as w:
         w.put(b"a", b"1")
+
+
+def test_del_item_is_one_step(tmp_path, monkeypatch) -> None:
+    """``del db[k]`` deletes what it looked at: a write between its look and
+    its delete makes it look again (a compare-and-swap), so a key another
+    thread deleted meanwhile raises KeyError instead of being "deleted"."""
+    from lsm import serde
+
+    with lsm.open(tmp_path, sync_mode="never") as db:
+        db.put(b"k", b"1")
+        real = db.get_entry
+        looks = []
+
+        def get_entry_then_other_writer_deletes(key):
+            e = real(key)
+            looks.append(e)
+            if e is not None:
+                db.delete(key)  # another writer, right after the look
+            return e
+
+        monkeypatch.setattr(db, "get_entry", get_entry_then_other_writer_deletes)
+        with pytest.raises(KeyError):
+            del db[b"k"]
+        assert len(looks) == 2 and looks[1] is None  # the swap failed, the second look found it gone
+        monkeypatch.undo()
+        db.put(b"k", b"2")
+        del db[b"k"]
+        assert b"k" not in db
+        with pytest.raises(KeyError):
+            del db[b"k"]
+        p = db.prefixed(b"p:")
+        p[b"a"] = b"1"
+        del p[b"a"]
+        assert db.get(b"p:a") is None
+        with pytest.raises(KeyError):
+            del p[b"a"]
+        t = db.typed(serde.Str(), serde.Int())
+        t["x"] = 1
+        del t["x"]
+        assert "x" not in t
+        with pytest.raises(KeyError):
+            del t["x"]

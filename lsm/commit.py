@@ -1,15 +1,23 @@
-"""The writer queue: group commit as in LevelDB's ``DBImpl::Write``.
+"""The writer queue and the group commit protocol, as in LevelDB's
+``DBImpl::Write`` (the queue) and Pebble's ``commitPipeline`` (the protocol
+owns the sequences and calls back the DB for the log and the memtable).
 
 Writers enqueue under the DB mutex. The writer at the head of the queue is
 the *leader*: it takes the writers queued behind it (up to a byte budget),
-runs the group (one WAL ``write`` and at most one fsync for all of them,
-then the memtable inserts), marks every member done and wakes them. A
-writer never returns before the fsync covering its record, when it asked
-for one, has succeeded.
+commits the group (:meth:`CommitQueue.commit_group`: one WAL ``write`` and at
+most one fsync for all of them, then the memtable inserts, then the publish),
+marks every member done and wakes them. A writer never returns before the
+fsync covering its record, when it asked for one, has succeeded.
 
-Locking: ``submit`` is called without the mutex and takes it. ``run_group``
-is called with the mutex held; it may release and re-take it (the DB does so
-around the WAL I/O), but only the leader runs at a time, so the log and the
+The protocol is here; each step that touches the DB's state is a callback
+(:class:`CommitSteps`). What readers rely on holds in ``commit_group`` alone:
+a group's sequences are contiguous and follow the queue order, and every op
+of the group is in the memtable before its last sequence is published.
+
+Locking: ``submit`` is called without the mutex and takes it. The group is
+committed with the mutex held; the steps may release and re-take it (see
+:class:`CommitSteps`), and the protocol releases it around the log write and
+the memtable inserts, but only the leader runs at a time, so the log and the
 active memtable have a single writer.
 
 Waking: each waiting writer sleeps on its own raw lock (``Writer.wake``), a
@@ -30,14 +38,17 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+from .errors import Error
 from .invariants import assert_held
+from .keys import MAX_SEQUENCE
 
 if TYPE_CHECKING:  # annotations only
     from .memtable import Memtable
 
-__all__ = ["CommitQueue", "Writer"]
+__all__ = ["CommitQueue", "CommitSteps", "Writer"]
 
 MAX_GROUP_BYTES = 1 << 20  # cap on a group, so a small write behind a big one waits little
 
@@ -72,18 +83,65 @@ class Writer:
         self.control: Callable[[], None] | None = None  # a callable run by the leader instead of a write
 
 
-class CommitQueue:
-    """FIFO of writers with leader election. See the module docstring."""
+L = TypeVar("L")  # what the DB's log write carries from ``encode`` to ``write_log`` and ``publish``
 
-    def __init__(self, mu) -> None:
+
+@dataclass(frozen=True, slots=True)
+class CommitSteps(Generic[L]):
+    """The DB's part of a group commit, called by the leader in this order
+    (:meth:`CommitQueue.commit_group`). A step that fails raises; the group
+    then fails with that error (a step that leaves the DB unable to take
+    more writes, as a failed log append, records that itself first).
+
+    ``prepare(group) -> bool``, mutex held (it may release and re-take it):
+    what comes before the sequences: refuse the group (closed, background
+    error), run a control request, make room in the memtable (a switch, a
+    stall), check a compare-and-swap (the leader's turn is its
+    linearization point). False when that completed the group and there is
+    nothing to write (a control or switch request, a CAS mismatch).
+
+    ``last_sequence() -> int``, mutex held: the last published sequence.
+
+    ``encode(group, first, sync) -> L``, mutex held: the group's log records,
+    ``first`` being the sequence of its first op, and whatever ``write_log``
+    and ``publish`` need (``sync``: one of the writers asked for an fsync).
+
+    ``write_log(pending)``, mutex released: append the records; fsync them
+    when ``sync``.
+
+    ``apply(group, first)``, mutex released: insert every op of the group
+    into the memtable, the first at sequence ``first``.
+
+    ``publish(last, pending)``, mutex held: make sequences up to ``last``
+    visible to readers, and note what the log write made durable.
+    """
+
+    prepare: Callable[[list[Writer]], bool]
+    last_sequence: Callable[[], int]
+    encode: Callable[[list[Writer], int, bool], L]
+    write_log: Callable[[L], None]
+    apply: Callable[[list[Writer], int], None]
+    publish: Callable[[int, L], None]
+
+
+class CommitQueue(Generic[L]):
+    """FIFO of writers with leader election, and the group commit protocol.
+    See the module docstring."""
+
+    def __init__(self, mu, steps: CommitSteps[L]) -> None:
         self._mu = mu
+        self._steps = steps
         self._queue: deque[Writer] = deque()  # guarded by _mu
         # The same deque, for the fast path's "is anyone queued?" (under _mu):
         # a writer may take the fast path only when it is empty.
         self.waiting = self._queue
 
-    def submit(self, w: Writer, run_group: Callable[[list[Writer]], None]) -> Writer:
-        """Enqueue ``w``; return once it is done. Re-raises the group's error."""
+    def submit(self, w: Writer, run_group: Callable[[list[Writer]], None] | None = None) -> Writer:
+        """Enqueue ``w``; return once it is done. Re-raises the group's error.
+
+        The leader commits its group (``commit_group``), or, when
+        ``run_group`` is given, calls it instead, mutex held, as the only
+        writer (a checkpoint's capture: a turn of the queue with no write)."""
         mu = self._mu
         q = self._queue
         mu.acquire()
@@ -112,7 +170,10 @@ class CommitQueue:
                     group.append(other)
                     nbytes += other.nbytes
             try:
-                run_group(group)
+                if run_group is None:
+                    self.commit_group(group)
+                else:
+                    run_group(group)
             except BaseException as e:  # noqa: BLE001 - handed to every member
                 for x in group:
                     x.error = e
@@ -129,6 +190,41 @@ class CommitQueue:
         if w.error is not None:
             raise w.error
         return w
+
+    def commit_group(self, group: list[Writer]) -> None:
+        """Commit ``group``: the protocol, with the DB's steps (:class:`CommitSteps`).
+
+        Sequences go to the writers in queue order, each writer's ops
+        contiguous (``w.seq`` is its last); the records reach the log, then
+        the memtable; only then is the group's last sequence published, so a
+        reader (who reads at the published sequence) sees all of the group or
+        none of it. A group that fails publishes nothing.
+
+        Requires: mutex held, caller is the leader. Released around the log
+        write and the memtable inserts; held again on return, raised or not.
+        """
+        mu = self._mu
+        assert_held(mu)
+        steps = self._steps
+        if not steps.prepare(group):
+            return
+        first = seq = steps.last_sequence() + 1
+        sync = False
+        for w in group:
+            seq += len(w.ops)
+            w.seq = seq - 1
+            sync = sync or w.sync
+        last = seq - 1
+        if last > MAX_SEQUENCE:
+            raise Error("sequence numbers exhausted")
+        pending = steps.encode(group, first, sync)
+        mu.release()
+        try:
+            steps.write_log(pending)
+            steps.apply(group, first)
+        finally:
+            mu.acquire()
+        steps.publish(last, pending)
 
     def idle_locked(self) -> bool:
         """Requires: mutex held. True when no writer is queued."""

@@ -131,7 +131,7 @@ class DB(Background, Reads, Writes, Sizes, Checkpoints, Ingest, MutableMapping):
         self._pid = os.getpid()  # a forked child finds this DB closed (lsm.forks)
         self._mu = make_lock()
         self._bg_cv = threading.Condition(self._mu)  # type: ignore[arg-type]
-        self._queue = CommitQueue(self._mu)
+        self._queue = CommitQueue(self._mu, self._commit_steps())  # commit protocol, our steps (lsm.writes)
         self._waiting = self._queue.waiting  # writers queued: the fast path waits its turn behind them
         self._now = _Clock()
         self._block_cache = BlockCache(self._opts.block_cache_bytes) if self._opts.block_cache_bytes else None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: these modules sit above or beside this on
     from .version import VersionSet
     from .wal import WalWriter
     from .worker import CompactionWorker
+    from .writes import GroupLog
 
 __all__ = ["DBState"]
 
@@ -63,7 +64,7 @@ class DBState:
     # wait on (over _mu), and the commit queue (which runs under _mu).
     _mu: threading.Lock | DebugLock
     _bg_cv: threading.Condition
-    _queue: CommitQueue
+    _queue: CommitQueue[GroupLog]
     _waiting: deque[Writer]  # writers queued (the queue itself): the fast path waits its turn behind them
 
     # guarded by _mu (readers may also read them racily where noted in the code)

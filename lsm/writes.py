@@ -28,7 +28,7 @@ import struct
 import time
 
 from .batch import _PREFIX, _SMALL_KEY, _SMALL_VALUE, VARINT, WriteBatch, encode_ttl_value, op_prefix, varint
-from .commit import Writer
+from .commit import CommitSteps, Writer
 from .dbstate import DBState
 from .errors import BackgroundError, ClosedError, Error, ReadOnlyError
 from .filenames import make_log_name
@@ -49,6 +49,12 @@ _SLOWDOWN_SECONDS = 0.001  # one delay per write past l0_slowdown_trigger, as Le
 WAL_STEP_BYTES = 1 << 20
 # record := rtype:u8 first_seq:u64le count:u32le synced:u64le op*  (lsm.wal, lsm.batch)
 _RECORD_HEAD = struct.Struct("<BQIQ")
+
+# A group's log write, from its encoding to its publish (lsm.commit
+# CommitSteps): its records, the log, the older logs to fsync first
+# (sync_mode="never" left them unsynced), whether to fsync, its user bytes.
+# A plain tuple: one is made per group of the commit queue.
+GroupLog = tuple[list[bytes], WalWriter, list[WalWriter], bool, int]
 
 
 class Writes(DBState):
@@ -290,32 +296,39 @@ class Writes(DBState):
             raise self._closed_error()
         if self._opts.read_only:
             raise ReadOnlyError(f"database {self._path} was opened read-only")
-        return self._queue.submit(w, self._run_group_locked)
+        return self._queue.submit(w)
 
-    def _run_group_locked(self, group: list[Writer]) -> None:
-        """Leader: make room, assign sequences, log, insert, publish. Mutex held
-        on entry and exit; released around the log I/O and memtable inserts."""
+    def _commit_steps(self) -> CommitSteps[GroupLog]:
+        """The DB's steps of the group commit protocol (lsm.commit ``commit_group``)."""
+        return CommitSteps(prepare=self._prepare_group_locked, last_sequence=self._last_sequence,
+                           encode=self._encode_group_locked, write_log=self._write_group_log,
+                           apply=self._apply_group, publish=self._publish_group_locked)
+
+    def _prepare_group_locked(self, group: list[Writer]) -> bool:
+        """Leader, before sequences: refuse, run a control request, make room,
+        check a CAS. False when that completed the group. Mutex held on entry
+        and exit; released while a CAS reads and while making room waits."""
         assert_held(self._mu)
         lead = group[0]
         if self._bg_error is not None or (self._closed and not lead.force_switch):
             self._check_writable_locked()
         if lead.control is not None:
             lead.control()  # e.g. an ingest (lsm.ingest): mutex held, no other writer runs
-            return
+            return False
         sv = self._sv
         if lead.force_switch or sv.mem.nbytes >= self._memtable_bytes or not self._fast:
             self._make_room_locked(force=lead.force_switch)
             if lead.force_switch:
                 if self._sv.mem is not sv.mem:
                     lead.switched = sv.mem
-                return
-        vs = self._versions
+                return False
         if lead.cas is not None:
             # The check may read tables: not under _mu (installs and every
-            # writer's enqueue need it). Still atomic with the write below: the
-            # leader is the only writer until it returns, so no write and no
-            # memtable switch can come between; an install meanwhile only
-            # replaces the super version, and the one read here stays valid.
+            # writer's enqueue need it). Still atomic with the write that
+            # follows: the leader is the only writer until it returns, so no
+            # write and no memtable switch can come between; an install
+            # meanwhile only replaces the super version, and the one read
+            # here stays valid.
             sv = self._sv
             self._mu.release()
             try:
@@ -323,67 +336,78 @@ class Writes(DBState):
             finally:
                 self._mu.acquire()
             if not matches:
-                return  # lead.seq stays 0: mismatch
-        first = seq = vs.last_sequence + 1
+                return False  # lead.seq stays 0: mismatch
+        return True
+
+    def _last_sequence(self) -> int:
+        return self._versions.last_sequence
+
+    def _encode_group_locked(self, group: list[Writer], first: int, sync: bool) -> GroupLog:
+        """The group's records, one per writer, each carrying the last
+        sequence known durable; and the log state its write needs."""
         synced = self._synced_seq
         records = []
-        sync = False
+        seq = first
         nbytes = 0
         for w in group:
             records.append(b"".join([_RECORD_HEAD.pack(BATCH, seq, len(w.ops), synced)] + w.parts))
             seq += len(w.ops)
-            w.seq = seq - 1
-            sync = sync or w.sync
             nbytes += w.nbytes
-        last = seq - 1
-        if last > MAX_SEQUENCE:
-            raise Error("sequence numbers exhausted")
-        mem = self._sv.mem
         log = self._log
         assert log is not None  # None only in a read-only DB, which never writes
-        older = self._unsynced_logs if sync else []
-        self._mu.release()
+        return records, log, self._unsynced_logs if sync else [], sync, nbytes
+
+    def _write_group_log(self, g: GroupLog) -> None:
+        """Append the group's records (and fsync, older unsynced logs first,
+        when it asks to). Mutex released. A failure is a background error."""
+        records, log, older, sync, _ = g
         try:
-            try:
-                append = log.append
-                for r in records:
-                    append(r)
-                if sync:
-                    # Under _log_sync_mu: if the periodic syncer's fsync failed
-                    # first, ours could return 0 with the data lost (the kernel
-                    # reports a writeback error once): check its verdict too.
-                    with self._log_sync_mu:
-                        # Older logs first (sync_mode="never" leaves them
-                        # unsynced at a switch): a synced write is durable only
-                        # if everything written before it is. One a flush has
-                        # retired since (closed, under this lock) needs none:
-                        # its writes are in a table.
-                        for old in older:
-                            if old in self._unsynced_logs:
-                                old.sync()
-                        log.sync()
-                        if self._log_sync_error is not None:
-                            raise self._log_sync_error
-            except BaseException as e:
-                # The log may now end in a torn record: no later write may go
-                # after it, and a failed fsync is never retried as if it worked.
-                with self._mu:
-                    self._set_bg_error_locked(e, "write-ahead log append/fsync failed")
-                raise
-            try:
-                s = first
-                for w in group:
-                    mem.add_ops(s, w.ops)
-                    s += len(w.ops)
-            except BaseException as e:
-                # The log holds the group, the memtable part of it: no later
-                # write may take these sequences (a reopen replays the log).
-                with self._mu:
-                    self._set_bg_error_locked(e, "memtable insert failed after the log append")
-                raise
-        finally:
-            self._mu.acquire()
-        vs.last_sequence = last
+            append = log.append
+            for r in records:
+                append(r)
+            if sync:
+                # Under _log_sync_mu: if the periodic syncer's fsync failed
+                # first, ours could return 0 with the data lost (the kernel
+                # reports a writeback error once): check its verdict too.
+                with self._log_sync_mu:
+                    # Older logs first (sync_mode="never" leaves them
+                    # unsynced at a switch): a synced write is durable only
+                    # if everything written before it is. One a flush has
+                    # retired since (closed, under this lock) needs none:
+                    # its writes are in a table.
+                    for old in older:
+                        if old in self._unsynced_logs:
+                            old.sync()
+                    log.sync()
+                    if self._log_sync_error is not None:
+                        raise self._log_sync_error
+        except BaseException as e:
+            # The log may now end in a torn record: no later write may go
+            # after it, and a failed fsync is never retried as if it worked.
+            with self._mu:
+                self._set_bg_error_locked(e, "write-ahead log append/fsync failed")
+            raise
+
+    def _apply_group(self, group: list[Writer], first: int) -> None:
+        """Insert the group into the active memtable (only the leader switches
+        it). Mutex released. A failure is a background error."""
+        mem = self._sv.mem
+        try:
+            s = first
+            for w in group:
+                mem.add_ops(s, w.ops)
+                s += len(w.ops)
+        except BaseException as e:
+            # The log holds the group, the memtable part of it: no later
+            # write may take these sequences (a reopen replays the log).
+            with self._mu:
+                self._set_bg_error_locked(e, "memtable insert failed after the log append")
+            raise
+
+    def _publish_group_locked(self, last: int, g: GroupLog) -> None:
+        """Publish ``last``; after a synced group, note the log durable up to it."""
+        _, log, older, sync, nbytes = g
+        self._versions.last_sequence = last
         if sync:
             # Everything up to last is durable now: later records say so
             # (lsm.recovery tells lost unsynced writes from damage by it).
@@ -464,7 +488,7 @@ class Writes(DBState):
         # The old log is cut back to its records (its preallocated end given
         # back) and, unless sync_mode="never", fsynced before a newer log
         # exists. In "never" mode it stays open, unsynced: a synchronous write
-        # syncs it first (_run_group_locked), and it is closed once its
+        # syncs it first (_write_group_log), and it is closed once its
         # memtable's table makes it obsolete.
         with self._log_sync_mu:
             try:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # annotations only: cursor sits above snapshot, tablecache be
     from .cursor import Cursor
     from .tablecache import TableCache
 
-__all__ = ["CursorOwner", "Entry", "ScanIterator", "ScanOwner", "Snapshot", "SuperVersion", "View", "delete_present"]
+__all__ = ["CursorOwner", "Entry", "ScanIterator", "ScanOwner", "Snapshot", "SnapshotOwner", "SuperVersion", "View",
+           "delete_present"]
 
 
 def delete_present(store: Any, key: Any) -> None:
@@ -139,7 +140,7 @@ class Snapshot:
     Thread safety: may be shared between threads.
     """
 
-    def __init__(self, db: Any, view: View) -> None:
+    def __init__(self, db: SnapshotOwner, view: View) -> None:
         self._db = db
         self._view: View | None = view
         self._iters: weakref.WeakSet = weakref.WeakSet()  # guarded by _mu: scans and cursors, closed with it
@@ -275,6 +276,37 @@ class CursorOwner(ScanOwner, Protocol):
 
     def _get_entry(self, sv: SuperVersion, key: bytes, seq: int, count: int = 0,
                    now: float | None = None) -> Entry[bytes] | None: ...
+
+    def _release_view(self, view: View) -> None: ...
+
+
+class SnapshotOwner(ScanOwner, Protocol):
+    """What a :class:`Snapshot` asks of the DB it was taken from: its name
+    and closure, the current super version and a point read at the
+    snapshot's sequence, a scan's bounds and its short-range read, a view
+    pinned at the snapshot's sequence for a longer scan or a cursor, and the
+    release of that view."""
+
+    _path: str
+    _sv: SuperVersion
+
+    def _get_entry(self, sv: SuperVersion, key: bytes, seq: int, count: int = 0,
+                   now: float | None = None) -> Entry[bytes] | None: ...
+
+    def _scan_range(self, prefix: bytes, start: bytes | None, stop: bytes | None, reverse: bool,
+                    keys_only: bool) -> tuple[bytes, bytes | None]: ...
+
+    def _read_range(self, sv: SuperVersion, seq: int, lo: bytes, hi: bytes,
+                    reverse: bool) -> tuple[list, Sequence] | None: ...
+
+    def _scan_chunks(self, gen: Iterator[tuple[list, Sequence]], keys_only: bool, release: Any) -> ScanIterator: ...
+
+    def _scan(self, view: View, lo: bytes, hi: bytes | None, reverse: bool, keys_only: bool,
+              owned: bool = True) -> ScanIterator: ...
+
+    def _pinned_view(self, seq: int) -> View: ...
+
+    def _snapshot_cursor(self, view: View, lower: bytes | None, upper: bytes | None) -> Cursor: ...
 
     def _release_view(self, view: View) -> None: ...
 

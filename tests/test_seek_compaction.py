@@ -39,16 +39,22 @@ def test_pick_seek_pushes_the_file_down_with_its_l0_cluster() -> None:
     assert seek_level(v2) is None and pick_seek(v2, lsm.Options()) is None
 
 
+def _l0_over_a_deeper_level(db) -> None:
+    """Even keys 0..2998 in a deeper level, then one L0 table over most of
+    their range (k000100..k002900, two newer values)."""
+    for i in range(0, 3000, 2):
+        db.put(b"k%06d" % i, b"v" * 50)
+    db.compact_range(None, None)
+    db.put(b"k000100", b"newer")
+    db.put(b"k002900", b"newer")
+    db.flush()
+    db.wait_for_compactions()
+
+
 def test_misses_push_an_l0_table_down(tmp_path) -> None:
     db = lsm.open(tmp_path, **OPTIONS)
     try:
-        for i in range(0, 3000, 2):
-            db.put(b"k%06d" % i, b"v" * 50)
-        db.compact_range(None, None)
-        db.put(b"k000100", b"newer")  # one L0 table over the deeper level's range
-        db.put(b"k002900", b"newer")
-        db.flush()
-        db.wait_for_compactions()
+        _l0_over_a_deeper_level(db)
         levels = [len(lv) for lv in db._sv.version.levels]
         assert levels[0] == 1 and sum(levels[1:]) >= 1, levels
         l0 = db._sv.version.levels[0][0]
@@ -71,13 +77,7 @@ def test_misses_push_an_l0_table_down(tmp_path) -> None:
 def test_found_in_the_first_table_charges_nothing(tmp_path) -> None:
     db = lsm.open(tmp_path, **OPTIONS)
     try:
-        for i in range(0, 3000, 2):
-            db.put(b"k%06d" % i, b"v" * 50)
-        db.compact_range(None, None)
-        db.put(b"k000100", b"newer")
-        db.put(b"k002900", b"newer")
-        db.flush()
-        db.wait_for_compactions()
+        _l0_over_a_deeper_level(db)
         l0 = db._sv.version.levels[0][0]
         before = l0.allowed_seeks
         for _ in range(300):

@@ -7,8 +7,8 @@ same byte budget, ``CACHE_FRACTION`` of the key space's ``key + value`` bytes.
 Each request is a read-through ``get``: a hit must return the exact value, a
 miss is filled with a ``put``.
 
-- ``cache``: the read-mostly mix of issue 6 ("zipfian gets with misses filled
-  by puts, 90/10"). Keys follow YCSB's ``ZipfianGenerator`` over the ``num``
+- ``cache``: the read-mostly mix of a read-through cache ("zipfian gets with
+  misses filled by puts, 90/10"). Keys follow YCSB's ``ZipfianGenerator`` over the ``num``
   keys (rank r has weight 1/r^0.99; ranks are placed on keys by a hash), and
   an untimed warm-up pass of ``reads`` requests runs first, so the timed phase
   sees a cache in steady state: at 100k keys about 86% of requests hit and

@@ -281,13 +281,7 @@ class Ingest(DBState):
         try:
             try:
                 log.append(bytes((INGEST,)) + struct.pack("<Q", seq))
-                with self._log_sync_mu:
-                    for old in older:  # a write before the ingest is durable before it
-                        if old in self._unsynced_logs:  # (else a flush retired it: in a table)
-                            old.sync()
-                    log.sync()
-                    if self._log_sync_error is not None:
-                        raise self._log_sync_error
+                self._sync_logs(log, older)  # a write before the ingest is durable before it
             except BaseException as e:
                 with self._mu:
                     self._set_bg_error_locked(e, "write-ahead log append/fsync failed (ingest)")

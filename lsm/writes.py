@@ -357,6 +357,26 @@ class Writes(DBState):
         assert log is not None  # None only in a read-only DB, which never writes
         return records, log, self._unsynced_logs if sync else [], sync, nbytes
 
+    def _sync_logs(self, log: WalWriter, older: list[WalWriter]) -> None:
+        """fsync ``older`` logs still unsynced, then ``log``: what a synced
+        write (or an ingest) needs before it is acknowledged. Mutex released;
+        raises what an fsync raised (the caller records the background error).
+
+        Under _log_sync_mu: if the periodic syncer's fsync failed first, ours
+        could return 0 with the data lost (the kernel reports a writeback
+        error once), so its verdict is checked too. Older logs go first
+        (sync_mode="never" leaves them unsynced at a switch): a synced write
+        is durable only if everything written before it is. One a flush has
+        retired since (closed, under this lock) needs none: its writes are in
+        a table."""
+        with self._log_sync_mu:
+            for old in older:
+                if old in self._unsynced_logs:
+                    old.sync()
+            log.sync()
+            if self._log_sync_error is not None:
+                raise self._log_sync_error
+
     def _write_group_log(self, g: GroupLog) -> None:
         """Append the group's records (and fsync, older unsynced logs first,
         when it asks to). Mutex released. A failure is a background error."""
@@ -366,21 +386,7 @@ class Writes(DBState):
             for r in records:
                 append(r)
             if sync:
-                # Under _log_sync_mu: if the periodic syncer's fsync failed
-                # first, ours could return 0 with the data lost (the kernel
-                # reports a writeback error once): check its verdict too.
-                with self._log_sync_mu:
-                    # Older logs first (sync_mode="never" leaves them
-                    # unsynced at a switch): a synced write is durable only
-                    # if everything written before it is. One a flush has
-                    # retired since (closed, under this lock) needs none:
-                    # its writes are in a table.
-                    for old in older:
-                        if old in self._unsynced_logs:
-                            old.sync()
-                    log.sync()
-                    if self._log_sync_error is not None:
-                        raise self._log_sync_error
+                self._sync_logs(log, older)
         except BaseException as e:
             # The log may now end in a torn record: no later write may go
             # after it, and a failed fsync is never retried as if it worked.

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lsm_bench import compare, comparereport, scale, scalereport
 from lsm_bench.config import (
@@ -288,25 +290,8 @@ def compare_main(argv: list[str]) -> int:
         parser.error(str(exc))
     report = compare.run_compare(cfg)
     assert cfg.out is not None
-    paths = comparereport.write_report(report, cfg.out)
-    plots: list[Path] = []
-    if cfg.plots:
-        if matplotlib_available():
-            plots = write_plots(report, cfg.out / "plots")
-        else:
-            print("note: matplotlib is not installed; no plots (pip install lsm-tree[bench])",
-                  file=sys.stderr)
-    print(comparereport.render_markdown(report))
-    print(f"wrote {paths['markdown']}, {paths['json']}"
-          + (f" and {plots[0]}" if plots else ""), file=sys.stderr)
-    bad = comparereport.failures(report)
-    if bad:
-        print(f"ERROR: {len(bad)} result(s) failed or raised:", file=sys.stderr)
-        for rec in bad:
-            print(f"  {rec['workload']} / {rec['engine']}: {rec['status']}: {rec.get('note')}",
-                  file=sys.stderr)
-        return 1
-    return 0
+    return _finish(report, cfg.out, cfg.plots, comparereport.write_report, comparereport.render_markdown,
+                   comparereport.failures)
 
 
 def build_scale_parser() -> argparse.ArgumentParser:
@@ -400,24 +385,8 @@ def scale_main(argv: list[str]) -> int:
         parser.error(str(exc))
     report = scale.run_scale(cfg)
     assert cfg.out is not None
-    paths = scalereport.write_report(report, cfg.out)
-    plots: list[Path] = []
-    if cfg.plots:
-        if matplotlib_available():
-            plots = write_plots(report, cfg.out / "plots")
-        else:
-            print("note: matplotlib is not installed; no plots (pip install lsm-tree[bench])",
-                  file=sys.stderr)
-    print(scalereport.render_markdown(report))
-    print(f"wrote {paths['markdown']}, {paths['json']}"
-          + (f" and {len(plots)} plots in {cfg.out / 'plots'}" if plots else ""), file=sys.stderr)
-    bad = scalereport.failures(report)
-    if bad:
-        print(f"ERROR: {len(bad)} result(s) failed or raised:", file=sys.stderr)
-        for rec in bad:
-            print(f"  scale / {rec['engine']}: {rec['status']}: {rec.get('note')}", file=sys.stderr)
-        return 1
-    return 0
+    return _finish(report, cfg.out, cfg.plots, scalereport.write_report, scalereport.render_markdown,
+                   scalereport.failures)
 
 
 def _list() -> str:
@@ -450,22 +419,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     report = run(cfg)
     assert cfg.out is not None
-    paths = write_report(report, cfg.out)
+    return _finish(report, cfg.out, cfg.plots, write_report, render_markdown, failures)
+
+
+def _finish(report: Any, out: Path, want_plots: bool, write: Callable[[Any, Path], dict],
+            render: Callable[[Any], str], failures_of: Callable[[Any], list]) -> int:
+    """Every mode's end: write the report and its plots, print it, list what
+    failed; the exit status (1 if anything failed or raised)."""
+    paths = write(report, out)
     plots: list[Path] = []
-    if cfg.plots:
+    if want_plots:
         if matplotlib_available():
-            plots = write_plots(report, cfg.out / "plots")
+            plots = write_plots(report, out / "plots")
         else:
             print("note: matplotlib is not installed; no plots (pip install lsm-tree[bench])",
                   file=sys.stderr)
-    print(render_markdown(report))
+    print(render(report))
     print(f"wrote {paths['markdown']}, {paths['json']}"
-          + (f" and {len(plots)} plots in {cfg.out / 'plots'}" if plots else ""), file=sys.stderr)
-    bad = failures(report)
+          + (f" and {len(plots)} plots in {out / 'plots'}" if plots else ""), file=sys.stderr)
+    bad = failures_of(report)
     if bad:
         print(f"ERROR: {len(bad)} result(s) failed or raised:", file=sys.stderr)
         for rec in bad:
-            print(f"  {rec['workload']} / {rec['engine']}: {rec['status']}: {rec.get('note')}",
+            print(f"  {rec.get('workload', 'scale')} / {rec['engine']}: {rec['status']}: {rec.get('note')}",
                   file=sys.stderr)
         return 1
     return 0
